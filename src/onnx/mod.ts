@@ -18,3 +18,4 @@ export * from "./types.ts";
 export * from "./builder.ts";
 export * from "./shape_inference.ts";
 export * from "./proto.ts";
+export * from "./model.ts";

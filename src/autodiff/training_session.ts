@@ -1,0 +1,382 @@
+/**
+ * {@linkcode TrainingSession}: runs a forward graph's training step (loss + gradients), optimizer step and
+ * evaluation as three ordinary onnxruntime-web sessions — the shape of ONNX Runtime's on-device training
+ * artifacts, built here from our own gradient and optimizer graphs.
+ *
+ * Parameters, gradients and optimizer state are session inputs and outputs held by this class. On WebGPU
+ * they stay in GPU buffers between steps: after the first step only the batch and a few scalars go to the
+ * device, and only the loss (and the gradient norm) come back.
+ *
+ * @module
+ */
+
+import { buildGradientGraph } from "./gradient.ts";
+import { buildOptimizerGraph, optimizerStateNames, type ParameterGroup } from "./optimizer.ts";
+import { modelFromGraph } from "../onnx/model.ts";
+import type { Graph } from "../onnx/types.ts";
+import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
+import { ort } from "../runtime/ort.ts";
+import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
+
+/** Options for {@linkcode TrainingSession.create}. */
+export interface TrainingSessionOptions {
+  /** Forward graph: trainable tensors are graph inputs named in `groups`; it outputs the scalar loss. */
+  forward: Graph;
+  /** Name of the loss output. */
+  loss: string;
+  /** Parameter groups (update rule, learning-rate input, weight decay). */
+  groups: ParameterGroup[];
+  /** Initial value of every parameter, by name. */
+  initial: Record<string, Float32Array>;
+  /** Global gradient-norm clipping; 0 disables. @default {0} */
+  maxGradNorm?: number;
+  /** Execution provider. @default {"auto"} */
+  ep?: ExecutionProviderChoice;
+  /** Build the accumulating train-step variant (for more than one micro-batch per optimizer step). @default {false} */
+  gradientAccumulation?: boolean;
+}
+
+/** Host↔device traffic counted by a {@linkcode TrainingSession} (meaningful on WebGPU). */
+export interface TransferStats {
+  /** Bytes of CPU tensors fed to sessions (uploaded on WebGPU). */
+  hostToDevice: number;
+  /** Bytes of outputs read back to the host. */
+  deviceToHost: number;
+}
+
+/** The state of one training session, as plain arrays (for checkpoints). */
+export interface TrainingState {
+  /** Optimizer steps taken. */
+  step: number;
+  /** Parameters and optimizer state by name (`w`, `adam_m.w`, `adam_v.w`, `momentum.w`). */
+  tensors: Record<string, { shape: number[]; data: Float32Array }>;
+}
+
+function numericShape(shape: readonly (number | string)[], name: string): number[] {
+  return shape.map((d) => {
+    if (typeof d !== "number") throw new TypeError(`Cannot train "${name}": its shape has a symbolic dim "${d}"`);
+    return d;
+  });
+}
+
+function byteSize(tensor: OrtTensor): number {
+  return tensor.location === "cpu" ? (tensor.data as ArrayBufferView).byteLength : 0;
+}
+
+/**
+ * A training loop's engine: `trainStep` (forward + backward, accumulating gradients), `optimizerStep`,
+ * `evalLoss`, and state download/upload.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "../onnx/builder.ts";
+ * import { TrainingSession } from "./training_session.ts";
+ * const b = new GraphBuilder("fit");
+ * const w = b.input("w", "float32", [2]);
+ * b.output(b.reduceSum(b.mul(b.sub(w, 3), b.sub(w, 3)), undefined, false), "loss");
+ * const session = await TrainingSession.create({
+ *   forward: b.toGraph(), loss: "loss", ep: "wasm",
+ *   groups: [{ name: "all", kind: "sgd", parameters: [{ name: "w", shape: [2] }] }],
+ *   initial: { w: new Float32Array(2) },
+ * });
+ * for (let i = 0; i < 50; i++) {
+ *   await session.trainStep({});
+ *   await session.optimizerStep({ all: 0.1 });
+ * }
+ * console.assert(Math.abs((await session.parameter("w"))[0] - 3) < 1e-3);
+ * await session.release();
+ * ```
+ */
+export class TrainingSession {
+  /** The provider every session runs on. */
+  readonly ep: ExecutionProvider;
+  /** Traffic counters. */
+  readonly transfers: TransferStats = { hostToDevice: 0, deviceToHost: 0 };
+  #train: OnnxSession;
+  #trainAccumulate?: OnnxSession;
+  #optimizer: OnnxSession;
+  #eval: OnnxSession;
+  #groups: ParameterGroup[];
+  #shapes = new Map<string, number[]>();
+  #state = new Map<string, OrtTensor>();
+  #grads = new Map<string, OrtTensor>();
+  #step = 0;
+  #pendingMicroBatches = 0;
+  #loss: string;
+
+  private constructor(init: {
+    ep: ExecutionProvider;
+    train: OnnxSession;
+    trainAccumulate?: OnnxSession;
+    optimizer: OnnxSession;
+    eval: OnnxSession;
+    groups: ParameterGroup[];
+    loss: string;
+  }) {
+    this.ep = init.ep;
+    this.#train = init.train;
+    this.#trainAccumulate = init.trainAccumulate;
+    this.#optimizer = init.optimizer;
+    this.#eval = init.eval;
+    this.#groups = init.groups;
+    this.#loss = init.loss;
+  }
+
+  /**
+   * Builds the train, optimizer and eval graphs and creates their sessions.
+   *
+   * @param options Forward graph, parameters, optimizer settings, execution provider.
+   * @returns A ready session holding the initial parameters and zero optimizer state.
+   * @throws {TypeError} When a parameter has no initial value or a value of the wrong length.
+   */
+  static async create(options: TrainingSessionOptions): Promise<TrainingSession> {
+    const names = options.groups.flatMap((g) => g.parameters.map((p) => p.name));
+    const shapes = new Map<string, number[]>();
+    for (const group of options.groups) {
+      for (const p of group.parameters) {
+        const shape = numericShape(p.shape, p.name);
+        shapes.set(p.name, shape);
+        const init = options.initial[p.name];
+        const count = shape.reduce((a, b) => a * b, 1);
+        if (!init) throw new TypeError(`Cannot create training session: parameter "${p.name}" has no initial value`);
+        if (init.length !== count) {
+          throw new TypeError(
+            `Cannot create training session: parameter "${p.name}" has ${init.length} values, shape [${shape.join(", ")}] needs ${count}`,
+          );
+        }
+      }
+    }
+    const gradGraph = buildGradientGraph(options.forward, { loss: options.loss, trainable: names, lossScale: true });
+    const gradOutputs = Object.values(gradGraph.gradientNames);
+    const train = await OnnxSession.create(modelFromGraph(gradGraph.graph), {
+      ep: options.ep,
+      keepOnDevice: gradOutputs,
+    });
+    const ep = train.ep;
+    let trainAccumulate: OnnxSession | undefined;
+    if (options.gradientAccumulation) {
+      const acc = buildGradientGraph(options.forward, {
+        loss: options.loss,
+        trainable: names,
+        lossScale: true,
+        accumulate: true,
+      });
+      trainAccumulate = await OnnxSession.create(modelFromGraph(acc.graph), { ep, keepOnDevice: gradOutputs });
+    }
+    const optimizerGraph = buildOptimizerGraph({ groups: options.groups, maxGradNorm: options.maxGradNorm });
+    const optimizer = await OnnxSession.create(modelFromGraph(optimizerGraph), {
+      ep,
+      keepOnDevice: optimizerGraph.outputs.map((o) => o.name).filter((n) => n !== "grad_norm"),
+    });
+    const evalGraph: Graph = {
+      ...options.forward,
+      outputs: options.forward.outputs.filter((o) => o.name === options.loss),
+    };
+    const evalSession = await OnnxSession.create(modelFromGraph(evalGraph), { ep });
+    const session = new TrainingSession({
+      ep,
+      train,
+      trainAccumulate,
+      optimizer,
+      eval: evalSession,
+      groups: options.groups,
+      loss: options.loss,
+    });
+    session.#shapes = shapes;
+    for (const group of options.groups) {
+      for (const p of group.parameters) {
+        const shape = shapes.get(p.name)!;
+        session.#state.set(p.name, new ort.Tensor("float32", Float32Array.from(options.initial[p.name]), shape));
+        for (const s of optimizerStateNames(group)) {
+          session.#state.set(`${s}.${p.name}`, new ort.Tensor("float32", new Float32Array(options.initial[p.name].length), shape));
+        }
+      }
+    }
+    return session;
+  }
+
+  /** Optimizer steps taken so far. */
+  get step(): number {
+    return this.#step;
+  }
+
+  /** Micro-batches whose gradients are waiting for the next optimizer step. */
+  get pendingMicroBatches(): number {
+    return this.#pendingMicroBatches;
+  }
+
+  #parameterFeeds(): Record<string, OrtTensor> {
+    const feeds: Record<string, OrtTensor> = {};
+    for (const group of this.#groups) for (const p of group.parameters) feeds[p.name] = this.#state.get(p.name)!;
+    return feeds;
+  }
+
+  #count(feeds: Record<string, OrtTensor>): void {
+    for (const t of Object.values(feeds)) this.transfers.hostToDevice += byteSize(t);
+  }
+
+  /**
+   * Runs forward and backward on one micro-batch and accumulates its gradients.
+   *
+   * @param batch Data inputs of the forward graph (e.g. `input_ids`, `labels`).
+   * @param lossScale Weight of this micro-batch's gradient (e.g. its share of the batch's tokens). @default 1
+   * @returns The micro-batch's loss.
+   * @throws {Error} When accumulating a second micro-batch without `gradientAccumulation`.
+   */
+  async trainStep(batch: Record<string, OrtTensor>, lossScale = 1): Promise<number> {
+    const accumulate = this.#pendingMicroBatches > 0;
+    if (accumulate && !this.#trainAccumulate) {
+      throw new Error("Cannot accumulate gradients: create the session with gradientAccumulation: true");
+    }
+    const feeds: Record<string, OrtTensor> = {
+      ...batch,
+      ...this.#parameterFeeds(),
+      loss_scale: new ort.Tensor("float32", new Float32Array([lossScale]), []),
+    };
+    if (accumulate) for (const [name, g] of this.#grads) feeds[`grad_acc.${name}`] = g;
+    this.#count(feeds);
+    const session = accumulate ? this.#trainAccumulate! : this.#train;
+    const out = await session.run(feeds);
+    const lossTensor = out[this.#loss];
+    const loss = (await lossTensor.getData())[0] as number;
+    this.transfers.deviceToHost += 4;
+    for (const name of this.#shapes.keys()) {
+      const previous = this.#grads.get(name);
+      this.#grads.set(name, out[`grad.${name}`]);
+      if (previous && previous.location === "gpu-buffer") previous.dispose();
+    }
+    this.#pendingMicroBatches++;
+    return loss;
+  }
+
+  /**
+   * Applies the accumulated gradients and clears them.
+   *
+   * @param lr Learning rate per group name (a number applies to every group).
+   * @param gradScale Multiplies every gradient before clipping (e.g. 1 / micro-batches). @default 1
+   * @returns The global gradient norm before clipping.
+   * @throws {Error} When no gradients are pending.
+   */
+  async optimizerStep(lr: Record<string, number> | number, gradScale = 1): Promise<{ gradNorm: number }> {
+    if (this.#pendingMicroBatches === 0) throw new Error("Cannot take an optimizer step: no gradients (call trainStep first)");
+    this.#step++;
+    const feeds: Record<string, OrtTensor> = {
+      step: new ort.Tensor("float32", new Float32Array([this.#step]), []),
+      grad_scale: new ort.Tensor("float32", new Float32Array([gradScale]), []),
+    };
+    for (const group of this.#groups) {
+      const rate = typeof lr === "number" ? lr : lr[group.name];
+      if (rate === undefined || !Number.isFinite(rate)) {
+        throw new TypeError(`Cannot take an optimizer step: no learning rate for group "${group.name}"`);
+      }
+      feeds[`lr.${group.name}`] = new ort.Tensor("float32", new Float32Array([rate]), []);
+    }
+    for (const [name, tensor] of this.#state) feeds[name] = tensor;
+    for (const [name, g] of this.#grads) feeds[`grad.${name}`] = g;
+    this.#count(feeds);
+    const out = await this.#optimizer.run(feeds);
+    const gradNorm = (await out.grad_norm.getData())[0] as number;
+    this.transfers.deviceToHost += 4;
+    for (const name of [...this.#state.keys()]) {
+      const previous = this.#state.get(name)!;
+      this.#state.set(name, out[`updated.${name}`]);
+      if (previous.location === "gpu-buffer") previous.dispose();
+    }
+    this.#clearGradients();
+    return { gradNorm };
+  }
+
+  #clearGradients(): void {
+    for (const g of this.#grads.values()) if (g.location === "gpu-buffer") g.dispose();
+    this.#grads.clear();
+    this.#pendingMicroBatches = 0;
+  }
+
+  /** Drops accumulated gradients without applying them. */
+  resetGradients(): void {
+    this.#clearGradients();
+  }
+
+  /**
+   * Computes the loss on a batch with the current parameters (no gradients).
+   *
+   * @param batch Data inputs of the forward graph.
+   * @returns The loss.
+   */
+  async evalLoss(batch: Record<string, OrtTensor>): Promise<number> {
+    const feeds = { ...batch, ...this.#parameterFeeds() };
+    this.#count(feeds);
+    const out = await this.#eval.run(feeds, [this.#loss]);
+    this.transfers.deviceToHost += 4;
+    return (await out[this.#loss].getData())[0] as number;
+  }
+
+  /**
+   * Downloads one parameter or state tensor (`w`, `adam_m.w`, …).
+   *
+   * @param name Tensor name.
+   * @returns A copy of its values.
+   */
+  async parameter(name: string): Promise<Float32Array> {
+    const tensor = this.#state.get(name);
+    if (!tensor) throw new TypeError(`Unknown training tensor "${name}"`);
+    const data = Float32Array.from((await tensor.getData()) as Float32Array);
+    this.transfers.deviceToHost += data.byteLength;
+    return data;
+  }
+
+  /**
+   * Downloads the pending gradients (sum over the micro-batches since the last optimizer step).
+   *
+   * @returns Gradient values per parameter name.
+   */
+  async gradients(): Promise<Record<string, Float32Array>> {
+    const out: Record<string, Float32Array> = {};
+    for (const [name, g] of this.#grads) {
+      out[name] = Float32Array.from((await g.getData()) as Float32Array);
+      this.transfers.deviceToHost += out[name].byteLength;
+    }
+    return out;
+  }
+
+  /**
+   * Downloads parameters and optimizer state (for checkpoints).
+   *
+   * @returns The step count and every tensor.
+   */
+  async state(): Promise<TrainingState> {
+    const tensors: TrainingState["tensors"] = {};
+    for (const [name, t] of this.#state) tensors[name] = { shape: [...t.dims], data: await this.parameter(name) };
+    return { step: this.#step, tensors };
+  }
+
+  /**
+   * Replaces parameters and optimizer state (from a checkpoint). Tensors not named keep their values.
+   *
+   * @param state Step count and tensors.
+   * @throws {TypeError} When a tensor is unknown or has the wrong shape.
+   */
+  loadState(state: TrainingState): void {
+    for (const [name, { shape, data }] of Object.entries(state.tensors)) {
+      const current = this.#state.get(name);
+      if (!current) throw new TypeError(`Cannot load training state: unknown tensor "${name}"`);
+      if (shape.join() !== current.dims.join()) {
+        throw new TypeError(
+          `Cannot load training state: tensor "${name}" has shape [${shape.join(", ")}], expected [${current.dims.join(", ")}]`,
+        );
+      }
+      if (current.location === "gpu-buffer") current.dispose();
+      this.#state.set(name, new ort.Tensor("float32", Float32Array.from(data), shape));
+    }
+    this.#step = state.step;
+    this.#clearGradients();
+  }
+
+  /** Releases every session and GPU buffer. */
+  async release(): Promise<void> {
+    this.#clearGradients();
+    for (const t of this.#state.values()) if (t.location === "gpu-buffer") t.dispose();
+    this.#state.clear();
+    await Promise.all([this.#train, this.#trainAccumulate, this.#optimizer, this.#eval].map((s) => s?.release()));
+  }
+}
