@@ -61,7 +61,9 @@ export async function loadTrainingState(
   }
   const tensors: TrainingState["tensors"] = {};
   for (const [name, t] of file.tensors) {
-    if (t.dtype !== "float32") throw new Error(`Cannot load training state from ${where}: tensor "${name}" is ${t.dtype}`);
+    if (t.dtype !== "float32") {
+      throw new Error(`Cannot load training state from ${where}: tensor "${name}" is ${t.dtype}`);
+    }
     const data = new Float32Array(t.data.length / 4);
     new Uint8Array(data.buffer).set(t.data);
     tensors[name] = { shape: [...t.dims], data };

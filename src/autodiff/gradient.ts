@@ -102,7 +102,9 @@ export function buildGradientGraph(forward: Graph, options: GradientGraphOptions
   const b = GraphBuilder.fromGraph(forward);
   const lossInfo = b.type(options.loss);
   if (!forward.outputs.some((o) => o.name === options.loss)) {
-    throw new TypeError(`Cannot differentiate graph "${forward.name}": "${options.loss}" is not a graph output`);
+    throw new TypeError(
+      `Cannot differentiate graph "${forward.name}": "${options.loss}" is not a graph output`,
+    );
   }
   if ((lossInfo.shape ?? []).length !== 0 || !isFloat(lossInfo.dtype)) {
     throw new TypeError(
@@ -113,10 +115,14 @@ export function buildGradientGraph(forward: Graph, options: GradientGraphOptions
   const inputNames = new Set(forward.inputs.map((i) => i.name));
   for (const name of options.trainable) {
     if (!inputNames.has(name)) {
-      throw new TypeError(`Cannot differentiate graph "${forward.name}": trainable "${name}" is not a graph input`);
+      throw new TypeError(
+        `Cannot differentiate graph "${forward.name}": trainable "${name}" is not a graph input`,
+      );
     }
     if (!isFloat(b.type(name).dtype)) {
-      throw new TypeError(`Cannot differentiate graph "${forward.name}": trainable "${name}" is ${b.type(name).dtype}`);
+      throw new TypeError(
+        `Cannot differentiate graph "${forward.name}": trainable "${name}" is ${b.type(name).dtype}`,
+      );
     }
   }
 
@@ -131,7 +137,9 @@ export function buildGradientGraph(forward: Graph, options: GradientGraphOptions
   const needed = new Set([options.loss]);
   for (let i = forward.nodes.length - 1; i >= 0; i--) {
     const node = forward.nodes[i];
-    if (node.outputs.some((o) => needed.has(o))) for (const input of node.inputs) if (input) needed.add(input);
+    if (node.outputs.some((o) => needed.has(o))) {
+      for (const input of node.inputs) if (input) needed.add(input);
+    }
   }
   const onPath = (name: string) => active.has(name) && needed.has(name);
   const nodes = forward.nodes.filter((n) => n.outputs.some(onPath));
@@ -151,7 +159,9 @@ export function buildGradientGraph(forward: Graph, options: GradientGraphOptions
     return total;
   };
   const before = b.toGraph().nodes.length;
-  const seed = options.lossScale ? b.input("loss_scale", lossInfo.dtype, []) : b.constant([1], lossInfo.dtype, []);
+  const seed = options.lossScale
+    ? b.input("loss_scale", lossInfo.dtype, [])
+    : b.constant([1], lossInfo.dtype, []);
   contribute(options.loss, seed);
   for (let i = nodes.length - 1; i >= 0; i--) {
     const node = nodes[i];
@@ -167,7 +177,10 @@ export function buildGradientGraph(forward: Graph, options: GradientGraphOptions
     const inputs = node.inputs.map((name) => (name ? b.value(name) : undefined));
     const outputs = node.outputs.map((name) => b.value(name));
     const needs = node.inputs.map((name) => Boolean(name) && onPath(name));
-    const inputGrads = b.withScope(`grad/${node.name}`, () => rule({ b, node, inputs, outputs, grads, needs }));
+    const inputGrads = b.withScope(
+      `grad/${node.name}`,
+      () => rule({ b, node, inputs, outputs, grads, needs }),
+    );
     inputGrads.forEach((g, k) => {
       if (g && needs[k]) contribute(node.inputs[k], g);
     });

@@ -78,9 +78,13 @@ export function buildOptimizerGraph(options: OptimizerGraphOptions): Graph {
   const seen = new Set<string>();
   const grads = new Map<string, Value>();
   for (const group of options.groups) {
-    if (group.parameters.length === 0) throw new TypeError(`Cannot build optimizer: group "${group.name}" is empty`);
+    if (group.parameters.length === 0) {
+      throw new TypeError(`Cannot build optimizer: group "${group.name}" is empty`);
+    }
     for (const p of group.parameters) {
-      if (seen.has(p.name)) throw new TypeError(`Cannot build optimizer: parameter "${p.name}" is in two groups`);
+      if (seen.has(p.name)) {
+        throw new TypeError(`Cannot build optimizer: parameter "${p.name}" is in two groups`);
+      }
       seen.add(p.name);
       grads.set(p.name, b.mul(b.input(`grad.${p.name}`, "float32", p.shape), gradScale));
     }
@@ -89,9 +93,7 @@ export function buildOptimizerGraph(options: OptimizerGraphOptions): Graph {
   // Global gradient norm over the clipped groups: √Σ‖g‖², and the clip coefficient min(1, max/(norm+1e-6)).
   const clipped = options.groups.filter((g) => g.clip !== false).flatMap((g) => g.parameters);
   const squares = clipped.map((p) => b.reduceSumSquare(grads.get(p.name)!, undefined, false));
-  const gradNorm = squares.length
-    ? b.sqrt(squares.reduce((acc, s) => b.add(acc, s)))
-    : b.scalar(0);
+  const gradNorm = squares.length ? b.sqrt(squares.reduce((acc, s) => b.add(acc, s))) : b.scalar(0);
   b.output(gradNorm, "grad_norm");
   const maxNorm = options.maxGradNorm ?? 0;
   const coefficient = maxNorm > 0 ? b.min(b.div(b.scalar(maxNorm), b.add(gradNorm, 1e-6)), 1) : undefined;

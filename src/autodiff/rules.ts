@@ -45,7 +45,9 @@ function constInts(ctx: RuleContext, i: number, what: string): number[] {
   const v = ctx.inputs[i];
   const values = v ? ctx.b.knownValues(v.name) : undefined;
   if (!values || values.some((d) => typeof d !== "number")) {
-    throw new TypeError(`Cannot differentiate node "${ctx.node.name}" (${ctx.node.opType}): ${what} must be constant`);
+    throw new TypeError(
+      `Cannot differentiate node "${ctx.node.name}" (${ctx.node.opType}): ${what} must be constant`,
+    );
   }
   return values as number[];
 }
@@ -182,7 +184,9 @@ const where: GradientRule = ({ b, inputs, grads, needs }) => {
 
 const cast: GradientRule = (ctx) => {
   const x = ctx.inputs[0]!;
-  if (!x.dtype.startsWith("float") && x.dtype !== "bfloat16") unsupported(ctx, `cannot differentiate a cast from ${x.dtype}`);
+  if (!x.dtype.startsWith("float") && x.dtype !== "bfloat16") {
+    unsupported(ctx, `cannot differentiate a cast from ${x.dtype}`);
+  }
   return [ctx.b.cast(g0(ctx), x.dtype)];
 };
 
@@ -423,13 +427,19 @@ const softmaxCrossEntropy: GradientRule = (ctx) => {
   if (weights) unsupported(ctx, "class weights are not supported");
   if (grads[1]) unsupported(ctx, "the log_prob output must not reach the loss");
   const reduction = node.attributes.reduction?.type === "string" ? node.attributes.reduction.value : "mean";
-  const ignore = node.attributes.ignore_index?.type === "int" ? node.attributes.ignore_index.value : undefined;
+  const ignore = node.attributes.ignore_index?.type === "int"
+    ? node.attributes.ignore_index.value
+    : undefined;
   const rank = scores!.shape.length;
   const classes = scores!.shape[1];
   if (typeof classes !== "number") unsupported(ctx, `the class dimension must be fixed, got "${classes}"`);
   const labels64 = b.cast(labels!, "int64");
   // one_hot[n, c, …] = (labels[n, …] == c)
-  const classIds = b.reshape(b.ints(Array.from({ length: classes }, (_, i) => i)), [1, classes, ...new Array(rank - 2).fill(1)]);
+  const classIds = b.reshape(b.ints(Array.from({ length: classes }, (_, i) => i)), [
+    1,
+    classes,
+    ...new Array(rank - 2).fill(1),
+  ]);
   const labelsC = b.unsqueeze(labels64, [1]);
   const oneHot = b.cast(b.equal(labelsC, classIds), scores!.dtype);
   let delta = b.sub(b.softmax(scores!, 1), oneHot);

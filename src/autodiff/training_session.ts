@@ -54,7 +54,9 @@ export interface TrainingState {
 
 function numericShape(shape: readonly (number | string)[], name: string): number[] {
   return shape.map((d) => {
-    if (typeof d !== "number") throw new TypeError(`Cannot train "${name}": its shape has a symbolic dim "${d}"`);
+    if (typeof d !== "number") {
+      throw new TypeError(`Cannot train "${name}": its shape has a symbolic dim "${d}"`);
+    }
     return d;
   });
 }
@@ -138,15 +140,23 @@ export class TrainingSession {
         shapes.set(p.name, shape);
         const init = options.initial[p.name];
         const count = shape.reduce((a, b) => a * b, 1);
-        if (!init) throw new TypeError(`Cannot create training session: parameter "${p.name}" has no initial value`);
+        if (!init) {
+          throw new TypeError(`Cannot create training session: parameter "${p.name}" has no initial value`);
+        }
         if (init.length !== count) {
           throw new TypeError(
-            `Cannot create training session: parameter "${p.name}" has ${init.length} values, shape [${shape.join(", ")}] needs ${count}`,
+            `Cannot create training session: parameter "${p.name}" has ${init.length} values, shape [${
+              shape.join(", ")
+            }] needs ${count}`,
           );
         }
       }
     }
-    const gradGraph = buildGradientGraph(options.forward, { loss: options.loss, trainable: names, lossScale: true });
+    const gradGraph = buildGradientGraph(options.forward, {
+      loss: options.loss,
+      trainable: names,
+      lossScale: true,
+    });
     const gradOutputs = Object.values(gradGraph.gradientNames);
     const train = await OnnxSession.create(modelFromGraph(gradGraph.graph), {
       ep: options.ep,
@@ -161,7 +171,10 @@ export class TrainingSession {
         lossScale: true,
         accumulate: true,
       });
-      trainAccumulate = await OnnxSession.create(modelFromGraph(acc.graph), { ep, keepOnDevice: gradOutputs });
+      trainAccumulate = await OnnxSession.create(modelFromGraph(acc.graph), {
+        ep,
+        keepOnDevice: gradOutputs,
+      });
     }
     const optimizerGraph = buildOptimizerGraph({ groups: options.groups, maxGradNorm: options.maxGradNorm });
     const optimizer = await OnnxSession.create(modelFromGraph(optimizerGraph), {
@@ -186,9 +199,15 @@ export class TrainingSession {
     for (const group of options.groups) {
       for (const p of group.parameters) {
         const shape = shapes.get(p.name)!;
-        session.#state.set(p.name, new ort.Tensor("float32", Float32Array.from(options.initial[p.name]), shape));
+        session.#state.set(
+          p.name,
+          new ort.Tensor("float32", Float32Array.from(options.initial[p.name]), shape),
+        );
         for (const s of optimizerStateNames(group)) {
-          session.#state.set(`${s}.${p.name}`, new ort.Tensor("float32", new Float32Array(options.initial[p.name].length), shape));
+          session.#state.set(
+            `${s}.${p.name}`,
+            new ort.Tensor("float32", new Float32Array(options.initial[p.name].length), shape),
+          );
         }
       }
     }
@@ -207,7 +226,9 @@ export class TrainingSession {
 
   #parameterFeeds(): Record<string, OrtTensor> {
     const feeds: Record<string, OrtTensor> = {};
-    for (const group of this.#groups) for (const p of group.parameters) feeds[p.name] = this.#state.get(p.name)!;
+    for (const group of this.#groups) {
+      for (const p of group.parameters) feeds[p.name] = this.#state.get(p.name)!;
+    }
     return feeds;
   }
 
@@ -233,7 +254,7 @@ export class TrainingSession {
       ...this.#parameterFeeds(),
       loss_scale: new ort.Tensor("float32", new Float32Array([lossScale]), []),
     };
-    if (accumulate) for (const [name, g] of this.#grads) feeds[`grad_acc.${name}`] = g;
+    if (accumulate) { for (const [name, g] of this.#grads) feeds[`grad_acc.${name}`] = g; }
     this.#count(feeds);
     const session = accumulate ? this.#trainAccumulate! : this.#train;
     const out = await session.run(feeds);
@@ -258,7 +279,9 @@ export class TrainingSession {
    * @throws {Error} When no gradients are pending.
    */
   async optimizerStep(lr: Record<string, number> | number, gradScale = 1): Promise<{ gradNorm: number }> {
-    if (this.#pendingMicroBatches === 0) throw new Error("Cannot take an optimizer step: no gradients (call trainStep first)");
+    if (this.#pendingMicroBatches === 0) {
+      throw new Error("Cannot take an optimizer step: no gradients (call trainStep first)");
+    }
     this.#step++;
     const feeds: Record<string, OrtTensor> = {
       step: new ort.Tensor("float32", new Float32Array([this.#step]), []),
@@ -326,6 +349,40 @@ export class TrainingSession {
   }
 
   /**
+   * Replaces one parameter or state tensor's values (e.g. after projecting gates on the host).
+   *
+   * @param name Tensor name.
+   * @param data New values (same element count).
+   * @throws {TypeError} When the name is unknown or the length differs.
+   */
+  setParameter(name: string, data: Float32Array): void {
+    const current = this.#state.get(name);
+    if (!current) throw new TypeError(`Unknown training tensor "${name}"`);
+    if (data.length !== current.size) {
+      throw new TypeError(
+        `Cannot set training tensor "${name}": ${data.length} values for ${current.size} elements`,
+      );
+    }
+    if (current.location === "gpu-buffer") current.dispose();
+    this.#state.set(name, new ort.Tensor("float32", Float32Array.from(data), current.dims));
+  }
+
+  /**
+   * Downloads one pending gradient.
+   *
+   * @param name Parameter name.
+   * @returns A copy of the gradient (sum over the micro-batches since the last optimizer step).
+   * @throws {TypeError} When no gradient is pending for `name`.
+   */
+  async gradient(name: string): Promise<Float32Array> {
+    const g = this.#grads.get(name);
+    if (!g) throw new TypeError(`No pending gradient for "${name}"`);
+    const data = Float32Array.from((await g.getData()) as Float32Array);
+    this.transfers.deviceToHost += data.byteLength;
+    return data;
+  }
+
+  /**
    * Downloads the pending gradients (sum over the micro-batches since the last optimizer step).
    *
    * @returns Gradient values per parameter name.
@@ -346,7 +403,9 @@ export class TrainingSession {
    */
   async state(): Promise<TrainingState> {
     const tensors: TrainingState["tensors"] = {};
-    for (const [name, t] of this.#state) tensors[name] = { shape: [...t.dims], data: await this.parameter(name) };
+    for (const [name, t] of this.#state) {
+      tensors[name] = { shape: [...t.dims], data: await this.parameter(name) };
+    }
     return { step: this.#step, tensors };
   }
 
@@ -362,7 +421,9 @@ export class TrainingSession {
       if (!current) throw new TypeError(`Cannot load training state: unknown tensor "${name}"`);
       if (shape.join() !== current.dims.join()) {
         throw new TypeError(
-          `Cannot load training state: tensor "${name}" has shape [${shape.join(", ")}], expected [${current.dims.join(", ")}]`,
+          `Cannot load training state: tensor "${name}" has shape [${shape.join(", ")}], expected [${
+            current.dims.join(", ")
+          }]`,
         );
       }
       if (current.location === "gpu-buffer") current.dispose();
@@ -377,6 +438,8 @@ export class TrainingSession {
     this.#clearGradients();
     for (const t of this.#state.values()) if (t.location === "gpu-buffer") t.dispose();
     this.#state.clear();
-    await Promise.all([this.#train, this.#trainAccumulate, this.#optimizer, this.#eval].map((s) => s?.release()));
+    await Promise.all(
+      [this.#train, this.#trainAccumulate, this.#optimizer, this.#eval].map((s) => s?.release()),
+    );
   }
 }

@@ -39,7 +39,10 @@ function size(shape: readonly number[]): number {
 }
 
 /** The forward graph of a case: its output y, then loss = Σ y ⊙ R with a fixed random R (so dL/dy = R). */
-export function caseGraph(c: GradCase, seed = 1): { graph: Graph; feeds: Record<string, RefTensor>; trainable: string[] } {
+export function caseGraph(
+  c: GradCase,
+  seed = 1,
+): { graph: Graph; feeds: Record<string, RefTensor>; trainable: string[] } {
   const rand = seededRandom(seed);
   const b = new GraphBuilder(c.name);
   const inputs: Record<string, Value> = {};
@@ -49,15 +52,21 @@ export function caseGraph(c: GradCase, seed = 1): { graph: Graph; feeds: Record<
     const dtype = spec.dtype ?? "float32";
     inputs[name] = b.input(name, dtype, spec.shape);
     const n = size(spec.shape);
-    const values = spec.values ?? Array.from({ length: n }, () => (spec.positive ? 1 + 0.5 * rand() : rand()));
-    if (dtype === "int64") feeds[name] = { dtype, dims: spec.shape, data: BigInt64Array.from(values.map(BigInt)) };
-    else if (dtype === "bool") feeds[name] = { dtype, dims: spec.shape, data: Uint8Array.from(values) };
+    const values = spec.values ??
+      Array.from({ length: n }, () => (spec.positive ? 1 + 0.5 * rand() : rand()));
+    if (dtype === "int64") {
+      feeds[name] = { dtype, dims: spec.shape, data: BigInt64Array.from(values.map(BigInt)) };
+    } else if (dtype === "bool") feeds[name] = { dtype, dims: spec.shape, data: Uint8Array.from(values) };
     else feeds[name] = { dtype, dims: spec.shape, data: Float64Array.from(values) };
     if (dtype === "float32" && spec.trainable !== false) trainable.push(name);
   }
   const y = c.build(b, inputs);
   const shape = y.shape as number[];
-  const weights = b.initializer("loss_weights", Float32Array.from({ length: size(shape) }, () => rand()), shape);
+  const weights = b.initializer(
+    "loss_weights",
+    Float32Array.from({ length: size(shape) }, () => rand()),
+    shape,
+  );
   b.output(b.reduceSum(b.mul(y, weights), undefined, false), "loss");
   return { graph: b.toGraph(), feeds, trainable };
 }
@@ -111,7 +120,12 @@ export async function checkCase(c: GradCase, eps: ExecutionProvider[]): Promise<
   const analytic = evaluate(gradGraph, feeds);
   const numeric = finiteDifferences(graph, feeds, trainable);
   for (const name of trainable) {
-    assertClose(analytic[gradientNames[name]].data as Float64Array, numeric[name], FD_TOLERANCE, `${c.name}: d/d${name}`);
+    assertClose(
+      analytic[gradientNames[name]].data as Float64Array,
+      numeric[name],
+      FD_TOLERANCE,
+      `${c.name}: d/d${name}`,
+    );
   }
   for (const ep of eps) {
     const session = await OnnxSession.create(modelFromGraph(gradGraph), { ep });
@@ -119,7 +133,12 @@ export async function checkCase(c: GradCase, eps: ExecutionProvider[]): Promise<
       const out = await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, toOrt(v)])));
       for (const name of trainable) {
         const got = (await out[gradientNames[name]].getData()) as Float32Array;
-        assertClose(got, analytic[gradientNames[name]].data as Float64Array, F32_TOLERANCE, `${c.name} on ${ep}: d/d${name}`);
+        assertClose(
+          got,
+          analytic[gradientNames[name]].data as Float64Array,
+          F32_TOLERANCE,
+          `${c.name} on ${ep}: d/d${name}`,
+        );
       }
     } finally {
       await session.release();

@@ -18,13 +18,26 @@ export interface TrainableModel {
   params: Param[];
 }
 
-function param(b: GraphBuilder, params: Param[], name: string, shape: number[], scale: number, rand: () => number): Value {
-  params.push({ name, shape, init: Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => rand() * scale) });
+function param(
+  b: GraphBuilder,
+  params: Param[],
+  name: string,
+  shape: number[],
+  scale: number,
+  rand: () => number,
+): Value {
+  params.push({
+    name,
+    shape,
+    init: Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => rand() * scale),
+  });
   return b.input(name, "float32", shape);
 }
 
 /** x [N, inputs] → tanh hidden → logits [N, classes] → mean cross-entropy against `labels` [N]. */
-export function buildMlp(options: { batch: number; inputs: number; hidden: number; classes: number; seed?: number }): TrainableModel {
+export function buildMlp(
+  options: { batch: number; inputs: number; hidden: number; classes: number; seed?: number },
+): TrainableModel {
   const rand = seededRandom(options.seed ?? 7);
   const b = new GraphBuilder("mlp");
   const params: Param[] = [];
@@ -92,7 +105,10 @@ export function buildTinyTransformer(o: TinyTransformerOptions): TrainableModel 
   const k = heads(b.matmul(x, kProj));
   const v = heads(b.matmul(x, vProj));
   const scores = b.mul(b.matmul(q, b.transpose(k, [0, 1, 3, 2])), 1 / Math.sqrt(headDim));
-  const future = Array.from({ length: o.seq * o.seq }, (_, i) => (i % o.seq > Math.floor(i / o.seq) ? -1e9 : 0));
+  const future = Array.from(
+    { length: o.seq * o.seq },
+    (_, i) => (i % o.seq > Math.floor(i / o.seq) ? -1e9 : 0),
+  );
   const causal = b.constant(future, "float32", [o.seq, o.seq]);
   const attention = b.softmax(b.add(scores, causal), -1);
   const context = b.reshape(b.transpose(b.matmul(attention, v), [0, 2, 1, 3]), [o.batch, o.seq, o.dim]);

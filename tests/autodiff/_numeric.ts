@@ -25,8 +25,9 @@ export function assertClose(
   for (let i = 0; i < expected.length; i++) {
     const diff = Math.abs(actual[i] - expected[i]);
     if (!(diff <= tolerance.atol + tolerance.rtol * Math.abs(expected[i]))) {
-      assert.fail(`${what}[${i}]: got ${actual[i]}, expected ${expected[i]} (|diff| ${diff.toExponential(2)})`);
+      assert.fail(
+        `${what}[${i}]: got ${actual[i]}, expected ${expected[i]} (|diff| ${diff.toExponential(2)})`,
+      );
     }
   }
 }
-

@@ -19,7 +19,10 @@ Deno.test("only nodes between trainable inputs and the loss are differentiated",
   const forward = threeLayerMlp();
   const { graph, differentiated } = buildGradientGraph(forward, { loss: "loss", trainable: ["w2"] });
   assert.ok(differentiated.length > 0);
-  assert.ok(differentiated.every((name) => !name.startsWith("layer0") && !name.startsWith("layer1")), differentiated.join());
+  assert.ok(
+    differentiated.every((name) => !name.startsWith("layer0") && !name.startsWith("layer1")),
+    differentiated.join(),
+  );
   const backward = graph.nodes.slice(forward.nodes.length);
   assert.ok(backward.length > 0);
   for (const node of backward) {
@@ -27,7 +30,9 @@ Deno.test("only nodes between trainable inputs and the loss are differentiated",
   }
   // With the first layer trainable, every layer is differentiated.
   const all = buildGradientGraph(forward, { loss: "loss", trainable: ["w0"] });
-  assert.ok(all.differentiated.some((n) => n.startsWith("layer0")) && all.backwardNodeCount > backward.length);
+  assert.ok(
+    all.differentiated.some((n) => n.startsWith("layer0")) && all.backwardNodeCount > backward.length,
+  );
 });
 
 Deno.test("gradients of a value used several times are summed once", () => {
@@ -49,7 +54,8 @@ Deno.test("ops without a gradient rule fail at build time naming the op and node
   b.output(b.reduceSum(values, undefined, false), "loss");
   assert.throws(
     () => buildGradientGraph(b.toGraph(), { loss: "loss", trainable: ["w"] }),
-    (e: Error) => e instanceof TypeError && /op TopK has no gradient rule/.test(e.message) && /"TopK"/.test(e.message),
+    (e: Error) =>
+      e instanceof TypeError && /op TopK has no gradient rule/.test(e.message) && /"TopK"/.test(e.message),
   );
 });
 
@@ -70,17 +76,34 @@ Deno.test("bad requests give clear errors", () => {
   b.output(b.mul(w, w), "not_scalar");
   b.output(b.reduceSum(w, undefined, false), "loss");
   const graph = b.toGraph();
-  assert.throws(() => buildGradientGraph(graph, { loss: "not_scalar", trainable: ["w"] }), /must be a float scalar, got float32\[3\]/);
-  assert.throws(() => buildGradientGraph(graph, { loss: "missing", trainable: ["w"] }), /Unknown value "missing"/);
-  assert.throws(() => buildGradientGraph(graph, { loss: "loss", trainable: ["nope"] }), /trainable "nope" is not a graph input/);
-  assert.throws(() => buildGradientGraph(graph, { loss: "loss", trainable: [ids.name] }), /trainable "ids" is int64/);
+  assert.throws(
+    () => buildGradientGraph(graph, { loss: "not_scalar", trainable: ["w"] }),
+    /must be a float scalar, got float32\[3\]/,
+  );
+  assert.throws(
+    () => buildGradientGraph(graph, { loss: "missing", trainable: ["w"] }),
+    /Unknown value "missing"/,
+  );
+  assert.throws(
+    () => buildGradientGraph(graph, { loss: "loss", trainable: ["nope"] }),
+    /trainable "nope" is not a graph input/,
+  );
+  assert.throws(
+    () => buildGradientGraph(graph, { loss: "loss", trainable: [ids.name] }),
+    /trainable "ids" is int64/,
+  );
 });
 
 Deno.test("accumulation and loss-scale inputs are added on request", () => {
   const b = new GraphBuilder("acc");
   const w = b.input("w", "float32", [2, 2]);
   b.output(b.reduceSum(b.mul(w, w), undefined, false), "loss");
-  const { graph } = buildGradientGraph(b.toGraph(), { loss: "loss", trainable: ["w"], accumulate: true, lossScale: true });
+  const { graph } = buildGradientGraph(b.toGraph(), {
+    loss: "loss",
+    trainable: ["w"],
+    accumulate: true,
+    lossScale: true,
+  });
   const inputs = graph.inputs.map((i) => i.name);
   assert.deepEqual(inputs.sort(), ["grad_acc.w", "loss_scale", "w"]);
   assert.deepEqual(graph.outputs.map((o) => o.name), ["loss", "grad.w"]);

@@ -19,10 +19,18 @@ Deno.test("AdamW step matches the reference, with clipping, over three steps", a
   const rand = seededRandom(3);
   const shapes: Record<string, number[]> = { a: [2, 3], b: [4] };
   const graph = buildOptimizerGraph({
-    groups: [{ name: "main", kind: "adamw", weightDecay: 0.1, beta1: 0.8, beta2: 0.95, epsilon: 1e-6, parameters: [
-      { name: "a", shape: shapes.a },
-      { name: "b", shape: shapes.b },
-    ] }],
+    groups: [{
+      name: "main",
+      kind: "adamw",
+      weightDecay: 0.1,
+      beta1: 0.8,
+      beta2: 0.95,
+      epsilon: 1e-6,
+      parameters: [
+        { name: "a", shape: shapes.a },
+        { name: "b", shape: shapes.b },
+      ],
+    }],
     maxGradNorm: 0.5,
   });
   const session = await OnnxSession.create(modelFromGraph(graph), { ep: "wasm" });
@@ -39,7 +47,12 @@ Deno.test("AdamW step matches the reference, with clipping, over three steps", a
   const lr = 0.01, scale = 0.5;
   for (let step = 1; step <= 3; step++) {
     const grads: Record<string, number[]> = {};
-    const feeds: Record<string, ort.Tensor> = { ...state, step: scalar(step), grad_scale: scalar(scale), "lr.main": scalar(lr) };
+    const feeds: Record<string, ort.Tensor> = {
+      ...state,
+      step: scalar(step),
+      grad_scale: scalar(scale),
+      "lr.main": scalar(lr),
+    };
     for (const [name, shape] of Object.entries(shapes)) {
       grads[name] = ref[name].p.map(() => Math.fround(rand() * 2));
       feeds[`grad.${name}`] = new ort.Tensor("float32", Float32Array.from(grads[name]), shape);
@@ -63,7 +76,12 @@ Deno.test("AdamW step matches the reference, with clipping, over three steps", a
     for (const name of Object.keys(shapes)) {
       for (const key of [name, `adam_m.${name}`, `adam_v.${name}`]) state[key] = out[`updated.${key}`];
       assertClose(out[`updated.${name}`].data as Float32Array, ref[name].p, TOL, `${name} at step ${step}`);
-      assertClose(out[`updated.adam_v.${name}`].data as Float32Array, ref[name].v, TOL, `adam_v.${name} at step ${step}`);
+      assertClose(
+        out[`updated.adam_v.${name}`].data as Float32Array,
+        ref[name].v,
+        TOL,
+        `adam_v.${name} at step ${step}`,
+      );
     }
   }
   await session.release();
@@ -73,7 +91,13 @@ Deno.test("SGD with momentum and weight decay matches the reference; groups keep
   const graph = buildOptimizerGraph({
     groups: [
       { name: "gates", kind: "sgd", clip: false, parameters: [{ name: "gate", shape: [3] }] },
-      { name: "body", kind: "sgd", momentum: 0.9, weightDecay: 0.01, parameters: [{ name: "w", shape: [2] }] },
+      {
+        name: "body",
+        kind: "sgd",
+        momentum: 0.9,
+        weightDecay: 0.01,
+        parameters: [{ name: "w", shape: [2] }],
+      },
     ],
     maxGradNorm: 1,
   });

@@ -26,15 +26,35 @@ const CASES: GradCase[] = [
   { name: "Tanh", inputs: { a: f(6) }, build: (b, i) => b.tanh(i.a) },
   { name: "Sigmoid", inputs: { a: f(6) }, build: (b, i) => b.sigmoid(i.a) },
   { name: "Erf", inputs: { a: f(6) }, build: (b, i) => b.erf(i.a) },
-  { name: "Relu", inputs: { a: { shape: [6], values: [-1, -0.3, 0.2, 0.7, -0.5, 1.1] } }, build: (b, i) => b.relu(i.a) },
-  { name: "Abs, Sin, Cos", inputs: { a: f(5) }, build: (b, i) => b.add(b.abs(i.a), b.mul(b.sin(i.a), b.cos(i.a))) },
-  { name: "Max and Min", inputs: { a: f(2, 3), b: f(3) }, build: (b, i) => b.add(b.max(i.a, i.b), b.min(i.a, i.b)) },
+  {
+    name: "Relu",
+    inputs: { a: { shape: [6], values: [-1, -0.3, 0.2, 0.7, -0.5, 1.1] } },
+    build: (b, i) => b.relu(i.a),
+  },
+  {
+    name: "Abs, Sin, Cos",
+    inputs: { a: f(5) },
+    build: (b, i) => b.add(b.abs(i.a), b.mul(b.sin(i.a), b.cos(i.a))),
+  },
+  {
+    name: "Max and Min",
+    inputs: { a: f(2, 3), b: f(3) },
+    build: (b, i) => b.add(b.max(i.a, i.b), b.min(i.a, i.b)),
+  },
   { name: "Clip", inputs: { a: f(8) }, build: (b, i) => b.clip(i.a, -0.5, 0.5) },
   { name: "Softmax axis 1", inputs: { a: f(2, 4, 3) }, build: (b, i) => b.softmax(i.a, 1) },
   { name: "LogSoftmax", inputs: { a: f(3, 4) }, build: (b, i) => b.logSoftmax(i.a, -1) },
   { name: "MatMul 2-D", inputs: { a: f(3, 4), b: f(4, 2) }, build: (b, i) => b.matmul(i.a, i.b) },
-  { name: "MatMul batched broadcast", inputs: { a: f(2, 3, 4), b: f(4, 5) }, build: (b, i) => b.matmul(i.a, i.b) },
-  { name: "MatMul broadcast batch of B", inputs: { a: f(3, 4), b: f(2, 4, 2) }, build: (b, i) => b.matmul(i.a, i.b) },
+  {
+    name: "MatMul batched broadcast",
+    inputs: { a: f(2, 3, 4), b: f(4, 5) },
+    build: (b, i) => b.matmul(i.a, i.b),
+  },
+  {
+    name: "MatMul broadcast batch of B",
+    inputs: { a: f(3, 4), b: f(2, 4, 2) },
+    build: (b, i) => b.matmul(i.a, i.b),
+  },
   { name: "MatMul vector-matrix", inputs: { a: f(4), b: f(4, 3) }, build: (b, i) => b.matmul(i.a, i.b) },
   { name: "MatMul matrix-vector", inputs: { a: f(3, 4), b: f(4) }, build: (b, i) => b.matmul(i.a, i.b) },
   {
@@ -44,23 +64,43 @@ const CASES: GradCase[] = [
   },
   { name: "Gemm plain", inputs: { a: f(3, 4), b: f(4, 2) }, build: (b, i) => b.gemm(i.a, i.b) },
   { name: "ReduceSum keepdims", inputs: { a: f(2, 3, 4) }, build: (b, i) => b.reduceSum(i.a, [1], true) },
-  { name: "ReduceSum no keepdims", inputs: { a: f(2, 3, 4) }, build: (b, i) => b.reduceSum(i.a, [0, 2], false) },
+  {
+    name: "ReduceSum no keepdims",
+    inputs: { a: f(2, 3, 4) },
+    build: (b, i) => b.reduceSum(i.a, [0, 2], false),
+  },
   { name: "ReduceMean all", inputs: { a: f(2, 3) }, build: (b, i) => b.reduceMean(i.a, undefined, false) },
   { name: "ReduceMean last", inputs: { a: f(2, 3) }, build: (b, i) => b.reduceMean(i.a, [-1], true) },
   { name: "ReduceSumSquare", inputs: { a: f(3, 2) }, build: (b, i) => b.reduceSumSquare(i.a, [0], false) },
-  { name: "Reshape with -1", inputs: { a: f(2, 6) }, build: (b, i) => b.mul(b.reshape(i.a, [3, -1]), b.reshape(i.a, [3, 4])) },
+  {
+    name: "Reshape with -1",
+    inputs: { a: f(2, 6) },
+    build: (b, i) => b.mul(b.reshape(i.a, [3, -1]), b.reshape(i.a, [3, 4])),
+  },
   { name: "Transpose", inputs: { a: f(2, 3, 4) }, build: (b, i) => b.transpose(i.a, [2, 0, 1]) },
-  { name: "Squeeze and Unsqueeze", inputs: { a: f(3, 1) }, build: (b, i) => b.unsqueeze(b.squeeze(i.a, [1]), [0]) },
+  {
+    name: "Squeeze and Unsqueeze",
+    inputs: { a: f(3, 1) },
+    build: (b, i) => b.unsqueeze(b.squeeze(i.a, [1]), [0]),
+  },
   {
     name: "Slice negative starts, two axes",
     inputs: { a: f(4, 5) },
     build: (b, i) => b.slice(i.a, [1, -3], [3, 100], [0, 1]),
   },
-  { name: "Concat three", inputs: { a: f(2, 1), b: f(2, 3), c: f(2, 2) }, build: (b, i) => b.concat([i.a, i.b, i.c, i.a], 1) },
-  { name: "Split", inputs: { a: f(5, 2) }, build: (b, i) => {
-    const [p, q] = b.split(i.a, [2, 3], 0);
-    return b.concat([b.mul(p, 2), q], 0);
-  } },
+  {
+    name: "Concat three",
+    inputs: { a: f(2, 1), b: f(2, 3), c: f(2, 2) },
+    build: (b, i) => b.concat([i.a, i.b, i.c, i.a], 1),
+  },
+  {
+    name: "Split",
+    inputs: { a: f(5, 2) },
+    build: (b, i) => {
+      const [p, q] = b.split(i.a, [2, 3], 0);
+      return b.concat([b.mul(p, 2), q], 0);
+    },
+  },
   { name: "Split with an unused piece", inputs: { a: f(4, 2) }, build: (b, i) => b.split(i.a, [1, 3], 0)[1] },
   {
     name: "Gather embedding with repeated ids",
@@ -78,7 +118,11 @@ const CASES: GradCase[] = [
     inputs: { c: { shape: [2, 3], dtype: "bool", values: [1, 0, 1, 0, 0, 1] }, a: f(2, 3), b: f(3) },
     build: (b, i) => b.where(i.c, i.a, i.b),
   },
-  { name: "Cast round trip", inputs: { a: f(4) }, build: (b, i) => b.cast(b.mul(b.cast(i.a, "float64"), 1), "float32") },
+  {
+    name: "Cast round trip",
+    inputs: { a: f(4) },
+    build: (b, i) => b.cast(b.mul(b.cast(i.a, "float64"), 1), "float32"),
+  },
   {
     name: "LayerNormalization",
     inputs: { x: f(2, 3, 4), scale: f(4), bias: f(4) },
@@ -91,7 +135,10 @@ const CASES: GradCase[] = [
   },
   {
     name: "SoftmaxCrossEntropyLoss [N, C, T] none",
-    inputs: { scores: f(2, 3, 4), labels: { shape: [2, 4], dtype: "int64", values: [0, 1, 2, 1, 2, 2, 0, 1] } },
+    inputs: {
+      scores: f(2, 3, 4),
+      labels: { shape: [2, 4], dtype: "int64", values: [0, 1, 2, 1, 2, 2, 0, 1] },
+    },
     build: (b, i) => b.softmaxCrossEntropyLoss(i.scores, i.labels, { reduction: "none" }),
   },
   {

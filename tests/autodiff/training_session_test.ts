@@ -12,7 +12,12 @@ import { assertClose, seededRandom } from "./_numeric.ts";
 import { buildMlp, buildTinyTransformer, type TrainableModel } from "./_models.ts";
 
 function groupsOf(model: TrainableModel, weightDecay = 0, kind: "adamw" | "sgd" = "adamw"): ParameterGroup[] {
-  return [{ name: "all", kind, weightDecay, parameters: model.params.map((p) => ({ name: p.name, shape: p.shape })) }];
+  return [{
+    name: "all",
+    kind,
+    weightDecay,
+    parameters: model.params.map((p) => ({ name: p.name, shape: p.shape })),
+  }];
 }
 
 function initialOf(model: TrainableModel): Record<string, Float32Array> {
@@ -33,9 +38,15 @@ function mlpBatch(rand: () => number, batch: number) {
 
 /** Sequences of random tokens; the target at t is the token at t−1 (needs attention), −100 at t = 0. */
 function copyBatch(rand: () => number, batch: number, seq: number, vocab: number) {
-  const ids = BigInt64Array.from({ length: batch * seq }, () => BigInt(Math.floor((rand() + 1) / 2 * vocab) % vocab));
+  const ids = BigInt64Array.from(
+    { length: batch * seq },
+    () => BigInt(Math.floor((rand() + 1) / 2 * vocab) % vocab),
+  );
   const targets = ids.map((_, i) => (i % seq === 0 ? -100n : ids[i - 1]));
-  return { input_ids: new ort.Tensor("int64", ids, [batch, seq]), targets: new ort.Tensor("int64", targets, [batch, seq]) };
+  return {
+    input_ids: new ort.Tensor("int64", ids, [batch, seq]),
+    targets: new ort.Tensor("int64", targets, [batch, seq]),
+  };
 }
 
 async function fitMlp(ep: ExecutionProvider) {
@@ -149,7 +160,13 @@ Deno.test("two weighted micro-batches give the full batch's gradients", async ()
   const half = buildMlp({ batch: 4, inputs: 4, hidden: 6, classes: 3 });
   const batch = mlpBatch(seededRandom(4), 8);
   const x = batch.x.data as Float32Array, labels = batch.labels.data as BigInt64Array;
-  const a = await TrainingSession.create({ forward: full.graph, loss: "loss", groups: groupsOf(full), initial: initialOf(full), ep: "wasm" });
+  const a = await TrainingSession.create({
+    forward: full.graph,
+    loss: "loss",
+    groups: groupsOf(full),
+    initial: initialOf(full),
+    ep: "wasm",
+  });
   const b = await TrainingSession.create({
     forward: half.graph,
     loss: "loss",
@@ -169,14 +186,22 @@ Deno.test("two weighted micro-batches give the full batch's gradients", async ()
   assert.equal(b.pendingMicroBatches, 2);
   assertClose([accumulated], [fullLoss], { atol: 1e-6, rtol: 1e-5 }, "loss");
   const ga = await a.gradients(), gb = await b.gradients();
-  for (const name of Object.keys(ga)) assertClose(gb[name], ga[name], { atol: 1e-6, rtol: 1e-5 }, `grad.${name}`);
+  for (const name of Object.keys(ga)) {
+    assertClose(gb[name], ga[name], { atol: 1e-6, rtol: 1e-5 }, `grad.${name}`);
+  }
   await a.release();
   await b.release();
 });
 
 Deno.test("a checkpoint saved mid-run resumes to the same parameters as an uninterrupted run", async () => {
   const model = buildMlp({ batch: 8, inputs: 4, hidden: 6, classes: 3 });
-  const options = { forward: model.graph, loss: "loss", groups: groupsOf(model, 0.1), initial: initialOf(model), ep: "wasm" as const };
+  const options = {
+    forward: model.graph,
+    loss: "loss",
+    groups: groupsOf(model, 0.1),
+    initial: initialOf(model),
+    ep: "wasm" as const,
+  };
   const batches = Array.from({ length: 6 }, (_, i) => mlpBatch(seededRandom(100 + i), 8));
   const straight = await TrainingSession.create(options);
   for (const batch of batches) {
@@ -201,7 +226,10 @@ Deno.test("a checkpoint saved mid-run resumes to the same parameters as an unint
   }
   for (const p of model.params) {
     assert.deepEqual(await resumed.parameter(p.name), await straight.parameter(p.name), p.name);
-    assert.deepEqual(await resumed.parameter(`adam_v.${p.name}`), await straight.parameter(`adam_v.${p.name}`));
+    assert.deepEqual(
+      await resumed.parameter(`adam_v.${p.name}`),
+      await straight.parameter(`adam_v.${p.name}`),
+    );
   }
   await Promise.all([straight.release(), resumed.release(), Deno.remove(dir, { recursive: true })]);
 });
@@ -209,7 +237,13 @@ Deno.test("a checkpoint saved mid-run resumes to the same parameters as an unint
 Deno.test("bad training requests give clear errors", async () => {
   const model = buildMlp({ batch: 2, inputs: 2, hidden: 2, classes: 3 });
   await assert.rejects(
-    TrainingSession.create({ forward: model.graph, loss: "loss", groups: groupsOf(model), initial: {}, ep: "wasm" }),
+    TrainingSession.create({
+      forward: model.graph,
+      loss: "loss",
+      groups: groupsOf(model),
+      initial: {},
+      ep: "wasm",
+    }),
     /parameter "w1" has no initial value/,
   );
   const session = await TrainingSession.create({
@@ -221,7 +255,10 @@ Deno.test("bad training requests give clear errors", async () => {
   });
   await assert.rejects(session.optimizerStep(0.1), /no gradients/);
   const batch = mlpBatch(seededRandom(1), 2);
-  await session.trainStep({ x: new ort.Tensor("float32", (batch.x.data as Float32Array).slice(0, 4), [2, 2]), labels: batch.labels });
+  await session.trainStep({
+    x: new ort.Tensor("float32", (batch.x.data as Float32Array).slice(0, 4), [2, 2]),
+    labels: batch.labels,
+  });
   await assert.rejects(
     session.trainStep({ x: new ort.Tensor("float32", new Float32Array(4), [2, 2]), labels: batch.labels }),
     /gradientAccumulation: true/,

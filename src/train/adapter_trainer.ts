@@ -1,0 +1,384 @@
+/**
+ * {@linkcode AdapterTrainer}: trains a gated LoRA adapter on a Llama model through a {@linkcode TrainingSession},
+ * and performs WeightLoRA's structural moves between steps — projecting gates onto the top K, freezing
+ * them and dropping zero-gate sites (the graph is rebuilt without them: no parameters, no optimizer state,
+ * no compute), and WeightLoRA+'s function-preserving rank doubling.
+ *
+ * @module
+ */
+
+import { TrainingSession } from "../autodiff/training_session.ts";
+import { optimizerStateNames, type ParameterGroup } from "../autodiff/optimizer.ts";
+import type { TrainingState } from "../autodiff/training_session.ts";
+import { buildLlamaTrainingGraph } from "../models/llama_training.ts";
+import type { LlamaConfig } from "../models/config.ts";
+import type { LlamaWeights } from "../models/llama.ts";
+import { gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
+import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
+import { projectTopK } from "../lora/top_k.ts";
+import { doubleRank } from "../lora/rank_doubling.ts";
+import { loraInputNames } from "../models/lora_inputs.ts";
+import { ort } from "../runtime/ort.ts";
+import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
+import type { Batch } from "./batches.ts";
+
+/** Optimizer settings of the adapter factors (gates always use plain SGD). */
+export interface AdapterOptimizerOptions {
+  /** Update rule of A and B. */
+  kind: "adamw" | "sgd";
+  /** Weight decay of A and B. */
+  weightDecay: number;
+  /** Global gradient-norm clipping of A and B (0 disables). */
+  maxGradNorm: number;
+}
+
+/** Options for {@linkcode AdapterTrainer.create}. */
+export interface AdapterTrainerOptions {
+  /** The base model. */
+  model: { config: LlamaConfig; weights: LlamaWeights };
+  /** Every candidate site's state (inactive ones carry no adapter). */
+  sites: AdapterSiteState[];
+  /** Gates are trained (SGD + top-K projection) rather than frozen. */
+  trainableGates: boolean;
+  /** Rows per micro-batch. */
+  batchSize: number;
+  /** Tokens per row. */
+  seqLen: number;
+  /** Optimizer of A and B. */
+  optimizer: AdapterOptimizerOptions;
+  /** Execution provider. */
+  ep: ExecutionProviderChoice;
+  /** Several micro-batches per optimizer step. */
+  gradientAccumulation: boolean;
+}
+
+/** Sizes of what training holds per phase. */
+export interface TrainableSizes {
+  /** Trainable parameters (A, B and gates). */
+  parameters: number;
+  /** Bytes of optimizer state (AdamW moments). */
+  optimizerStateBytes: number;
+  /** Active sites. */
+  activeSites: number;
+}
+
+function batchFeeds(batch: Batch, batchSize: number, seqLen: number): Record<string, ort.Tensor> {
+  const dims = [batchSize, seqLen];
+  return {
+    input_ids: new ort.Tensor("int64", batch.inputIds, dims),
+    labels: new ort.Tensor("int64", batch.labels, dims),
+    attention_mask: new ort.Tensor("int64", batch.attentionMask, dims),
+  };
+}
+
+/** Trains the active sites of a gated adapter; rebuilds its session when the structure changes. */
+export class AdapterTrainer {
+  /** The adapter's host-side state (refreshed from the device by {@linkcode AdapterTrainer.sync}). */
+  sites: AdapterSiteState[];
+  /** Whether gates are being trained. */
+  trainableGates: boolean;
+  #options: AdapterTrainerOptions;
+  #session: TrainingSession;
+  #active: AdapterSiteState[];
+
+  private constructor(options: AdapterTrainerOptions, session: TrainingSession, active: AdapterSiteState[]) {
+    this.#options = options;
+    this.sites = options.sites;
+    this.trainableGates = options.trainableGates;
+    this.#session = session;
+    this.#active = active;
+  }
+
+  /**
+   * Builds the training graph for the active sites and creates its session.
+   *
+   * @param options Model, adapter state, shapes, optimizer, execution provider.
+   * @returns The trainer.
+   * @throws {Error} When no site is active.
+   */
+  static async create(options: AdapterTrainerOptions): Promise<AdapterTrainer> {
+    const { session, active } = await AdapterTrainer.#build(options, options.sites, options.trainableGates);
+    return new AdapterTrainer(options, session, active);
+  }
+
+  static async #build(
+    options: AdapterTrainerOptions,
+    sites: AdapterSiteState[],
+    trainableGates: boolean,
+  ): Promise<{ session: TrainingSession; active: AdapterSiteState[] }> {
+    const active = sites.filter((s) => s.active);
+    if (active.length === 0) throw new Error("Cannot train an adapter with no active site");
+    const lora = gatedLoraHook({
+      sites: active.map((s) => ({ name: s.site.name, rank: s.rank, scale: s.scale, gate: s.gate })),
+      trainableGates,
+    });
+    const model = buildLlamaTrainingGraph(options.model, {
+      batchSize: options.batchSize,
+      seqLen: options.seqLen,
+      adapter: lora.hook,
+    });
+    const missing = lora.unused();
+    if (missing.length) {
+      throw new Error(`Cannot build the training graph: the model has no site ${missing.join(", ")}`);
+    }
+    const adapterParams = active.flatMap((s) => {
+      const names = lora.inputs.get(s.site.name)!;
+      return [
+        { name: names.a, shape: [s.rank, s.site.inFeatures] },
+        { name: names.b, shape: [s.site.outFeatures, s.rank] },
+      ];
+    });
+    const groups: ParameterGroup[] = [{
+      name: "adapters",
+      kind: options.optimizer.kind,
+      weightDecay: options.optimizer.weightDecay,
+      parameters: adapterParams,
+    }];
+    const initial: Record<string, Float32Array> = {};
+    for (const s of active) {
+      const names = lora.inputs.get(s.site.name)!;
+      initial[names.a] = s.a;
+      initial[names.b] = s.b;
+    }
+    if (trainableGates) {
+      groups.push({
+        name: "gates",
+        kind: "sgd",
+        clip: false,
+        parameters: [{ name: GATES_INPUT, shape: [active.length] }],
+      });
+      initial[GATES_INPUT] = Float32Array.from(active.map((s) => s.gate));
+    }
+    const session = await TrainingSession.create({
+      forward: model.graph,
+      loss: "loss",
+      groups,
+      initial,
+      maxGradNorm: options.optimizer.maxGradNorm,
+      ep: options.ep,
+      gradientAccumulation: options.gradientAccumulation,
+    });
+    return { session, active };
+  }
+
+  /** The execution provider training runs on. */
+  get ep(): ExecutionProvider {
+    return this.#session.ep;
+  }
+
+  /** The active sites, in model order. */
+  get activeSites(): AdapterSiteState[] {
+    return this.#active;
+  }
+
+  /** Optimizer steps since the optimizer state was last reset. */
+  get optimizerStep(): number {
+    return this.#session.step;
+  }
+
+  /** Trainable parameters and optimizer-state bytes of the current structure. */
+  get sizes(): TrainableSizes {
+    const factors = this.#active.reduce((n, s) => n + s.a.length + s.b.length, 0);
+    const gates = this.trainableGates ? this.#active.length : 0;
+    const adamBytes = this.#options.optimizer.kind === "adamw" ? 2 * factors * 4 : 0;
+    return { parameters: factors + gates, optimizerStateBytes: adamBytes, activeSites: this.#active.length };
+  }
+
+  /**
+   * Forward + backward on micro-batches; each micro-batch's gradient is weighted by its share of the
+   * counted targets, so the result is the gradient of the mean loss over all of them.
+   *
+   * @param batches One or more micro-batches.
+   * @returns The mean loss over all counted targets.
+   */
+  async trainStep(batches: readonly Batch[]): Promise<number> {
+    const total = batches.reduce((n, b) => n + b.targets, 0);
+    if (total === 0) throw new Error("Cannot train on a batch with no target token");
+    let loss = 0;
+    for (const batch of batches) {
+      const weight = batch.targets / total;
+      if (weight === 0) continue;
+      loss += weight *
+        await this.#session.trainStep(
+          batchFeeds(batch, this.#options.batchSize, this.#options.seqLen),
+          weight,
+        );
+    }
+    return loss;
+  }
+
+  /**
+   * Applies the pending gradients: A and B at `lr`, gates (when trained) at `lrGates` followed by the
+   * top-K projection — skipped while the gate gradient is still numerically zero (at the first steps
+   * B = 0, so every gate gradient is 0 and projecting would drop sites at random).
+   *
+   * @param rates Learning rates of the adapters and gates.
+   * @param k Gates to keep when projecting.
+   * @returns The gradient norm and whether the gates were projected.
+   */
+  async applyGradients(
+    rates: { lr: number; lrGates: number },
+    k: number,
+  ): Promise<{ gradNorm: number; projected: boolean }> {
+    let gateGradientZero = true;
+    if (this.trainableGates) {
+      const g = await this.#session.gradient(GATES_INPUT);
+      gateGradientZero = g.every((v) => Math.abs(v) < 1e-12);
+    }
+    const lr: Record<string, number> = { adapters: rates.lr };
+    if (this.trainableGates) lr.gates = rates.lrGates;
+    const { gradNorm } = await this.#session.optimizerStep(lr);
+    let projected = false;
+    if (this.trainableGates && !gateGradientZero) {
+      await this.projectGates(k);
+      projected = true;
+    }
+    return { gradNorm, projected };
+  }
+
+  /**
+   * Projects the trained gates onto the top K (the rest become 0; their sites stay in the graph until
+   * {@linkcode AdapterTrainer.freezeGates} or {@linkcode AdapterTrainer.dropZeroGates}).
+   *
+   * @param k Gates to keep.
+   */
+  async projectGates(k: number): Promise<void> {
+    const gates = await this.#session.parameter(GATES_INPUT);
+    const { gates: projected } = projectTopK(gates, Math.min(k, gates.length));
+    this.#session.setParameter(GATES_INPUT, projected);
+    this.#active.forEach((s, i) => (s.gate = projected[i]));
+  }
+
+  /**
+   * Copies the device's A, B and gates into {@linkcode AdapterTrainer.sites}.
+   */
+  async sync(): Promise<void> {
+    const gates = this.trainableGates ? await this.#session.parameter(GATES_INPUT) : undefined;
+    for (const [i, s] of this.#active.entries()) {
+      const names = loraInputNames(s.site.name);
+      s.a = await this.#session.parameter(names.a);
+      s.b = await this.#session.parameter(names.b);
+      if (gates) s.gate = gates[i];
+    }
+  }
+
+  async #rebuild(trainableGates: boolean, carry: "moments" | "reset"): Promise<void> {
+    const state = carry === "moments" ? await this.#session.state() : undefined;
+    const old = this.#session;
+    const { session, active } = await AdapterTrainer.#build(this.#options, this.sites, trainableGates);
+    if (state) {
+      // carry the optimizer moments of the surviving factors (same names, same shapes)
+      const keep: TrainingState = { step: state.step, tensors: {} };
+      const wanted = new Set(active.flatMap((s) => Object.values(loraInputNames(s.site.name)).slice(0, 2)));
+      const kind = this.#options.optimizer.kind;
+      const prefixes = optimizerStateNames({ name: "adapters", kind, parameters: [] });
+      for (const name of wanted) {
+        for (const p of prefixes) keep.tensors[`${p}.${name}`] = state.tensors[`${p}.${name}`];
+      }
+      session.loadState(keep);
+    }
+    await old.release();
+    this.#session = session;
+    this.#active = active;
+    this.trainableGates = trainableGates;
+  }
+
+  /**
+   * Drops the sites whose gate is 0 and rebuilds the graph without them; gates stay trainable.
+   *
+   * @param carry Keep the survivors' optimizer moments, or start the optimizer afresh.
+   * @returns The names of the dropped sites.
+   */
+  async dropZeroGates(carry: "moments" | "reset"): Promise<string[]> {
+    await this.sync();
+    const dropped = this.#active.filter((s) => s.gate === 0);
+    for (const s of dropped) {
+      s.active = false;
+      s.a = new Float32Array();
+      s.b = new Float32Array();
+    }
+    await this.#rebuild(this.trainableGates, carry);
+    return dropped.map((s) => s.site.name);
+  }
+
+  /**
+   * Freezes the gates: sites with gate 0 are dropped, the others keep their gate as a constant factor,
+   * and the graph is rebuilt (backward then stops at the lowest survivor).
+   *
+   * @param options `reinitSurvivors` re-initialises survivors' A and B and restarts the optimizer.
+   * @returns The dropped sites' names.
+   */
+  async freezeGates(options: { reinitSurvivors: boolean; seed: number }): Promise<string[]> {
+    await this.sync();
+    const dropped = this.#active.filter((s) => s.gate === 0);
+    for (const s of dropped) {
+      s.active = false;
+      s.a = new Float32Array();
+      s.b = new Float32Array();
+    }
+    if (options.reinitSurvivors) {
+      this.sites = this.sites.map((s, i) => (s.active ? reinitSite(s, options.seed, i, "reinit") : s));
+    }
+    this.#options = { ...this.#options, sites: this.sites };
+    await this.#rebuild(false, options.reinitSurvivors ? "reset" : "moments");
+    return dropped.map((s) => s.site.name);
+  }
+
+  /**
+   * WeightLoRA+'s growth: doubles every active site's rank with the function-preserving QR init and
+   * restarts the optimizer (moments reset).
+   *
+   * @param round Growth round number (seeds the new directions).
+   * @param seed The run's seed.
+   */
+  async doubleRanks(round: number, seed: number): Promise<void> {
+    await this.sync();
+    this.sites = this.sites.map((s, i) => {
+      if (!s.active) return s;
+      const noise = kaimingUniform(purposePrng(seed, `grow-${round}`, i), s.site.inFeatures);
+      const grown = doubleRank({
+        a: s.a,
+        b: s.b,
+        rank: s.rank,
+        inFeatures: s.site.inFeatures,
+        outFeatures: s.site.outFeatures,
+      }, noise);
+      return { ...s, a: grown.a, b: grown.b, rank: grown.rank };
+    });
+    this.#options = { ...this.#options, sites: this.sites };
+    await this.#rebuild(this.trainableGates, "reset");
+  }
+
+  /**
+   * Mean loss over evaluation batches (weighted by their targets), without gradients.
+   *
+   * @param batches Evaluation batches.
+   * @returns The mean token loss.
+   */
+  async evalLoss(batches: readonly Batch[]): Promise<number> {
+    let sum = 0, count = 0;
+    for (const batch of batches) {
+      if (batch.targets === 0) continue;
+      sum += batch.targets *
+        await this.#session.evalLoss(batchFeeds(batch, this.#options.batchSize, this.#options.seqLen));
+      count += batch.targets;
+    }
+    return count ? sum / count : NaN;
+  }
+
+  /** Optimizer state and factors as tensors (for checkpoints). */
+  async state(): Promise<TrainingState> {
+    return await this.#session.state();
+  }
+
+  /** Restores the optimizer state and factors saved by {@linkcode AdapterTrainer.state} (same structure). */
+  async loadState(state: TrainingState): Promise<void> {
+    this.#session.loadState(state);
+    await this.sync();
+  }
+
+  /** Releases the session. */
+  async release(): Promise<void> {
+    await this.#session.release();
+  }
+}

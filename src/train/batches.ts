@@ -1,0 +1,136 @@
+/**
+ * Batches for static-shape training graphs: rows padded to `[batchSize, seqLen]` (labels −100 and
+ * attention mask 0 on padding), drawn in a seeded shuffled order, epoch after epoch. The sampler's
+ * position is plain data, so a resumed run draws the same batches as an uninterrupted one.
+ *
+ * @module
+ */
+
+import { Prng } from "../models/sampling.ts";
+import { countTargets, type Example, IGNORE_LABEL } from "./data.ts";
+
+/** One padded batch, ready to feed. */
+export interface Batch {
+  /** `[batchSize, seqLen]` token ids. */
+  inputIds: BigInt64Array;
+  /** `[batchSize, seqLen]` labels (−100 on padding and untrained tokens). */
+  labels: BigInt64Array;
+  /** `[batchSize, seqLen]`: 1 on real tokens, 0 on padding. */
+  attentionMask: BigInt64Array;
+  /** Counted next-token targets. */
+  targets: number;
+  /** Real (unpadded) tokens. */
+  tokens: number;
+}
+
+/**
+ * Pads examples into one batch.
+ *
+ * @param examples At most `batchSize` rows, each at most `seqLen` long.
+ * @param shape Batch size, sequence length and the id used for padding.
+ * @returns The batch.
+ */
+export function makeBatch(
+  examples: readonly Example[],
+  shape: { batchSize: number; seqLen: number; padId?: number },
+): Batch {
+  const { batchSize, seqLen } = shape;
+  const n = batchSize * seqLen;
+  const inputIds = new BigInt64Array(n).fill(BigInt(shape.padId ?? 0));
+  const labels = new BigInt64Array(n).fill(BigInt(IGNORE_LABEL));
+  // Rows with no example attend everywhere (no target is counted there) so no softmax row is empty.
+  const attentionMask = new BigInt64Array(n).fill(1n);
+  let targets = 0, tokens = 0;
+  examples.forEach((example, row) => {
+    if (row >= batchSize) {
+      throw new RangeError(`Cannot batch ${examples.length} rows into a batch of ${batchSize}`);
+    }
+    if (example.inputIds.length > seqLen) {
+      throw new RangeError(
+        `Cannot batch a row of ${example.inputIds.length} tokens into sequences of ${seqLen}`,
+      );
+    }
+    for (let t = 0; t < seqLen; t++) {
+      const i = row * seqLen + t;
+      if (t < example.inputIds.length) {
+        inputIds[i] = BigInt(example.inputIds[t]);
+        labels[i] = BigInt(example.labels[t]);
+      } else attentionMask[i] = 0n;
+    }
+    targets += countTargets(example);
+    tokens += example.inputIds.length;
+  });
+  return { inputIds, labels, attentionMask, targets, tokens };
+}
+
+/** Where a {@linkcode BatchSampler} stands (for checkpoints). */
+export interface SamplerState {
+  /** Completed passes over the data. */
+  epoch: number;
+  /** Rows drawn in the current epoch. */
+  position: number;
+}
+
+/** Draws rows in a shuffled order that depends only on the seed and the epoch. */
+export class BatchSampler {
+  #examples: readonly Example[];
+  #seed: number;
+  #order: number[] = [];
+  #state: SamplerState = { epoch: 0, position: 0 };
+
+  /**
+   * Creates a sampler.
+   *
+   * @param examples The rows.
+   * @param seed Shuffle seed.
+   */
+  constructor(examples: readonly Example[], seed: number) {
+    if (examples.length === 0) throw new RangeError("Cannot sample from an empty data set");
+    this.#examples = examples;
+    this.#seed = seed;
+    this.#shuffle();
+  }
+
+  #shuffle(): void {
+    const prng = new Prng(this.#seed * 1000003 + this.#state.epoch);
+    this.#order = Array.from({ length: this.#examples.length }, (_, i) => i);
+    for (let i = this.#order.length - 1; i > 0; i--) {
+      const j = prng.nextUint32() % (i + 1);
+      [this.#order[i], this.#order[j]] = [this.#order[j], this.#order[i]];
+    }
+  }
+
+  /** The current position. */
+  get state(): SamplerState {
+    return { ...this.#state };
+  }
+
+  /** Moves to a saved position. */
+  set state(state: SamplerState) {
+    this.#state = { ...state };
+    this.#shuffle();
+  }
+
+  /** Fractional epochs drawn so far. */
+  get epochs(): number {
+    return this.#state.epoch + this.#state.position / this.#examples.length;
+  }
+
+  /**
+   * Draws the next `count` rows (crossing into the next epoch, reshuffled, when one ends).
+   *
+   * @param count Rows to draw.
+   * @returns The rows.
+   */
+  next(count: number): Example[] {
+    const out: Example[] = [];
+    while (out.length < count) {
+      if (this.#state.position >= this.#order.length) {
+        this.#state = { epoch: this.#state.epoch + 1, position: 0 };
+        this.#shuffle();
+      }
+      out.push(this.#examples[this.#order[this.#state.position++]]);
+    }
+    return out;
+  }
+}

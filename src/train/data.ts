@@ -1,0 +1,265 @@
+/**
+ * Fine-tuning data: JSONL rows turned into token ids and Hugging Face-style labels (same length as the
+ * ids, shifted inside the loss, −100 not counted). Four row shapes:
+ *
+ * - `{"prompt", "completion"}`: BOS + prompt + completion + EOS; loss on the completion and EOS only.
+ *   Prompt and completion are tokenized separately (a SentencePiece tokenizer gives the completion its
+ *   own leading "▁", as if a space separated them).
+ * - `{"text"}`: BOS + text; loss on every token.
+ * - `{"messages"}`: rendered with the model's chat template; loss on the assistant turns.
+ * - `{"input_ids", "labels"?}`: used exactly as given (no BOS/EOS added); no labels = every token.
+ *
+ * Rows longer than `seqLen` are truncated (and counted).
+ *
+ * @module
+ */
+
+import type { Tokenizer } from "../io/tokenizer.ts";
+import { type ChatMessage, renderChatTemplate } from "../io/chat_template.ts";
+
+/** Label value that is not counted in the loss (Hugging Face's convention). */
+export const IGNORE_LABEL = -100;
+
+/** One tokenized training row. */
+export interface Example {
+  /** Token ids. */
+  inputIds: number[];
+  /** Labels, same length; −100 where the token is not a target. */
+  labels: number[];
+}
+
+/** A tokenized data set. */
+export interface Dataset {
+  /** Where it came from (file name), for messages. */
+  source: string;
+  /** The rows, in file order. */
+  examples: Example[];
+  /** Rows cut to `seqLen`. */
+  truncated: number;
+  /** Rows dropped because no target remained after truncation. */
+  empty: number;
+  /** Counted next-token targets over all rows. */
+  targets: number;
+}
+
+/** Options for {@linkcode parseJsonl} and {@linkcode loadJsonl}. */
+export interface DatasetOptions {
+  /** The model's tokenizer. */
+  tokenizer: Pick<Tokenizer, "encode" | "bosId" | "eosIds" | "vocabSize" | "idToToken">;
+  /** Longest row in tokens. */
+  seqLen: number;
+  /** The model's chat template (needed for `messages` rows). */
+  chatTemplate?: string;
+}
+
+/** Counted next-token targets of an example (labels at positions 1…n−1 that are not −100). */
+export function countTargets(example: Example): number {
+  let n = 0;
+  for (let i = 1; i < example.labels.length; i++) if (example.labels[i] !== IGNORE_LABEL) n++;
+  return n;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function intArray(value: unknown, field: string, fail: (m: string) => never): number[] {
+  if (!Array.isArray(value) || value.some((v) => !Number.isInteger(v))) {
+    fail(`"${field}" must be an array of integers`);
+  }
+  return value as number[];
+}
+
+function tokenText(tokenizer: DatasetOptions["tokenizer"], id: number | undefined): string {
+  return id === undefined ? "" : tokenizer.idToToken(id) ?? "";
+}
+
+function fromMessages(
+  messages: unknown,
+  options: DatasetOptions,
+  fail: (m: string) => never,
+): Example {
+  if (!Array.isArray(messages) || messages.length === 0) fail(`"messages" must be a non-empty array`);
+  for (const [i, m] of (messages as unknown[]).entries()) {
+    if (!isRecord(m) || typeof m.role !== "string" || typeof m.content !== "string") {
+      fail(`messages[${i}] must be {"role": string, "content": string}`);
+    }
+  }
+  const chat = messages as ChatMessage[];
+  if (!chat.some((m) => m.role === "assistant")) fail(`"messages" has no assistant turn to learn from`);
+  const template = options.chatTemplate ??
+    fail('the model has no chat template, so "messages" rows cannot be rendered');
+  const { tokenizer } = options;
+  const render = (upTo: number, addGenerationPrompt: boolean) =>
+    renderChatTemplate(template, {
+      messages: chat.slice(0, upTo),
+      addGenerationPrompt,
+      bosToken: tokenText(tokenizer, tokenizer.bosId),
+      eosToken: tokenText(tokenizer, tokenizer.eosIds[0]),
+    });
+  const encode = (text: string) => tokenizer.encode(text, { addBos: false });
+  const inputIds = encode(render(chat.length, false));
+  const labels = new Array<number>(inputIds.length).fill(IGNORE_LABEL);
+  chat.forEach((message, i) => {
+    if (message.role !== "assistant") return;
+    const before = encode(render(i, true));
+    const through = encode(render(i + 1, false));
+    const isPrefix = (a: number[], b: number[]) => a.length <= b.length && a.every((t, k) => t === b[k]);
+    if (!isPrefix(before, through) || !isPrefix(through, inputIds)) {
+      fail(`the chat template does not render messages[${i}] as an extension of the turns before it`);
+    }
+    for (let k = before.length; k < through.length; k++) labels[k] = inputIds[k];
+  });
+  return { inputIds, labels };
+}
+
+function exampleOfRow(row: unknown, options: DatasetOptions, fail: (m: string) => never): Example {
+  if (!isRecord(row)) fail("a row must be a JSON object");
+  const { tokenizer } = options;
+  const bos = tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
+  if ("input_ids" in row) {
+    const inputIds = intArray(row.input_ids, "input_ids", fail);
+    if (inputIds.length === 0) fail(`"input_ids" is empty`);
+    const bad = inputIds.findIndex((t) => t < 0 || t >= tokenizer.vocabSize);
+    if (bad >= 0) {
+      fail(`input_ids[${bad}] = ${inputIds[bad]} is outside the vocabulary (0..${tokenizer.vocabSize - 1})`);
+    }
+    if (row.labels === undefined) return { inputIds, labels: [...inputIds] };
+    const labels = intArray(row.labels, "labels", fail);
+    if (labels.length !== inputIds.length) {
+      fail(`"labels" has ${labels.length} entries but "input_ids" has ${inputIds.length}`);
+    }
+    const badLabel = labels.findIndex((t) => t !== IGNORE_LABEL && (t < 0 || t >= tokenizer.vocabSize));
+    if (badLabel >= 0) fail(`labels[${badLabel}] = ${labels[badLabel]} is neither -100 nor a token id`);
+    return { inputIds, labels };
+  }
+  if ("prompt" in row || "completion" in row) {
+    if (typeof row.prompt !== "string" || typeof row.completion !== "string") {
+      fail(`"prompt" and "completion" must both be strings`);
+    }
+    const prompt = [...bos, ...tokenizer.encode(row.prompt as string, { addBos: false })];
+    const completion = [
+      ...tokenizer.encode(row.completion as string, { addBos: false }),
+      ...tokenizer.eosIds.slice(0, 1),
+    ];
+    return {
+      inputIds: [...prompt, ...completion],
+      labels: [...prompt.map(() => IGNORE_LABEL), ...completion],
+    };
+  }
+  if ("text" in row) {
+    if (typeof row.text !== "string") fail(`"text" must be a string`);
+    const ids = [...bos, ...tokenizer.encode(row.text as string, { addBos: false })];
+    return { inputIds: ids, labels: [...ids] };
+  }
+  if ("messages" in row) return fromMessages(row.messages, options, fail);
+  return fail(
+    `a row needs "prompt" and "completion", "text", "messages" or "input_ids"; got keys ${
+      Object.keys(row).join(", ") || "none"
+    }`,
+  );
+}
+
+/**
+ * Parses JSONL text into a data set.
+ *
+ * @param text The file's contents.
+ * @param source The file name (for messages).
+ * @param options Tokenizer, sequence length, chat template.
+ * @returns The tokenized rows.
+ * @throws {Error} On a malformed row (`file:line: …`) or a data set with no usable row.
+ * @example
+ * ```ts ignore
+ * const data = parseJsonl('{"text": "Once upon a time"}\n', "data.jsonl", { tokenizer, seqLen: 64 });
+ * ```
+ */
+export function parseJsonl(text: string, source: string, options: DatasetOptions): Dataset {
+  if (!Number.isInteger(options.seqLen) || options.seqLen < 2) {
+    throw new RangeError(`Cannot read ${source}: seqLen must be an integer ≥ 2, got ${options.seqLen}`);
+  }
+  const dataset: Dataset = { source, examples: [], truncated: 0, empty: 0, targets: 0 };
+  const lines = text.split("\n");
+  lines.forEach((line, index) => {
+    const fail = (message: string): never => {
+      throw new Error(`${source}:${index + 1}: ${message}`);
+    };
+    if (line.trim() === "") return;
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch (e) {
+      fail(`invalid JSON (${(e as Error).message})`);
+    }
+    let example = exampleOfRow(row, options, fail);
+    if (example.inputIds.length > options.seqLen) {
+      example = {
+        inputIds: example.inputIds.slice(0, options.seqLen),
+        labels: example.labels.slice(0, options.seqLen),
+      };
+      dataset.truncated++;
+    }
+    const targets = countTargets(example);
+    if (targets === 0) {
+      dataset.empty++;
+      return;
+    }
+    dataset.examples.push(example);
+    dataset.targets += targets;
+  });
+  if (dataset.examples.length === 0) {
+    throw new Error(
+      `Cannot train on ${source}: it has no usable rows` +
+        (dataset.empty
+          ? ` (${dataset.empty} rows had no target token after truncation to ${options.seqLen})`
+          : ""),
+    );
+  }
+  return dataset;
+}
+
+/**
+ * Reads and parses a JSONL file.
+ *
+ * @param path The file.
+ * @param options Tokenizer, sequence length, chat template.
+ * @returns The tokenized rows.
+ * @throws {Error} When the file cannot be read or a row is malformed (`file:line: …`).
+ */
+export async function loadJsonl(path: string, options: DatasetOptions): Promise<Dataset> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new Error(`Cannot read data file "${path}": ${(e as Error).message}`);
+  }
+  return parseJsonl(text, path, options);
+}
+
+/**
+ * Splits off a deterministic evaluation subset.
+ *
+ * @param dataset The data set.
+ * @param fraction Share of rows for evaluation (0 < fraction < 1); at least one row each side.
+ * @returns Training and evaluation sets (every k-th row goes to evaluation).
+ */
+export function splitDataset(dataset: Dataset, fraction: number): { train: Dataset; eval: Dataset } {
+  if (!(fraction > 0 && fraction < 1)) {
+    throw new RangeError(`Cannot split data: the fraction must be in (0, 1), got ${fraction}`);
+  }
+  if (dataset.examples.length < 2) throw new RangeError(`Cannot split ${dataset.source}: it has one row`);
+  const every = Math.max(2, Math.round(1 / fraction));
+  const pick = (keep: (i: number) => boolean, suffix: string): Dataset => {
+    const examples = dataset.examples.filter((_, i) => keep(i));
+    return {
+      source: `${dataset.source} (${suffix})`,
+      examples,
+      truncated: 0,
+      empty: 0,
+      targets: examples.reduce((s, e) => s + countTargets(e), 0),
+    };
+  };
+  return {
+    train: pick((i) => i % every !== every - 1, "train split"),
+    eval: pick((i) => i % every === every - 1, "eval split"),
+  };
+}
