@@ -1,0 +1,285 @@
+/**
+ * `deno task train`: fine-tunes a LoRA adapter with WeightLoRA (or WeightLoRA+, LoRA, RandLoRA) and writes
+ * a PEFT adapter, `weightlora.json` and `train_log.jsonl` to `--out`.
+ *
+ *     deno task train --model DIR --data train.jsonl --out runs/demo --k 5 --rank 4 --steps 200
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import process from "node:process";
+import cliProgress from "cli-progress";
+import { loadModelFolder } from "../io/model_folder.ts";
+import { resolveModelSource } from "../io/hub.ts";
+import { loadPeftAdapter } from "../lora/peft.ts";
+import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
+import { type Dataset, loadJsonl, splitDataset } from "../train/data.ts";
+import { type StepRecord, train, type TrainOptions } from "../train/trainer.ts";
+import { nonNegative, nonNegativeInt, numberFlag, oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
+
+const HELP = `Usage: deno task train --model M --data F --out DIR [options]
+
+Fine-tunes a LoRA adapter on a Llama-family model and writes to --out: adapter_config.json and
+adapter_model.safetensors (a standard PEFT LoRA adapter: only the selected sites, gates folded into B),
+weightlora.json (method, gates, selected sites, sizes per phase, losses, tokens, wall time),
+train_log.jsonl (one line per step) and checkpoint/ (for --resume).
+
+Model and data:
+  --model M              Hugging Face model folder (e.g. from \`deno task convert\`) or hf:OWNER/REPO[@REV]. Required.
+  --data F               Training JSONL: {"prompt","completion"}, {"text"}, {"messages"} or
+                         {"input_ids","labels"?} rows. Required.
+  --out DIR              Output folder. Required.
+  --eval-data F          Evaluation JSONL. Default: none.
+  --eval-split P         Hold out a share P in (0, 1) of --data for evaluation instead. Default: none.
+  --init-adapter DIR     Start from a PEFT LoRA adapter (keeps its sites, ranks and alpha). Default: none.
+  --resume DIR           Continue from a checkpoint folder (e.g. OUT/checkpoint); same options required.
+
+Method:
+  --method M             weightlora | weightlora-plus | lora | randlora. Default: weightlora.
+  --k K                  Sites to keep (weightlora, randlora), 1..number of candidate sites. Default: 5.
+  --select-steps T       WeightLoRA selection steps (gates trained, then frozen). Default: steps / 10.
+  --lr-gates LR          Learning rate of the gates (plain SGD). Default: 5.
+  --reinit-survivors     After selection, re-initialise the survivors' A/B and restart the optimizer.
+  --grow-every F         WeightLoRA+: steps between rank doublings. Default: 10.
+  --grow-rounds M        WeightLoRA+: doublings (K halves each time, from all sites). Default: 2.
+
+Adapter:
+  --target-modules LIST  Candidate modules, comma-separated from ${LLAMA_MODULES.join(",")}.
+                         Default: all.
+  --rank R               LoRA rank. Default: 8.
+  --alpha A              LoRA alpha (scale alpha/r). Default: 16.
+  --rslora               Scale by alpha/√r instead.
+
+Optimisation:
+  --steps N              Optimizer steps. Default: 200.
+  --batch-size B         Rows per micro-batch. Default: 8.
+  --seq-len L            Tokens per row (longer rows are truncated; shorter data shrinks it). Default: 256.
+  --grad-accum G         Micro-batches per optimizer step. Default: 1.
+  --optimizer O          adamw | sgd (for A and B). Default: adamw.
+  --lr LR                Peak learning rate of A and B. Default: 0.001.
+  --weight-decay W       Weight decay of A and B. Default: 0.
+  --lr-schedule S        constant | linear | cosine. Default: linear.
+  --warmup-steps N       Linear warmup steps. Default: 0.
+  --max-grad-norm X      Clip the global gradient norm of A and B; 0 disables. Default: 1.
+  --seed S               Seed of initialisation, shuffling and random sites. Default: 0.
+
+Run:
+  --eval-every N         Evaluate every N steps (0: at the end only). Default: 0.
+  --save-every N         Checkpoint every N steps (0: at the end only). Default: 100.
+  --ep E                 Execution provider: auto (WebGPU when an adapter exists), wasm or webgpu. Default: auto.
+  -h, --help             Show this help.
+
+Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.`;
+
+function modules(text: string | undefined): LlamaModule[] {
+  if (text === undefined || text === "all") return [...LLAMA_MODULES];
+  const list = text.split(",").map((s) => s.trim()).filter(Boolean);
+  const bad = list.filter((m) => !(LLAMA_MODULES as readonly string[]).includes(m));
+  if (bad.length || list.length === 0) {
+    throw new UsageError(
+      `Invalid --target-modules ${JSON.stringify(text)}: unknown ${
+        bad.join(", ") || "empty list"
+      }; choose from ${LLAMA_MODULES.join(",")}`,
+    );
+  }
+  return list as LlamaModule[];
+}
+
+function progressReporter(total: number) {
+  let tty = false;
+  try {
+    tty = Deno.stderr.isTerminal();
+  } catch {
+    tty = false;
+  }
+  if (tty) {
+    const bar = new cliProgress.SingleBar({
+      stream: process.stderr,
+      format:
+        "{bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_formatted} | {phase} | {active} adapters",
+      hideCursor: true,
+    }, cliProgress.Presets.shades_classic);
+    bar.start(total, 0, { loss: "-", tps: "-", phase: "-", active: "-" });
+    return {
+      step(r: StepRecord) {
+        bar.update(r.step, {
+          loss: r.loss.toFixed(4),
+          tps: Math.round(r.tokens_per_s),
+          phase: r.phase,
+          active: r.active,
+        });
+      },
+      note(m: string) {
+        bar.stop();
+        console.error(m);
+        bar.start(total, bar.getProgress() * total);
+      },
+      stop: () => bar.stop(),
+    };
+  }
+  const every = Math.max(1, Math.floor(total / 50));
+  return {
+    step(r: StepRecord) {
+      if (r.step % every === 0 || r.step === total || r.eval_loss !== undefined) {
+        const evalPart = r.eval_loss === undefined ? "" : ` eval_loss ${r.eval_loss.toFixed(4)}`;
+        console.error(
+          `step ${r.step}/${total} loss ${r.loss.toFixed(4)}${evalPart} lr ${r.lr.toPrecision(3)} ` +
+            `${Math.round(r.tokens_per_s)} tok/s ${r.phase} ${r.active} adapters ${r.elapsed.toFixed(1)} s`,
+        );
+      }
+    },
+    note: (m: string) => console.error(m),
+    stop() {},
+  };
+}
+
+async function main(): Promise<void> {
+  const { values: v } = parseArgs({
+    args: Deno.args,
+    strict: true,
+    options: {
+      model: { type: "string" },
+      data: { type: "string" },
+      out: { type: "string" },
+      "eval-data": { type: "string" },
+      "eval-split": { type: "string" },
+      "init-adapter": { type: "string" },
+      resume: { type: "string" },
+      method: { type: "string" },
+      k: { type: "string" },
+      "select-steps": { type: "string" },
+      "lr-gates": { type: "string" },
+      "reinit-survivors": { type: "boolean" },
+      "grow-every": { type: "string" },
+      "grow-rounds": { type: "string" },
+      "target-modules": { type: "string" },
+      rank: { type: "string" },
+      alpha: { type: "string" },
+      rslora: { type: "boolean" },
+      steps: { type: "string" },
+      "batch-size": { type: "string" },
+      "seq-len": { type: "string" },
+      "grad-accum": { type: "string" },
+      optimizer: { type: "string" },
+      lr: { type: "string" },
+      "weight-decay": { type: "string" },
+      "lr-schedule": { type: "string" },
+      "warmup-steps": { type: "string" },
+      "max-grad-norm": { type: "string" },
+      seed: { type: "string" },
+      "eval-every": { type: "string" },
+      "save-every": { type: "string" },
+      ep: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (v.help) {
+    console.log(HELP);
+    return;
+  }
+  for (const required of ["model", "data", "out"] as const) {
+    if (!v[required]) throw new UsageError(`--${required} is required`);
+  }
+  if (v["eval-data"] && v["eval-split"]) {
+    throw new UsageError("--eval-data and --eval-split exclude each other");
+  }
+  const steps = positiveInt("steps", v.steps, 200);
+  const options: TrainOptions = {
+    method: oneOf(
+      "method",
+      v.method,
+      ["weightlora", "weightlora-plus", "lora", "randlora"] as const,
+      "weightlora",
+    ),
+    k: positiveInt("k", v.k, 5),
+    rank: positiveInt("rank", v.rank, 8),
+    alpha: numberFlag("alpha", v.alpha, (n) => n > 0, "a positive number") ?? 16,
+    rslora: v.rslora ?? false,
+    targetModules: modules(v["target-modules"]),
+    steps,
+    batchSize: positiveInt("batch-size", v["batch-size"], 8),
+    seqLen: numberFlag("seq-len", v["seq-len"], (n) => Number.isInteger(n) && n >= 2, "an integer ≥ 2") ??
+      256,
+    gradAccum: positiveInt("grad-accum", v["grad-accum"], 1),
+    optimizer: oneOf("optimizer", v.optimizer, ["adamw", "sgd"] as const, "adamw"),
+    lr: numberFlag("lr", v.lr, (n) => n > 0, "a positive number") ?? 1e-3,
+    lrGates: nonNegative("lr-gates", v["lr-gates"], 5),
+    weightDecay: nonNegative("weight-decay", v["weight-decay"], 0),
+    lrSchedule: oneOf("lr-schedule", v["lr-schedule"], ["constant", "linear", "cosine"] as const, "linear"),
+    warmupSteps: nonNegativeInt("warmup-steps", v["warmup-steps"], 0),
+    maxGradNorm: nonNegative("max-grad-norm", v["max-grad-norm"], 1),
+    selectSteps: positiveInt("select-steps", v["select-steps"], Math.max(1, Math.floor(steps / 10))),
+    reinitSurvivors: v["reinit-survivors"] ?? false,
+    growEvery: positiveInt("grow-every", v["grow-every"], 10),
+    growRounds: positiveInt("grow-rounds", v["grow-rounds"], 2),
+    evalEvery: nonNegativeInt("eval-every", v["eval-every"], 0),
+    saveEvery: nonNegativeInt("save-every", v["save-every"], 100),
+    seed: nonNegativeInt("seed", v.seed, 0),
+    ep: oneOf("ep", v.ep, ["auto", "wasm", "webgpu"] as const, "auto"),
+    out: v.out!,
+  };
+  const evalSplit = numberFlag("eval-split", v["eval-split"], (n) => n > 0 && n < 1, "a share in (0, 1)");
+
+  const dir = await resolveModelSource(v.model!);
+  const model = await loadModelFolder(dir);
+  const maxLen = Math.min(options.seqLen, model.config.maxPositionEmbeddings);
+  const dataOptions = { tokenizer: model.tokenizer, seqLen: maxLen, chatTemplate: model.chatTemplate };
+  let trainData: Dataset = await loadJsonl(v.data!, dataOptions);
+  let evalData: Dataset | undefined = v["eval-data"]
+    ? await loadJsonl(v["eval-data"], dataOptions)
+    : undefined;
+  if (evalSplit !== undefined) ({ train: trainData, eval: evalData } = splitDataset(trainData, evalSplit));
+  // static training graphs: no longer than the longest row
+  const longest = Math.max(
+    ...trainData.examples.map((e) => e.inputIds.length),
+    ...(evalData?.examples ?? []).map((e) => e.inputIds.length),
+  );
+  options.seqLen = Math.max(2, Math.min(maxLen, longest));
+  console.error(
+    `train: ${trainData.examples.length} rows, ${trainData.targets} target tokens from ${v.data}` +
+      (trainData.truncated ? `, ${trainData.truncated} truncated to ${maxLen} tokens` : "") +
+      (trainData.empty ? `, ${trainData.empty} without targets skipped` : "") +
+      (evalData ? `; eval ${evalData.examples.length} rows` : "") + `; sequence length ${options.seqLen}`,
+  );
+  const initAdapter = v["init-adapter"] ? await loadPeftAdapter(v["init-adapter"], model.config) : undefined;
+  const progress = progressReporter(options.steps);
+  const controller = new AbortController();
+  const onSignal = () => {
+    progress.note("Stopping after this step (a checkpoint is saved); press Ctrl-C again to abort");
+    Deno.removeSignalListener("SIGINT", onSignal);
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  try {
+    const summary = await train(
+      {
+        model: { id: model.id, config: model.config, weights: model.weights },
+        train: trainData,
+        eval: evalData,
+        initAdapter,
+        resume: v.resume,
+      },
+      options,
+      { onStep: (r) => progress.step(r), onNote: (m) => progress.note(m), signal: controller.signal },
+    );
+    progress.stop();
+    console.error(
+      `train: ${summary.stopped_early ? "stopped" : "done"} after ${summary.steps} steps in ${
+        summary.wall_time_s.toFixed(1)
+      } s; ` +
+        `${summary.selected_sites.length} adapters; final loss ${summary.final_train_loss?.toFixed(4)}` +
+        (summary.final_eval_loss === null ? "" : `, eval loss ${summary.final_eval_loss.toFixed(4)}`) +
+        `; wrote ${options.out}`,
+    );
+  } finally {
+    progress.stop();
+    try {
+      Deno.removeSignalListener("SIGINT", onSignal);
+    } catch {
+      // already removed
+    }
+  }
+}
+
+if (import.meta.main) await runCli("train", main);

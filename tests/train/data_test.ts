@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { countTargets, IGNORE_LABEL, parseJsonl, splitDataset } from "../../src/train/data.ts";
+import { BatchSampler, makeBatch } from "../../src/train/batches.ts";
+import { learningRate } from "../../src/train/schedule.ts";
+
+// A character-level stand-in tokenizer: ids 3.. are char codes − 29; BOS 1, EOS 2.
+const tokenizer = {
+  vocabSize: 128,
+  bosId: 1,
+  eosIds: [2],
+  encode: (text: string) => [...text].map((c) => c.charCodeAt(0) - 29),
+  idToToken: (id: number) => (id === 1 ? "<s>" : id === 2 ? "</s>" : String.fromCharCode(id + 29)),
+};
+const options = { tokenizer, seqLen: 16 };
+
+Deno.test("prompt/completion rows train on the completion and EOS only", () => {
+  const data = parseJsonl('{"prompt": "ab", "completion": "cd"}\n', "d.jsonl", options);
+  const [e] = data.examples;
+  assert.deepEqual(e.inputIds, [1, 68, 69, 70, 71, 2]);
+  assert.deepEqual(e.labels, [IGNORE_LABEL, IGNORE_LABEL, IGNORE_LABEL, 70, 71, 2]);
+  assert.equal(countTargets(e), 3);
+  assert.equal(data.targets, 3);
+});
+
+Deno.test("text rows train on every token after BOS; pre-tokenized rows are used exactly", () => {
+  const data = parseJsonl(
+    '{"text": "hi"}\n\n{"input_ids": [5, 6, 7]}\n{"input_ids": [5, 6, 7], "labels": [-100, 6, -100]}\n',
+    "d.jsonl",
+    options,
+  );
+  assert.deepEqual(data.examples.map((e) => e.inputIds), [[1, 75, 76], [5, 6, 7], [5, 6, 7]]);
+  assert.deepEqual(data.examples.map(countTargets), [2, 2, 1]);
+});
+
+Deno.test("long rows are truncated and counted; rows left without targets are skipped", () => {
+  const data = parseJsonl(
+    `{"text": "${"x".repeat(40)}"}\n{"prompt": "${"p".repeat(20)}", "completion": "c"}\n`,
+    "d.jsonl",
+    options,
+  );
+  assert.equal(data.truncated, 2);
+  assert.equal(data.empty, 1);
+  assert.equal(data.examples.length, 1);
+  assert.equal(data.examples[0].inputIds.length, 16);
+});
+
+Deno.test("malformed rows name the file and line", () => {
+  const cases: [string, RegExp][] = [
+    ['{"text": "ok"}\n{"text": ', /d\.jsonl:2: invalid JSON/],
+    ['{"text": 3}', /d\.jsonl:1: "text" must be a string/],
+    ['{"foo": 1}', /d\.jsonl:1: a row needs .* got keys foo/],
+    ['{"input_ids": [1, 500]}', /d\.jsonl:1: input_ids\[1\] = 500 is outside the vocabulary/],
+    ['{"input_ids": [1, 2], "labels": [1]}', /d\.jsonl:1: "labels" has 1 entries but "input_ids" has 2/],
+    ['{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}', /d\.jsonl:1: the model has no chat template/],
+    ["[1, 2]", /d\.jsonl:1: a row must be a JSON object/],
+  ];
+  for (const [text, pattern] of cases) assert.throws(() => parseJsonl(text, "d.jsonl", options), pattern);
+  assert.throws(() => parseJsonl("\n\n", "empty.jsonl", options), /Cannot train on empty\.jsonl: it has no usable rows/);
+});
+
+Deno.test("messages rows train on the assistant turns only", () => {
+  const template =
+    "{% for m in messages %}{{ '<' + m['role'] + '>' + m['content'] }}{% endfor %}{% if add_generation_prompt %}{{ '<assistant>' }}{% endif %}";
+  const data = parseJsonl(
+    '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+    "chat.jsonl",
+    { ...options, seqLen: 64, chatTemplate: template },
+  );
+  const [e] = data.examples;
+  const trained = e.labels.map((l, i) => (l === IGNORE_LABEL ? "" : tokenizer.idToToken(e.inputIds[i]))).join("");
+  assert.equal(trained, "a");
+});
+
+Deno.test("batches pad with ignored labels and a zero mask; the sampler is seeded and resumable", () => {
+  const data = parseJsonl(["a", "bb", "ccc", "dddd", "eeeee"].map((t) => JSON.stringify({ text: t })).join("\n"), "d", options);
+  const batch = makeBatch(data.examples.slice(0, 2), { batchSize: 3, seqLen: 4, padId: 2 });
+  assert.deepEqual([...batch.attentionMask].map(Number), [1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1]);
+  assert.deepEqual([...batch.labels].map(Number).slice(0, 4), [1, 68, -100, -100]);
+  assert.equal(batch.targets, 3);
+  const a = new BatchSampler(data.examples, 7), b = new BatchSampler(data.examples, 7);
+  const first = a.next(3);
+  assert.deepEqual(b.next(3), first);
+  const saved = a.state;
+  const rest = a.next(8); // crosses into the next epoch
+  const resumed = new BatchSampler(data.examples, 7);
+  resumed.state = saved;
+  assert.deepEqual(resumed.next(8), rest);
+  assert.notDeepEqual(new BatchSampler(data.examples, 8).next(5), new BatchSampler(data.examples, 7).next(5));
+});
+
+Deno.test("eval split is deterministic and disjoint", () => {
+  const data = parseJsonl(Array.from({ length: 10 }, (_, i) => JSON.stringify({ text: `r${i}` })).join("\n"), "d", options);
+  const { train, eval: evalSet } = splitDataset(data, 0.2);
+  assert.equal(train.examples.length + evalSet.examples.length, 10);
+  assert.equal(evalSet.examples.length, 2);
+});
+
+Deno.test("learning-rate schedules: warmup, linear and cosine decay", () => {
+  const base = { lr: 1, warmupSteps: 2, totalSteps: 10 };
+  assert.equal(learningRate(1, { ...base, schedule: "constant" }), 0.5);
+  assert.equal(learningRate(2, { ...base, schedule: "constant" }), 1);
+  assert.equal(learningRate(3, { ...base, schedule: "linear" }), 1);
+  assert.equal(learningRate(7, { ...base, schedule: "linear" }), 0.5);
+  assert.ok(Math.abs(learningRate(7, { ...base, schedule: "cosine" }) - 0.5) < 1e-12);
+  assert.equal(learningRate(10, { ...base, schedule: "constant" }), 1);
+});
