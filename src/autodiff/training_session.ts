@@ -16,6 +16,7 @@ import { modelFromGraph } from "../onnx/model.ts";
 import type { Graph } from "../onnx/types.ts";
 import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
 import { ort } from "../runtime/ort.ts";
+import { disposeTensors } from "../runtime/tensor.ts";
 import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 
 /** Options for {@linkcode TrainingSession.create}. */
@@ -264,7 +265,7 @@ export class TrainingSession {
     for (const name of this.#shapes.keys()) {
       const previous = this.#grads.get(name);
       this.#grads.set(name, out[`grad.${name}`]);
-      if (previous && previous.location === "gpu-buffer") previous.dispose();
+      disposeTensors([previous]);
     }
     this.#pendingMicroBatches++;
     return loss;
@@ -303,14 +304,14 @@ export class TrainingSession {
     for (const name of [...this.#state.keys()]) {
       const previous = this.#state.get(name)!;
       this.#state.set(name, out[`updated.${name}`]);
-      if (previous.location === "gpu-buffer") previous.dispose();
+      disposeTensors([previous]);
     }
     this.#clearGradients();
     return { gradNorm };
   }
 
   #clearGradients(): void {
-    for (const g of this.#grads.values()) if (g.location === "gpu-buffer") g.dispose();
+    disposeTensors(this.#grads.values());
     this.#grads.clear();
     this.#pendingMicroBatches = 0;
   }
@@ -363,7 +364,7 @@ export class TrainingSession {
         `Cannot set training tensor "${name}": ${data.length} values for ${current.size} elements`,
       );
     }
-    if (current.location === "gpu-buffer") current.dispose();
+    disposeTensors([current]);
     this.#state.set(name, new ort.Tensor("float32", Float32Array.from(data), current.dims));
   }
 
@@ -426,7 +427,7 @@ export class TrainingSession {
           }]`,
         );
       }
-      if (current.location === "gpu-buffer") current.dispose();
+      disposeTensors([current]);
       this.#state.set(name, new ort.Tensor("float32", Float32Array.from(data), shape));
     }
     this.#step = state.step;
@@ -436,7 +437,7 @@ export class TrainingSession {
   /** Releases every session and GPU buffer. */
   async release(): Promise<void> {
     this.#clearGradients();
-    for (const t of this.#state.values()) if (t.location === "gpu-buffer") t.dispose();
+    disposeTensors(this.#state.values());
     this.#state.clear();
     await Promise.all(
       [this.#train, this.#trainAccumulate, this.#optimizer, this.#eval].map((s) => s?.release()),

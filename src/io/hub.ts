@@ -17,7 +17,7 @@
  * @module
  */
 
-import { exists, joinPath, randomSuffix } from "./_fs.ts";
+import { dirName, exists, joinPath, randomSuffix } from "./_fs.ts";
 import { downloadFile, headRemoteFile, type HttpContext, HttpStatusError } from "./_download.ts";
 import type { ProgressMode } from "./_progress.ts";
 
@@ -141,60 +141,13 @@ export async function resolveModelSource(
     if (!info.isDirectory) throw new Error(`Cannot use model folder ${parsed.path}: it is not a folder`);
     return parsed.path;
   }
-  const { repo, revision } = parsed;
-  const cacheDir = options.cacheDir ?? defaultHubCacheDir();
-  const repoDir = joinPath(cacheDir, `models--${repo.replace("/", "--")}`);
-  const refPath = joinPath(repoDir, "refs", revision);
-  const offline = options.offline ??
-    ["1", "true", "yes"].includes((env("HF_HUB_OFFLINE") ?? "").toLowerCase());
-  if (offline) return await cachedSnapshot(repoDir, refPath, revision, source);
-
-  const endpoint = (options.endpoint ?? env("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
-  const ctx: HttpContext = {
-    fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
-    token: options.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN"),
-    origin: new URL(endpoint).origin,
-  };
-  const download = { retries: options.retries ?? 3, progress: options.progress ?? "auto" };
-  const urlOf = (rev: string, file: string) =>
-    `${endpoint}/${repo}/resolve/${encodeURIComponent(rev)}/${
-      file.split("/").map(encodeURIComponent).join("/")
-    }`;
-
-  // config.json pins the revision to a commit; every other file is then fetched at that commit.
-  const config = await headRemoteFile(urlOf(revision, "config.json"), `${repo}/config.json`, ctx).catch(
-    (e) => {
-      if (e instanceof HttpStatusError && e.status === 404) {
-        throw new Error(
-          `Cannot resolve ${source}: ${endpoint}/${repo} has no config.json at revision "${revision}" (or the repository does not exist)`,
-        );
-      }
-      throw e;
-    },
-  );
-  const commit = config.commit ?? revision;
-  const snapshot = joinPath(repoDir, "snapshots", commit.replaceAll("/", "--"));
-  await Deno.mkdir(snapshot, { recursive: true });
-
-  const fetchFile = async (file: string, required: boolean): Promise<boolean> => {
-    const dest = joinPath(snapshot, file);
-    if (await exists(dest)) return true;
-    const label = `${repo}/${file}`;
-    let remote;
-    try {
-      remote = file === "config.json" ? config : await headRemoteFile(urlOf(commit, file), label, ctx);
-    } catch (e) {
-      if (!required && e instanceof HttpStatusError && e.status === 404) return false;
-      throw e;
-    }
-    await downloadFile(remote, dest, { ...ctx, ...download, label });
-    return true;
-  };
-
+  const hub = await openHubSnapshot(parsed, source, "config.json", options);
+  if (typeof hub === "string") return hub;
+  const { fetchFile } = hub;
   for (const f of REQUIRED_FILES) await fetchFile(f, true);
   for (const f of OPTIONAL_FILES) await fetchFile(f, false);
   if (await fetchFile("model.safetensors.index.json", false)) {
-    const index = JSON.parse(await Deno.readTextFile(joinPath(snapshot, "model.safetensors.index.json")));
+    const index = JSON.parse(await Deno.readTextFile(joinPath(hub.snapshot, "model.safetensors.index.json")));
     const shards = new Set<string>(Object.values((index?.weight_map ?? {}) as Record<string, string>));
     for (const shard of [...shards].sort()) {
       if (typeof shard !== "string" || shard.includes("/") || shard.includes("..")) {
@@ -209,8 +162,130 @@ export async function resolveModelSource(
       `Cannot resolve ${source}: the repository has neither model.safetensors nor model.safetensors.index.json`,
     );
   }
-  if (commit !== revision) await writeRef(refPath, commit);
-  return snapshot;
+  await hub.finish();
+  return hub.snapshot;
+}
+
+/**
+ * Downloads chosen files of a hub repository (e.g. a llama2.c checkpoint and its tokenizer) into the
+ * cache, with the same resuming, checksums, credentials and progress as {@linkcode resolveModelSource}.
+ *
+ * @param source `"hf:OWNER/REPO[@REVISION]"`.
+ * @param files Paths inside the repository; the first one pins the revision to a commit.
+ * @param options Cache, credentials, endpoint, offline mode, progress, retries.
+ * @returns The local path of each file, by its repository path.
+ * @throws {Error} When `source` is not an `hf:` source, a file is missing (404), or as
+ *   {@linkcode resolveModelSource}.
+ *
+ * @example
+ * ```ts ignore
+ * import { downloadHubFiles } from "./hub.ts";
+ * const paths = await downloadHubFiles("hf:karpathy/tinyllamas", ["stories260K/stories260K.bin", "stories260K/tok512.bin"]);
+ * ```
+ */
+export async function downloadHubFiles(
+  source: string,
+  files: readonly string[],
+  options: ResolveModelSourceOptions = {},
+): Promise<Record<string, string>> {
+  const parsed = parseModelSource(source);
+  if (parsed.kind !== "hub") throw new Error(`Cannot download files from ${source}: expected hf:OWNER/REPO[@REVISION]`);
+  if (files.length === 0) throw new Error(`Cannot download files from ${source}: no file named`);
+  for (const f of files) {
+    if (f.startsWith("/") || f.split("/").includes("..")) throw new Error(`Cannot download ${JSON.stringify(f)}: not a repository path`);
+  }
+  const hub = await openHubSnapshot(parsed, source, files[0], options);
+  const snapshot = typeof hub === "string" ? hub : hub.snapshot;
+  if (typeof hub !== "string") {
+    for (const f of files) await hub.fetchFile(f, true);
+    await hub.finish();
+  }
+  const paths: Record<string, string> = {};
+  for (const f of files) {
+    const path = joinPath(snapshot, f);
+    if (!(await exists(path))) throw new Error(`Cannot use ${source}: ${f} is not in the cached snapshot ${snapshot}`);
+    paths[f] = path;
+  }
+  return paths;
+}
+
+/** An opened snapshot: fetches files at the pinned commit; `finish` records the revision's commit. */
+interface HubSnapshot {
+  snapshot: string;
+  fetchFile(file: string, required: boolean): Promise<boolean>;
+  finish(): Promise<void>;
+}
+
+/**
+ * Pins `parsed`'s revision to a commit (through a HEAD of `pinFile`) and prepares its snapshot folder;
+ * offline, returns the cached snapshot's path instead.
+ */
+async function openHubSnapshot(
+  parsed: { repo: string; revision: string },
+  source: string,
+  pinFile: string,
+  options: ResolveModelSourceOptions,
+): Promise<HubSnapshot | string> {
+  const { repo, revision } = parsed;
+  const cacheDir = options.cacheDir ?? defaultHubCacheDir();
+  const repoDir = joinPath(cacheDir, `models--${repo.replace("/", "--")}`);
+  const refPath = joinPath(repoDir, "refs", revision);
+  const offline = options.offline ??
+    ["1", "true", "yes"].includes((env("HF_HUB_OFFLINE") ?? "").toLowerCase());
+  if (offline) return await cachedSnapshot(repoDir, refPath, revision, source, pinFile);
+
+  const endpoint = (options.endpoint ?? env("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
+  const ctx: HttpContext = {
+    fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+    token: options.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN"),
+    origin: new URL(endpoint).origin,
+  };
+  const download = { retries: options.retries ?? 3, progress: options.progress ?? "auto" };
+  const urlOf = (rev: string, file: string) =>
+    `${endpoint}/${repo}/resolve/${encodeURIComponent(rev)}/${
+      file.split("/").map(encodeURIComponent).join("/")
+    }`;
+
+  // The first file pins the revision to a commit; every other file is then fetched at that commit.
+  const pinned = await headRemoteFile(urlOf(revision, pinFile), `${repo}/${pinFile}`, ctx).catch(
+    (e) => {
+      if (e instanceof HttpStatusError && e.status === 404) {
+        throw new Error(
+          `Cannot resolve ${source}: ${endpoint}/${repo} has no ${pinFile} at revision "${revision}" (or the repository does not exist)`,
+        );
+      }
+      throw e;
+    },
+  );
+  const commit = pinned.commit ?? revision;
+  const snapshot = joinPath(repoDir, "snapshots", commit.replaceAll("/", "--"));
+  await Deno.mkdir(snapshot, { recursive: true });
+
+  const fetchFile = async (file: string, required: boolean): Promise<boolean> => {
+    const dest = joinPath(snapshot, file);
+    if (await exists(dest)) return true;
+    const label = `${repo}/${file}`;
+    let remote;
+    try {
+      remote = file === pinFile ? pinned : await headRemoteFile(urlOf(commit, file), label, ctx);
+    } catch (e) {
+      if (!required && e instanceof HttpStatusError && e.status === 404) return false;
+      if (e instanceof HttpStatusError && e.status === 404) {
+        throw new Error(`Cannot resolve ${source}: the repository has no ${file} at commit ${commit}`);
+      }
+      throw e;
+    }
+    await Deno.mkdir(dirName(dest), { recursive: true });
+    await downloadFile(remote, dest, { ...ctx, ...download, label });
+    return true;
+  };
+  return {
+    snapshot,
+    fetchFile,
+    finish: async () => {
+      if (commit !== revision) await writeRef(refPath, commit);
+    },
+  };
 }
 
 /** Records `refs/<revision>` → commit, atomically. */
@@ -227,6 +302,7 @@ async function cachedSnapshot(
   refPath: string,
   revision: string,
   source: string,
+  pinFile: string,
 ): Promise<string> {
   let commit = revision;
   try {
@@ -235,7 +311,7 @@ async function cachedSnapshot(
     // The revision may itself be a commit.
   }
   const snapshot = joinPath(repoDir, "snapshots", commit.replaceAll("/", "--"));
-  if (!(await exists(joinPath(snapshot, "config.json")))) {
+  if (!(await exists(joinPath(snapshot, pinFile)))) {
     throw new Error(
       `Cannot resolve ${source} offline: no cached snapshot in ${repoDir} (download it once online)`,
     );

@@ -15,6 +15,12 @@ let adapterProbe: Promise<boolean> | undefined;
 /**
  * Whether this runtime exposes a WebGPU adapter (probed once, then cached).
  *
+ * @example
+ * ```ts
+ * import { hasWebGpu } from "./execution_provider.ts";
+ * console.log((await hasWebGpu()) ? "WebGPU available" : "wasm only");
+ * ```
+ *
  * @returns True when `navigator.gpu.requestAdapter()` yields an adapter.
  */
 export function hasWebGpu(): Promise<boolean> {
@@ -36,6 +42,7 @@ export function hasWebGpu(): Promise<boolean> {
  * @param choice `auto`, `wasm` or `webgpu`.
  * @returns The provider to use.
  * @throws {Error} When `webgpu` is asked for and no adapter is available.
+ * @throws {TypeError} When the choice is not one of `auto`, `wasm`, `webgpu`.
  * @example
  * ```ts
  * import { resolveExecutionProvider } from "./execution_provider.ts";
@@ -43,19 +50,16 @@ export function hasWebGpu(): Promise<boolean> {
  * ```
  */
 export async function resolveExecutionProvider(choice: ExecutionProviderChoice): Promise<ExecutionProvider> {
+  if (choice !== "auto" && choice !== "wasm" && choice !== "webgpu") {
+    throw new TypeError(`Unknown execution provider "${choice}": use auto, wasm or webgpu`);
+  }
   if (choice === "wasm") return "wasm";
   const gpu = await hasWebGpu();
-  if (choice === "webgpu") {
-    if (!gpu) {
-      throw new Error(
-        'Cannot use execution provider "webgpu": navigator.gpu yields no adapter ' +
-          "(on Linux without a GPU install Debian's mesa-vulkan-drivers for lavapipe)",
-      );
-    }
-    return "webgpu";
-  }
-  if (choice !== "auto") {
-    throw new TypeError(`Unknown execution provider "${choice}": use auto, wasm or webgpu`);
+  if (choice === "webgpu" && !gpu) {
+    throw new Error(
+      'Cannot use execution provider "webgpu": navigator.gpu yields no adapter ' +
+        "(on Linux without a GPU install Debian's mesa-vulkan-drivers for lavapipe)",
+    );
   }
   return gpu ? "webgpu" : "wasm";
 }

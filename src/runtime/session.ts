@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ort } from "./ort.ts";
+import { ort, ortWebGpu } from "./ort.ts";
 import { encodeModel } from "../onnx/proto.ts";
 import type { Model } from "../onnx/types.ts";
 import {
@@ -13,6 +13,13 @@ import {
   type ExecutionProviderChoice,
   resolveExecutionProvider,
 } from "./execution_provider.ts";
+import {
+  deviceTensorTotal,
+  sessionClosing,
+  sessionOpened,
+  sessionTotal,
+  trackDeviceTensor,
+} from "./_live.ts";
 
 /** A tensor as onnxruntime-web holds it (CPU data or a GPU buffer). */
 export type OrtTensor = ort.Tensor;
@@ -26,7 +33,7 @@ export interface CreateSessionOptions {
   ep?: ExecutionProviderChoice;
   /**
    * Outputs that stay on the GPU (`gpu-buffer`) on WebGPU: `true` for all, or a list of names. Ignored on
-   * wasm, where every output is a CPU tensor.
+   * wasm, where every output is a CPU tensor. Zero-sized outputs always come back as CPU tensors.
    * @default {false}
    */
   keepOnDevice?: boolean | string[];
@@ -42,9 +49,12 @@ export interface CreateSessionOptions {
    * @default {3}
    */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * Name used in error messages when the model is given as bytes (a file path, say).
+   * @default {"model"}
+   */
+  label?: string;
 }
-
-let liveSessions = 0;
 
 /**
  * Number of sessions created and not yet released (for leak tests and diagnostics).
@@ -52,41 +62,67 @@ let liveSessions = 0;
  * @returns The count of live sessions in this process.
  */
 export function liveSessionCount(): number {
-  return liveSessions;
+  return sessionTotal();
 }
 
-/** Configures the wasm backend once, before the first session (`WEIGHTLORA_WASM_THREADS` overrides). */
+/**
+ * Number of GPU-resident tensors returned by {@linkcode OnnxSession.run} and not yet disposed.
+ *
+ * @returns The count of live device tensors in this process.
+ */
+export function liveDeviceTensorCount(): number {
+  return deviceTensorTotal();
+}
+
+let wasmConfigured = false;
+
+/** Configures the wasm backends once, before the first session (`WEIGHTLORA_WASM_THREADS` overrides). */
 function configureWasm(): void {
-  const env = ort.env.wasm;
-  if ((configureWasm as { done?: boolean }).done) return;
-  (configureWasm as { done?: boolean }).done = true;
+  if (wasmConfigured) return;
   let threads: string | undefined;
   try {
     threads = Deno.env.get("WEIGHTLORA_WASM_THREADS");
   } catch {
-    threads = undefined; // no env permission: keep onnxruntime's default
+    threads = undefined; // no env permission: keep onnxruntime's default (one thread in Deno)
   }
   if (threads !== undefined) {
     const n = Number(threads);
     if (!Number.isInteger(n) || n < 1) {
       throw new RangeError(`WEIGHTLORA_WASM_THREADS must be a positive integer, got "${threads}"`);
     }
-    env.numThreads = n;
+    ort.env.wasm.numThreads = n;
   }
+  // The WebGPU build cannot start wasm threads in Deno (see ort.ts); its CPU fallback kernels run on one.
+  ortWebGpu.env.wasm.numThreads = 1;
+  wasmConfigured = true;
+}
+
+function shape(dims: readonly number[]): string {
+  return `[${dims.join(", ")}]`;
 }
 
 /**
  * A model loaded on one execution provider.
  *
+ * GPU-resident outputs remain valid after their session is released as long as another WebGPU session
+ * is alive (to carry state into a rebuilt graph, create the new session before releasing the old one).
+ * Releasing the last WebGPU session disposes the GPU tensors still alive, since onnxruntime destroys its
+ * device then.
+ *
+ * Known onnxruntime-web 1.30 behaviour: a released WebGPU session's initializer buffers stay allocated
+ * while another WebGPU session is alive (freed with the device when the last one is released); tensors
+ * fed as inputs are not affected. Rebuilding a graph with large initializers many times next to a
+ * long-lived session therefore grows GPU memory.
+ *
  * @example
  * ```ts
  * import { GraphBuilder } from "../onnx/builder.ts";
  * import { OnnxSession } from "./session.ts";
- * import { ort } from "./ort.ts";
+ * import { hostTensor } from "./tensor.ts";
  * const b = new GraphBuilder("neg");
  * b.output(b.neg(b.input("x", "float32", [2])), "y");
  * const session = await OnnxSession.create(b.toModel(), { ep: "wasm" });
- * const { y } = await session.run({ x: new ort.Tensor("float32", new Float32Array([1, 2]), [2]) });
+ * const { y } = await session.run({ x: hostTensor(new Float32Array([1, 2]), [2]) });
  * console.assert((await y.getData())[1] === -2);
  * await session.release();
  * ```
@@ -98,11 +134,14 @@ export class OnnxSession {
   readonly inputNames: readonly string[];
   /** Graph output names. */
   readonly outputNames: readonly string[];
+  /** How errors name the model: `model "<graph name>"`, or the `label` option for bytes. */
+  readonly label: string;
   #session: ort.InferenceSession | undefined;
 
-  private constructor(session: ort.InferenceSession, ep: ExecutionProvider) {
+  private constructor(session: ort.InferenceSession, ep: ExecutionProvider, label: string) {
     this.#session = session;
     this.ep = ep;
+    this.label = label;
     this.inputNames = session.inputNames;
     this.outputNames = session.outputNames;
   }
@@ -113,11 +152,13 @@ export class OnnxSession {
    * @param model The model (encoded here) or ONNX protobuf bytes.
    * @param options Execution provider and output placement.
    * @returns The session; {@linkcode OnnxSession.ep} says where it runs.
-   * @throws {Error} When onnxruntime rejects the model (the message is onnxruntime's, prefixed).
+   * @throws {Error} When onnxruntime rejects the model (the message is onnxruntime's, prefixed), when
+   * `keepOnDevice` names an output the model lacks, or when `webgpu` is asked for without an adapter.
    */
   static async create(model: Model | Uint8Array, options: CreateSessionOptions = {}): Promise<OnnxSession> {
     configureWasm();
     const ep = await resolveExecutionProvider(options.ep ?? "auto");
+    const label = model instanceof Uint8Array ? (options.label ?? "model") : `model "${model.graph.name}"`;
     let bytes: Uint8Array;
     let externalData = options.externalData;
     if (model instanceof Uint8Array) bytes = model;
@@ -136,25 +177,35 @@ export class OnnxSession {
     if (externalData) {
       sessionOptions.externalData = Object.entries(externalData).map(([path, data]) => ({ path, data }));
     }
-    if (ep === "webgpu" && options.keepOnDevice) {
-      sessionOptions.preferredOutputLocation = options.keepOnDevice === true
+    const keep = options.keepOnDevice;
+    if (ep === "webgpu" && keep) {
+      sessionOptions.preferredOutputLocation = keep === true
         ? "gpu-buffer"
-        : Object.fromEntries(options.keepOnDevice.map((name) => [name, "gpu-buffer" as const]));
+        : Object.fromEntries(keep.map((name) => [name, "gpu-buffer" as const]));
     }
+    const runtime = ep === "webgpu" ? ortWebGpu : ort;
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(bytes, sessionOptions);
+      session = await runtime.InferenceSession.create(bytes, sessionOptions);
     } catch (error) {
-      const name = model instanceof Uint8Array ? "model" : `model "${model.graph.name}"`;
       throw new Error(
-        `Cannot create an onnxruntime session (${ep}) for ${name}: ${(error as Error).message ?? error}`,
-        {
-          cause: error,
-        },
+        `Cannot create an onnxruntime session (${ep}) for ${label}: ${(error as Error).message ?? error}`,
+        { cause: error },
       );
     }
-    liveSessions++;
-    return new OnnxSession(session, ep);
+    sessionOpened(ep);
+    const created = new OnnxSession(session, ep, label);
+    if (Array.isArray(keep)) {
+      const unknown = keep.filter((name) => !session.outputNames.includes(name));
+      if (unknown.length > 0) {
+        await created.release();
+        throw new Error(
+          `Cannot create a session for ${label}: keepOnDevice names unknown output "${unknown[0]}" ` +
+            `(outputs: ${session.outputNames.join(", ")})`,
+        );
+      }
+    }
+    return created;
   }
 
   /**
@@ -162,16 +213,51 @@ export class OnnxSession {
    *
    * @param feeds Input tensors by name (CPU tensors, or GPU tensors from a previous run on WebGPU).
    * @param fetches Output names to compute (all when omitted).
-   * @returns Output tensors by name; GPU-resident ones must be disposed by the caller when done.
-   * @throws {Error} When the session was released or onnxruntime fails.
+   * @returns Output tensors by name; GPU-resident ones must be disposed by the caller when done
+   * (`disposeTensors`), or fed back as inputs.
+   * @throws {Error} When the session was released, a GPU tensor is fed to a wasm session, or onnxruntime
+   * fails (its message, prefixed with the model and provider).
    */
   async run(
     feeds: Record<string, OrtTensor>,
     fetches?: readonly string[],
   ): Promise<Record<string, OrtTensor>> {
     const session = this.#session;
-    if (!session) throw new Error("Cannot run a released session");
-    return fetches ? await session.run(feeds, fetches as string[]) : await session.run(feeds);
+    if (!session) throw new Error(`Cannot run ${this.label}: the session was released`);
+    if (this.ep === "wasm") {
+      for (const [name, tensor] of Object.entries(feeds)) {
+        if (tensor.location !== "cpu") {
+          throw new Error(
+            `Cannot run ${this.label} on wasm: input "${name}" is a ${tensor.location} tensor, ` +
+              "not a CPU tensor (copy it with toHost first)",
+          );
+        }
+      }
+    }
+    let outputs: Record<string, OrtTensor>;
+    try {
+      outputs = fetches ? await session.run(feeds, fetches as string[]) : await session.run(feeds);
+    } catch (error) {
+      throw new Error(
+        `Cannot run ${this.label} on ${this.ep}: ${(error as Error).message ?? error}${this.#hint(feeds)}`,
+        { cause: error },
+      );
+    }
+    if (this.ep === "webgpu") {
+      for (const tensor of Object.values(outputs)) {
+        if (tensor.location === "gpu-buffer") trackDeviceTensor(tensor);
+      }
+    }
+    return outputs;
+  }
+
+  /** A hint for a failed run: zero-sized inputs are the known cause of WebGPU bind-group errors. */
+  #hint(feeds: Record<string, OrtTensor>): string {
+    if (this.ep !== "webgpu") return "";
+    const empty = Object.entries(feeds).find(([, tensor]) => tensor.dims.includes(0));
+    if (!empty) return "";
+    return ` (input "${empty[0]}" has the zero-sized shape ${shape(empty[1].dims)}, which onnxruntime's ` +
+      "WebGPU kernels do not support: give absent tensors a non-zero size, e.g. rank-1 zeros)";
   }
 
   /** Whether {@linkcode OnnxSession.release} has been called. */
@@ -179,12 +265,15 @@ export class OnnxSession {
     return this.#session === undefined;
   }
 
-  /** Frees the session (its wasm memory and GPU buffers). Safe to call twice. */
+  /**
+   * Frees the session (its wasm memory and GPU buffers). Safe to call twice. Releasing the last WebGPU
+   * session also disposes the GPU tensors still alive.
+   */
   async release(): Promise<void> {
     const session = this.#session;
     if (!session) return;
     this.#session = undefined;
-    liveSessions--;
+    sessionClosing(this.ep);
     await session.release();
   }
 }

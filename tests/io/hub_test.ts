@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { convertGguf } from "../../src/io/convert.ts";
-import { parseModelSource, resolveModelSource } from "../../src/io/hub.ts";
+import { downloadHubFiles, parseModelSource, resolveModelSource } from "../../src/io/hub.ts";
 import { loadModelFolder } from "../../src/io/model_folder.ts";
 import { writeModelFolder } from "../../src/io/write_model_folder.ts";
 import { FakeHub } from "./_fake_hub.ts";
@@ -235,4 +235,35 @@ Deno.test({
       );
     });
   },
+});
+
+Deno.test("downloadHubFiles fetches chosen files in folders (a llama2.c checkpoint) and works offline after", async () => {
+  if (!HAVE) return;
+  await withTempDir(async (dir) => {
+    const bin = await Deno.readFile(stories().bin);
+    const tok = await Deno.readFile(stories().tok);
+    const hub = new FakeHub().start();
+    try {
+      hub.add("karpathy/tinyllamas", {
+        files: new Map([["stories260K/stories260K.bin", bin], ["stories260K/tok512.bin", tok]]),
+        commit: COMMIT,
+        lfs: new Set(["stories260K/stories260K.bin"]),
+      });
+      const options = { cacheDir: `${dir}/cache`, endpoint: hub.url, progress: "none" as const };
+      const files = ["stories260K/stories260K.bin", "stories260K/tok512.bin"];
+      const paths = await downloadHubFiles("hf:karpathy/tinyllamas", files, options);
+      assert.deepEqual(await Deno.readFile(paths[files[0]]), bin);
+      assert.deepEqual(await Deno.readFile(paths[files[1]]), tok);
+      assert.match(paths[files[0]], new RegExp(`snapshots/${COMMIT}/stories260K/stories260K.bin$`));
+      const offline = await downloadHubFiles("hf:karpathy/tinyllamas", files, { ...options, offline: true });
+      assert.deepEqual(offline, paths);
+      await assert.rejects(
+        downloadHubFiles("hf:karpathy/tinyllamas", ["stories260K/missing.bin"], options),
+        /has no stories260K\/missing\.bin/,
+      );
+      await assert.rejects(downloadHubFiles("./folder", files, options), /expected hf:OWNER\/REPO/);
+    } finally {
+      await hub.close();
+    }
+  });
 });
