@@ -3,6 +3,7 @@
 
 import type { InputInfo } from "./shape_inference.ts";
 import type { Dim, Node } from "./types.ts";
+import { dimProduct } from "./shape_inference.ts";
 
 function intAttr(node: Node, name: string, fallback: number): number {
   const a = node.attributes[name];
@@ -52,7 +53,8 @@ export function foldValues(node: Node, inputs: InputInfo[]): Dim[] | undefined {
     case "Mul":
     case "Div": {
       const a = numeric(v0), b = numeric(inputs[1]?.values);
-      if (!a || !b || (a.length !== b.length && a.length !== 1 && b.length !== 1)) return undefined;
+      if (!a || !b) return foldSymbolic(node.opType, v0, inputs[1]?.values);
+      if (a.length !== b.length && a.length !== 1 && b.length !== 1) return undefined;
       const n = Math.max(a.length, b.length);
       return Array.from({ length: n }, (_, i) => {
         const x = a[a.length === 1 ? 0 : i], y = b[b.length === 1 ? 0 : i];
@@ -68,4 +70,23 @@ export function foldValues(node: Node, inputs: InputInfo[]): Dim[] | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * Arithmetic on shape values with symbolic entries (`batch * 5` → `"batch*5"`, the name Reshape's
+ * inference gives the same product); only cases whose result is a clear dim are folded.
+ */
+function foldSymbolic(op: string, a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefined {
+  if (!a || !b || (a.length !== b.length && a.length !== 1 && b.length !== 1)) return undefined;
+  const n = Math.max(a.length, b.length);
+  const out: Dim[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = a[a.length === 1 ? 0 : i], y = b[b.length === 1 ? 0 : i];
+    if (op === "Mul") out.push(dimProduct([x, y]));
+    else if ((op === "Add" || op === "Sub") && y === 0) out.push(x);
+    else if (op === "Add" && x === 0) out.push(y);
+    else if (op === "Div" && y === 1) out.push(x);
+    else return undefined;
+  }
+  return out;
 }

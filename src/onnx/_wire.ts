@@ -11,6 +11,12 @@ export const WIRE = { varint: 0, fixed64: 1, bytes: 2, fixed32: 5 } as const;
 /** Byte fields at least this long are referenced, not copied, until {@linkcode Writer.finish}. */
 const BIG_CHUNK = 4096;
 
+/** A writer's buffer grows up to this size before it is cut into a chunk. */
+const MAX_SCRATCH = 1 << 16;
+
+/** Idle child writers of {@linkcode Writer.messageField}. */
+const WRITER_POOL: Writer[] = [];
+
 /** Appends protobuf fields; submessages are encoded into child writers and spliced in by reference. */
 export class Writer {
   #chunks: Uint8Array[] = [];
@@ -25,8 +31,15 @@ export class Writer {
 
   #reserve(n: number): void {
     if (this.#pos + n <= this.#scratch.length) return;
+    if (this.#pos + n <= MAX_SCRATCH) {
+      // Grow (copying what is there) rather than cut a chunk: fewer, larger chunks.
+      const grown = new Uint8Array(Math.min(MAX_SCRATCH, Math.max(this.#scratch.length * 2, this.#pos + n)));
+      grown.set(this.#scratch.subarray(0, this.#pos));
+      this.#scratch = grown;
+      return;
+    }
     this.#flush();
-    if (n > this.#scratch.length) this.#scratch = new Uint8Array(Math.max(n, this.#scratch.length * 2));
+    if (n > this.#scratch.length) this.#scratch = new Uint8Array(n);
   }
 
   #flush(): void {
@@ -59,6 +72,18 @@ export class Writer {
     buf[this.#pos++] = lo;
   }
 
+  /** Writes an exact 64-bit integer as a varint (negative values as 10-byte two's complement). */
+  varintBig(value: bigint): void {
+    this.#reserve(10);
+    const buf = this.#scratch;
+    let big = BigInt.asUintN(64, value);
+    while (big >= 0x80n) {
+      buf[this.#pos++] = Number(big & 0x7fn) | 0x80;
+      big >>= 7n;
+    }
+    buf[this.#pos++] = Number(big);
+  }
+
   /** Writes a field tag. */
   tag(field: number, wireType: number): void {
     this.varint(field * 8 + wireType);
@@ -86,6 +111,18 @@ export class Writer {
 
   /** Writes a UTF-8 string field. */
   stringField(field: number, text: string): void {
+    if (text.length <= 64) {
+      // Short ASCII strings (names, op types) go straight into the scratch buffer.
+      let ascii = true;
+      for (let i = 0; i < text.length && ascii; i++) ascii = text.charCodeAt(i) < 0x80;
+      if (ascii) {
+        this.tag(field, WIRE.bytes);
+        this.varint(text.length);
+        this.#reserve(text.length);
+        for (let i = 0; i < text.length; i++) this.#scratch[this.#pos++] = text.charCodeAt(i);
+        return;
+      }
+    }
     this.bytesField(field, TEXT_ENCODER.encode(text));
   }
 
@@ -105,14 +142,34 @@ export class Writer {
 
   /** Writes a nested message field, encoded by `encode` into a child writer. */
   messageField(field: number, encode: (child: Writer) => void): void {
-    const child = new Writer();
-    encode(child);
-    this.tag(field, WIRE.bytes);
-    this.varint(child.length);
-    child.#flush();
-    this.#flush();
-    for (const chunk of child.#chunks) this.#chunks.push(chunk);
-    this.#flushed += child.#flushed;
+    // Child writers are reused (messages nest as a stack), so a small message costs no allocation.
+    const child = WRITER_POOL.pop() ?? new Writer();
+    try {
+      encode(child);
+      this.tag(field, WIRE.bytes);
+      this.varint(child.length);
+      if (child.#chunks.length === 0) {
+        // Small message: copy its bytes into this writer's buffer.
+        this.#reserve(child.#pos);
+        this.#scratch.set(child.#scratch.subarray(0, child.#pos), this.#pos);
+        this.#pos += child.#pos;
+      } else {
+        child.#flush();
+        this.#flush();
+        for (const chunk of child.#chunks) this.#chunks.push(chunk);
+        this.#flushed += child.#flushed;
+      }
+    } finally {
+      child.#reset();
+      WRITER_POOL.push(child);
+    }
+  }
+
+  #reset(): void {
+    this.#chunks = [];
+    this.#pos = 0;
+    this.#flushed = 0;
+    if (this.#scratch.length > 4096) this.#scratch = new Uint8Array(256);
   }
 
   /** Concatenates everything written into one buffer (the only copy of large byte fields). */
@@ -144,9 +201,9 @@ export class Reader {
     this.context = context;
   }
 
-  /** Throws an error naming the byte offset and message being read. */
-  fail(what: string): never {
-    throw new RangeError(`Cannot decode ONNX protobuf: ${what} at byte ${this.pos} in ${this.context}`);
+  /** Throws an error (a RangeError unless `kind` says otherwise) naming the byte offset and message being read. */
+  fail(what: string, kind: RangeErrorConstructor | TypeErrorConstructor = RangeError): never {
+    throw new kind(`Cannot decode ONNX protobuf: ${what} at byte ${this.pos} in ${this.context}`);
   }
 
   /** True while bytes remain in this message. */
@@ -178,6 +235,20 @@ export class Reader {
     return this.fail("varint longer than 10 bytes");
   }
 
+  /** Reads a varint as an exact signed 64-bit integer (for int64 tensor values beyond 2^53). */
+  varintBig(): bigint {
+    let big = 0n;
+    const start = this.pos;
+    for (let shift = 0n; shift < 70n; shift += 7n) {
+      if (this.pos >= this.end) this.fail("truncated varint");
+      const byte = this.buf[this.pos++];
+      big |= BigInt(byte & 0x7f) << shift;
+      if (byte < 0x80) return BigInt.asIntN(64, big);
+    }
+    this.pos = start;
+    return this.fail("varint longer than 10 bytes");
+  }
+
   /** Reads a length prefix and returns the end offset of the delimited range. */
   #delimited(): number {
     const length = this.varint();
@@ -198,6 +269,19 @@ export class Reader {
   /** Reads a length-delimited UTF-8 string. */
   string(): string {
     const bytes = this.bytes();
+    // Names are short and ASCII: decoding them in JS avoids TextDecoder's per-call cost.
+    if (bytes.length <= 64) {
+      let text = "";
+      for (let i = 0; i < bytes.length; i++) {
+        if (bytes[i] >= 0x80) return this.#utf8(bytes);
+        text += String.fromCharCode(bytes[i]);
+      }
+      return text;
+    }
+    return this.#utf8(bytes);
+  }
+
+  #utf8(bytes: Uint8Array): string {
     try {
       return TEXT_DECODER.decode(bytes);
     } catch {

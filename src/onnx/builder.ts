@@ -49,14 +49,14 @@ export type TypedArray =
 export const attr = {
   /** An INT attribute. */
   int: (value: number): Attribute => ({ type: "int", value }),
-  /** A FLOAT attribute. */
-  float: (value: number): Attribute => ({ type: "float", value }),
+  /** A FLOAT attribute (rounded to float32, as ONNX stores it, so a decoded model equals the built one). */
+  float: (value: number): Attribute => ({ type: "float", value: Math.fround(value) }),
   /** A STRING attribute. */
   string: (value: string): Attribute => ({ type: "string", value }),
   /** An INTS attribute. */
   ints: (value: number[]): Attribute => ({ type: "ints", value }),
-  /** A FLOATS attribute. */
-  floats: (value: number[]): Attribute => ({ type: "floats", value }),
+  /** A FLOATS attribute (rounded to float32, as ONNX stores it). */
+  floats: (value: number[]): Attribute => ({ type: "floats", value: value.map(Math.fround) }),
   /** A TENSOR attribute. */
   tensor: (value: TensorData): Attribute => ({ type: "tensor", value }),
 };
@@ -207,6 +207,7 @@ export class GraphBuilder {
   #values = new Map<string, Dim[]>();
   #constants = new Map<string, TensorData>();
   #used = new Set<string>();
+  #nextSuffix = new Map<string, number>();
   #scope: string[] = [];
 
   /**
@@ -236,7 +237,13 @@ export class GraphBuilder {
       }
       b.input(info.name, info.type.dtype, info.type.shape);
     }
-    for (const t of graph.initializers) b.#addInitializer(t);
+    const inputNames = new Set(graph.inputs.map((i) => i.name));
+    for (const t of graph.initializers) {
+      // An initializer named like an input is that input's default value (IR < 4 style): the input keeps
+      // its declared type and stays overridable, so the tensor is carried along but not folded.
+      if (inputNames.has(t.name)) b.#initializers.push(t);
+      else b.#addInitializer(t);
+    }
     for (const node of graph.nodes) {
       b.#addNode({ ...node, inputs: [...node.inputs], outputs: [...node.outputs] });
     }
@@ -261,10 +268,13 @@ export class GraphBuilder {
       this.#used.add(scoped);
       return scoped;
     }
-    for (let i = 1;; i++) {
+    // Resume from the last suffix handed out for this base: probing from 1 each time made building a
+    // graph of n same-named nodes O(n²).
+    for (let i = this.#nextSuffix.get(scoped) ?? 1;; i++) {
       const candidate = `${scoped}_${i}`;
       if (!this.#used.has(candidate)) {
         this.#used.add(candidate);
+        this.#nextSuffix.set(scoped, i + 1);
         return candidate;
       }
     }
@@ -438,6 +448,7 @@ export class GraphBuilder {
   }
 
   #addNode(node: Node): Value[] {
+    this.#used.add(node.name);
     const infos: InputInfo[] = node.inputs.map((n) =>
       n === "" ? {} : { type: this.#types.get(n), values: this.#values.get(n) }
     );

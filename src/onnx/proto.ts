@@ -45,7 +45,7 @@ const ATTRIBUTE_TYPE_CODES = {
 } as const;
 
 const TEXT_ENCODER = new TextEncoder();
-const TEXT_DECODER = new TextDecoder();
+const TEXT_DECODER = new TextDecoder("utf-8", { fatal: true });
 
 /** The dtype for an ONNX `TensorProto.DataType` code; throws on codes this toolkit does not handle. */
 export function dtypeFromCode(code: number): DType {
@@ -266,12 +266,26 @@ function writeTensorType(w: Writer, type: TensorType): void {
 function writeTensor(w: Writer, tensor: TensorData, external?: ExternalSink): void {
   for (const dim of tensor.dims) w.varintField(1, dim);
   w.varintField(2, DATA_TYPE_CODES[tensor.dtype]);
-  const storage = tensor.storage ?? "raw_data";
+  const storage = tensor.dtype === "string" ? "string_data" : tensor.storage ?? "raw_data";
   const moveOut = external !== undefined && tensor.external === undefined && storage === "raw_data" &&
     tensor.data.length >= external.threshold;
-  if (!tensor.external && !moveOut && storage !== "raw_data") writeTypedValues(w, tensor, storage);
+  const inline = !tensor.external && !moveOut;
+  // Fields go out in field-number order, as protobuf's own serializers write them (byte-identical
+  // re-encoding of files from other tools depends on it): 4-7 typed values, 8 name, 9 raw_data,
+  // 10-11 typed values, 12 doc_string, 13-14 external data.
+  if (inline && (storage === "float_data" || storage === "int32_data" || storage === "string_data")) {
+    writeTypedValues(w, tensor, storage);
+  }
+  if (inline && storage === "int64_data") writeTypedValues(w, tensor, storage);
   if (tensor.name) w.stringField(8, tensor.name);
-  if (!tensor.external && !moveOut && storage === "raw_data") w.bytesField(9, tensor.data);
+  // An empty raw_data is written only when it was read (protobuf field presence): a tensor with no
+  // elements needs no data field.
+  if (inline && storage === "raw_data" && (tensor.data.length > 0 || tensor.storage === "raw_data")) {
+    w.bytesField(9, tensor.data);
+  }
+  if (inline && (storage === "double_data" || storage === "uint64_data")) {
+    writeTypedValues(w, tensor, storage);
+  }
   if (tensor.docString) w.stringField(12, tensor.docString);
   if (tensor.external || moveOut) {
     let ref = tensor.external;
@@ -311,7 +325,12 @@ function writeTypedValues(w: Writer, tensor: TensorData, storage: TensorStorage)
     case "uint64_data": {
       if (!count) return;
       const packed = new Writer();
-      for (let i = 0; i < count; i++) packed.varint(readElementAsNumber(view, tensor.dtype, i));
+      const wide = tensor.dtype === "int64" || tensor.dtype === "uint64";
+      for (let i = 0; i < count; i++) {
+        // 64-bit values go through BigInt so that values beyond 2^53 survive exactly.
+        if (wide) packed.varintBig(view.getBigInt64(i * 8, true));
+        else packed.varint(readElementAsNumber(view, tensor.dtype, i));
+      }
       const field = storage === "int32_data" ? 5 : storage === "int64_data" ? 7 : 11;
       w.bytesField(field, packed.finish());
       return;
@@ -385,8 +404,8 @@ function writeElementFromNumber(view: DataView, dtype: DType, i: number, value: 
  */
 export function decodeModel(bytes: Uint8Array): Model {
   if (!(bytes instanceof Uint8Array)) throw new TypeError("Cannot decode ONNX model: expected a Uint8Array");
-  if (bytes.length === 0) throw new RangeError("Cannot decode ONNX model: the input is empty");
   const r = new Reader(bytes, "ModelProto");
+  if (bytes.length === 0) r.fail("the input is empty");
   const model: Model = {
     irVersion: 0,
     opsetImports: [],
@@ -418,10 +437,10 @@ export function decodeModel(bytes: Uint8Array): Model {
       model.metadataProps[key] = value;
     } else unknowns(model).push(r.skip(start, wire));
   }
-  if (!sawGraph) {
-    throw new RangeError("Cannot decode ONNX model: ModelProto has no graph (is this an ONNX file?)");
-  }
-  if (model.irVersion === 0) throw new RangeError("Cannot decode ONNX model: ModelProto has no ir_version");
+  // A truncated file can still parse as a shorter message: the required fields catch that.
+  if (!sawGraph) r.fail("ModelProto has no graph (is this an ONNX file, complete?)");
+  if (model.irVersion === 0) r.fail("ModelProto has no ir_version");
+  if (model.opsetImports.length === 0) r.fail("ModelProto has no opset_import");
   return model;
 }
 
@@ -508,23 +527,25 @@ function readAttribute(r: Reader): [string, Attribute] {
   const floats: number[] = [], ints: number[] = [], strings: string[] = [];
   const tensors: TensorData[] = [], graphs: Graph[] = [];
   const extra: Uint8Array[] = [];
+  let binary: string | undefined; // set when a string value is not UTF-8: the attribute is kept raw
   while (r.more()) {
     const start = r.pos;
     const [field, wire] = r.tag();
     if (field === 1 && wire === WIRE.bytes) name = r.string();
     else if (field === 2 && wire === WIRE.fixed32) f = r.float();
     else if (field === 3 && wire === WIRE.varint) i = r.varint();
-    else if (field === 4 && wire === WIRE.bytes) s = TEXT_DECODER.decode(r.bytes());
+    else if (field === 4 && wire === WIRE.bytes) s = utf8OrUndefined(r.bytes()) ?? (binary = "");
     else if (field === 5 && wire === WIRE.bytes) t = readTensor(r.message(`tensor attribute "${name}"`));
     else if (field === 6 && wire === WIRE.bytes) g = readGraph(r.message(`graph attribute "${name}"`));
     else if (field === 7) r.repeated(wire, WIRE.fixed32, () => floats.push(r.float()));
     else if (field === 8) r.repeated(wire, WIRE.varint, () => ints.push(r.varint()));
-    else if (field === 9 && wire === WIRE.bytes) strings.push(TEXT_DECODER.decode(r.bytes()));
+    else if (field === 9 && wire === WIRE.bytes) strings.push(utf8OrUndefined(r.bytes()) ?? (binary = ""));
     else if (field === 10 && wire === WIRE.bytes) tensors.push(readTensor(r.message(`tensors of "${name}"`)));
     else if (field === 11 && wire === WIRE.bytes) graphs.push(readGraph(r.message(`graphs of "${name}"`)));
     else if (field === 20 && wire === WIRE.varint) typeCode = r.varint();
     else extra.push(r.skip(start, wire));
   }
+  if (binary !== undefined) return [name, { type: "raw", value: whole }];
   let attribute: Attribute;
   switch (typeCode) {
     case 1:
@@ -565,6 +586,15 @@ function readAttribute(r: Reader): [string, Attribute] {
   return [name, attribute];
 }
 
+/** Decodes UTF-8, or undefined when the bytes are not valid UTF-8 (AttributeProto strings are bytes). */
+function utf8OrUndefined(bytes: Uint8Array): string | undefined {
+  try {
+    return TEXT_DECODER.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 function readValueInfo(r: Reader): ValueInfo {
   const info: ValueInfo = { name: "" };
   while (r.more()) {
@@ -572,8 +602,9 @@ function readValueInfo(r: Reader): ValueInfo {
     const [field, wire] = r.tag();
     if (field === 1 && wire === WIRE.bytes) info.name = r.string();
     else if (field === 2 && wire === WIRE.bytes) {
-      const typeBytes = r.bytes();
-      const tensorType = readTypeProto(new Reader(typeBytes, `type of "${info.name}"`));
+      const child = r.message(`type of "${info.name}"`);
+      const typeBytes = child.buf.subarray(child.pos, child.end);
+      const tensorType = readTypeProto(child);
       if (tensorType) info.type = tensorType;
       else info.rawType = typeBytes;
     } else if (field === 3 && wire === WIRE.bytes) info.docString = r.string();
@@ -582,15 +613,19 @@ function readValueInfo(r: Reader): ValueInfo {
   return info;
 }
 
-/** Reads a TypeProto; returns undefined when it is anything but a plain tensor type (kept raw by the caller). */
+/**
+ * Reads a TypeProto; returns undefined (the caller keeps the bytes raw) unless it is a plain tensor type
+ * whose every field the IR models, so that re-encoding it gives the same bytes.
+ */
 function readTypeProto(r: Reader): TensorType | undefined {
   let type: TensorType | undefined;
   let other = false;
   while (r.more()) {
     const start = r.pos;
     const [field, wire] = r.tag();
-    if (field === 1 && wire === WIRE.bytes) type = readTensorType(r.message("TypeProto.tensor_type"));
-    else {
+    if (field === 1 && wire === WIRE.bytes && !type) {
+      type = readTensorType(r.message("TypeProto.tensor_type"));
+    } else {
       other = true;
       r.skip(start, wire);
     }
@@ -598,43 +633,67 @@ function readTypeProto(r: Reader): TensorType | undefined {
   return other ? undefined : type;
 }
 
-function readTensorType(r: Reader): TensorType {
-  let dtype: DType = "float32";
+/** Reads TypeProto.Tensor; undefined when it holds anything the IR does not model (kept raw). */
+function readTensorType(r: Reader): TensorType | undefined {
+  let dtype: DType | undefined;
   let shape: Dim[] | undefined;
+  let other = false;
   while (r.more()) {
     const start = r.pos;
     const [field, wire] = r.tag();
-    if (field === 1 && wire === WIRE.varint) dtype = dtypeFromCode(r.varint());
-    else if (field === 2 && wire === WIRE.bytes) {
+    if (field === 1 && wire === WIRE.varint && dtype === undefined) {
+      dtype = CODE_TO_DTYPE.get(r.varint());
+      other ||= dtype === undefined;
+    } else if (field === 2 && wire === WIRE.bytes && shape === undefined) {
       shape = [];
       const s = r.message("TensorShapeProto");
       while (s.more()) {
         const dimStart = s.pos;
         const [dimField, dimWire] = s.tag();
-        if (dimField === 1 && dimWire === WIRE.bytes) shape.push(readDim(s.message("Dimension")));
-        else s.skip(dimStart, dimWire);
+        if (dimField === 1 && dimWire === WIRE.bytes) {
+          const dim = readDim(s.message("Dimension"));
+          if (dim === undefined) other = true;
+          else shape.push(dim);
+        } else {
+          other = true;
+          s.skip(dimStart, dimWire);
+        }
       }
-    } else r.skip(start, wire);
+    } else {
+      other = true;
+      r.skip(start, wire);
+    }
   }
+  if (other || dtype === undefined) return undefined;
   return shape === undefined ? { dtype } : { dtype, shape };
 }
 
-function readDim(r: Reader): Dim {
+/** Reads a Dimension: a size, a symbolic name, or "" for neither; undefined for anything else. */
+function readDim(r: Reader): Dim | undefined {
   let dim: Dim = "";
+  let fields = 0;
   while (r.more()) {
     const start = r.pos;
     const [field, wire] = r.tag();
+    fields++;
     if (field === 1 && wire === WIRE.varint) dim = r.varint();
-    else if (field === 2 && wire === WIRE.bytes) dim = r.string();
-    else r.skip(start, wire);
+    else if (field === 2 && wire === WIRE.bytes) {
+      dim = r.string();
+      if (dim === "") return undefined; // an explicitly empty dim_param: keep the type raw
+    } else {
+      r.skip(start, wire);
+      return undefined;
+    }
   }
-  return dim;
+  return fields > 1 || (typeof dim === "number" && dim < 0) ? undefined : dim;
 }
 
 function readTensor(r: Reader): TensorData {
   const tensor: TensorData = { name: "", dtype: "float32", dims: [], data: new Uint8Array(0) };
   let dtypeCode = 0;
+  let dtypeAt = r.pos;
   const intValues: number[] = [];
+  const wideValues: bigint[] = [];
   const strings: Uint8Array[] = [];
   const external: Record<string, string> = {};
   let dataLocation = 0;
@@ -642,9 +701,16 @@ function readTensor(r: Reader): TensorData {
   while (r.more()) {
     const start = r.pos;
     const [field, wire] = r.tag();
-    if (field === 1) r.repeated(wire, WIRE.varint, () => tensor.dims.push(r.varint()));
-    else if (field === 2 && wire === WIRE.varint) dtypeCode = r.varint();
-    else if (field === 4 || field === 10) {
+    if (field === 1) {
+      r.repeated(wire, WIRE.varint, () => {
+        const dim = r.varint();
+        if (dim < 0 || !Number.isSafeInteger(dim)) r.fail(`tensor dimension ${dim} is invalid`);
+        tensor.dims.push(dim);
+      });
+    } else if (field === 2 && wire === WIRE.varint) {
+      dtypeAt = r.pos;
+      dtypeCode = r.varint();
+    } else if (field === 4 || field === 10) {
       tensor.storage = field === 4 ? "float_data" : "double_data";
       const size = field === 4 ? 4 : 8;
       if (wire === WIRE.bytes) packedBytes = concatBytes(packedBytes, r.bytes());
@@ -652,22 +718,33 @@ function readTensor(r: Reader): TensorData {
         const one = r.skip(r.pos, field === 4 ? WIRE.fixed32 : WIRE.fixed64);
         packedBytes = concatBytes(packedBytes, one.subarray(one.length - size));
       }
-    } else if (field === 5 || field === 7 || field === 11) {
-      tensor.storage = field === 5 ? "int32_data" : field === 7 ? "int64_data" : "uint64_data";
+    } else if (field === 5) {
+      tensor.storage = "int32_data";
       r.repeated(wire, WIRE.varint, () => intValues.push(r.varint()));
+    } else if (field === 7 || field === 11) {
+      // 64-bit values are read exactly (INT64_MAX is a common Slice bound).
+      tensor.storage = field === 7 ? "int64_data" : "uint64_data";
+      r.repeated(wire, WIRE.varint, () => wideValues.push(r.varintBig()));
     } else if (field === 6 && wire === WIRE.bytes) {
       tensor.storage = "string_data";
       strings.push(r.bytes());
     } else if (field === 8 && wire === WIRE.bytes) tensor.name = r.string();
-    else if (field === 9 && wire === WIRE.bytes) tensor.data = r.bytes();
-    else if (field === 12 && wire === WIRE.bytes) tensor.docString = r.string();
+    else if (field === 9 && wire === WIRE.bytes) {
+      tensor.data = r.bytes();
+      if (tensor.data.length === 0) tensor.storage = "raw_data"; // present though empty: write it back
+    } else if (field === 12 && wire === WIRE.bytes) tensor.docString = r.string();
     else if (field === 13 && wire === WIRE.bytes) {
       const [key, value] = readStringEntry(r.message("TensorProto.external_data"));
       external[key] = value;
     } else if (field === 14 && wire === WIRE.varint) dataLocation = r.varint();
     else unknowns(tensor).push(r.skip(start, wire));
   }
-  tensor.dtype = dtypeFromCode(dtypeCode || 1);
+  const dtype = CODE_TO_DTYPE.get(dtypeCode || 1);
+  if (dtype === undefined) {
+    r.pos = dtypeAt;
+    r.fail(`tensor "${tensor.name}" has unsupported data type code ${dtypeCode}`, TypeError);
+  }
+  tensor.dtype = dtype;
   const count = tensor.dims.reduce((a, b) => a * b, 1);
   if (dataLocation === 1) {
     if (!external.location) r.fail(`tensor "${tensor.name}" has external data without a location`);
@@ -678,12 +755,19 @@ function readTensor(r: Reader): TensorData {
     };
   } else if (tensor.storage === "string_data") tensor.strings = strings;
   else if (packedBytes) tensor.data = packedBytes;
-  else if (
-    tensor.storage === "int32_data" || tensor.storage === "int64_data" || tensor.storage === "uint64_data"
-  ) {
+  else if (tensor.storage === "int32_data") {
     const bytes = new Uint8Array(intValues.length * DTYPE_BYTES[tensor.dtype]);
     const view = new DataView(bytes.buffer);
     intValues.forEach((v, i) => writeElementFromNumber(view, tensor.dtype, i, v));
+    tensor.data = bytes;
+  } else if (tensor.storage === "int64_data" || tensor.storage === "uint64_data") {
+    const bytes = new Uint8Array(wideValues.length * DTYPE_BYTES[tensor.dtype]);
+    const view = new DataView(bytes.buffer);
+    const wide = tensor.dtype === "int64" || tensor.dtype === "uint64";
+    wideValues.forEach((v, i) => {
+      if (wide) view.setBigInt64(i * 8, v, true);
+      else writeElementFromNumber(view, tensor.dtype, i, Number(BigInt.asUintN(64, v)));
+    });
     tensor.data = bytes;
   }
   if (

@@ -312,11 +312,15 @@ const slice: Rule = (_node, inputs, fail) => {
     const a = normAxis(axis, x.length, fail);
     if (steps[i] === 0) fail("a step of 0");
     const d = x[a];
-    if (typeof d === "number") out[a] = sliceLength(d, starts[i], ends[i], steps[i]);
-    else if (starts[i] === 0 && ends[i] >= INT_MAX && steps[i] === 1) out[a] = d;
-    else if (starts[i] >= 0 && ends[i] >= 0 && ends[i] < INT_MAX && steps[i] === 1) {
-      out[a] = Math.max(0, ends[i] - starts[i]);
-    } else out[a] = `${d}[${starts[i]}:${ends[i]}:${steps[i]}]`;
+    const [s, e, step] = [starts[i], ends[i], steps[i]];
+    // A symbolic dim is assumed long enough for the constant bounds (as in x[:, :5] or x[:, -3:]).
+    if (typeof d === "number") out[a] = sliceLength(d, s, e, step);
+    else if (s === 0 && e >= INT_MAX && step === 1) out[a] = d;
+    else if (s > 0 && e >= INT_MAX && step === 1) out[a] = `${d}-${s}`;
+    else if (s < 0 && e >= INT_MAX && step === 1) out[a] = -s;
+    else if (s >= 0 && e >= 0 && e < INT_MAX && step === 1) out[a] = Math.max(0, e - s);
+    else if (s === -1 && e <= -INT_MAX && step === -1) out[a] = d;
+    else out[a] = `${d}[${s}:${Math.abs(e) >= INT_MAX ? "" : e}:${step}]`;
   });
   return [{ dtype: inputs[0].type!.dtype, shape: out }];
 };
@@ -435,6 +439,17 @@ function dtypeOfCode(code: number, fail: (m: string) => never): DType {
 const layerNorm: Rule = (node, inputs, fail) => {
   const x = shapeOf(inputs[0], "X", fail);
   const axis = normAxis(attrInt(node, "axis", -1), x.length, fail);
+  for (const [i, what] of [[1, "Scale"], [2, "B"]] as const) {
+    if (!inputs[i]?.type) continue;
+    const s = shapeOf(inputs[i], what, fail);
+    const b = broadcastShapes(x.slice(axis), s);
+    const grows = (d: Dim, k: number) => typeof x[axis + k] === "number" && d !== x[axis + k];
+    if (typeof b === "string" || b.length !== x.length - axis || b.some(grows)) {
+      fail(
+        `${what} ${formatShape(s)} does not broadcast to the normalized shape ${formatShape(x.slice(axis))}`,
+      );
+    }
+  }
   const stats = x.map((d, i) => (i < axis ? d : 1));
   const stash = dtypeOfCode(attrInt(node, "stash_type", 1), fail);
   const out: TensorType[] = [{ dtype: inputs[0].type!.dtype, shape: x }];
@@ -448,9 +463,13 @@ const softmaxCrossEntropy: Rule = (node, inputs, fail) => {
   const labels = shapeOf(inputs[1], "labels", fail);
   if (scores.length < 2) fail(`scores must be [N, C, ...], got ${formatShape(scores)}`);
   const expected = [scores[0], ...scores.slice(2)];
-  if (labels.length !== expected.length) {
+  const differs = (d: Dim, i: number) =>
+    typeof d === "number" && typeof expected[i] === "number" && d !== expected[i];
+  if (labels.length !== expected.length || labels.some(differs)) {
     fail(`labels ${formatShape(labels)} do not match scores ${formatShape(scores)} (expected [N, d1, ...])`);
   }
+  const ldtype = inputs[1].type!.dtype;
+  if (ldtype !== "int64" && ldtype !== "int32") fail(`labels must be int32 or int64, got ${ldtype}`);
   const reduction = node.attributes.reduction;
   const mode = reduction?.type === "string" ? reduction.value : "mean";
   const dtype = inputs[0].type!.dtype;
