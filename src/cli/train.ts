@@ -50,6 +50,7 @@ Adapter:
   --rank R               LoRA rank. Default: 8.
   --alpha A              LoRA alpha (scale alpha/r). Default: 16.
   --rslora               Scale by alpha/√r instead.
+  --dropout P            LoRA dropout on each adapted layer's input, in [0, 1). Default: 0.
 
 Optimisation:
   --steps N              Optimizer steps. Default: 200.
@@ -157,6 +158,7 @@ async function main(): Promise<void> {
       rank: { type: "string" },
       alpha: { type: "string" },
       rslora: { type: "boolean" },
+      dropout: { type: "string" },
       steps: { type: "string" },
       "batch-size": { type: "string" },
       "seq-len": { type: "string" },
@@ -196,6 +198,7 @@ async function main(): Promise<void> {
     rank: positiveInt("rank", v.rank, 8),
     alpha: numberFlag("alpha", v.alpha, (n) => n > 0, "a positive number") ?? 16,
     rslora: v.rslora ?? false,
+    dropout: numberFlag("dropout", v.dropout, (n) => n >= 0 && n < 1, "a probability in [0, 1)") ?? 0,
     targetModules: modules(v["target-modules"]),
     steps,
     batchSize: positiveInt("batch-size", v["batch-size"], 8),

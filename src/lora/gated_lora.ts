@@ -32,6 +32,17 @@ export interface GatedLoraHookOptions {
   sites: readonly GatedSite[];
   /** Gates are a trainable graph input (`lora_gates`); otherwise each site's gate is folded into its scale. */
   trainableGates: boolean;
+  /**
+   * LoRA dropout: each site takes an input `<site>.lora_dropout` shaped like its input x, multiplied into x
+   * before A (the caller feeds a fresh 0 / (1/(1−p)) mask each step, and ones to evaluate).
+   * @default {false}
+   */
+  dropout?: boolean;
+}
+
+/** Name of a site's dropout-mask input. */
+export function dropoutInputName(site: string): string {
+  return `${site}.lora_dropout`;
 }
 
 /** The hook plus the names of the tensors it turned into graph inputs. */
@@ -40,6 +51,8 @@ export interface GatedLoraHook {
   hook: AdapterHook;
   /** Names of the LoRA A and B inputs, per site. */
   inputs: Map<string, { a: string; b: string }>;
+  /** Shapes of the dropout-mask inputs, per site (empty without dropout). */
+  dropoutShapes: Map<string, number[]>;
   /** Sites the model never offered to the hook (a spec error). */
   unused(): string[];
 }
@@ -64,6 +77,7 @@ export function gatedLoraHook(options: GatedLoraHookOptions): GatedLoraHook {
     return [s.name, { a: names.a, b: names.b }];
   }));
   const seen = new Set<string>();
+  const dropoutShapes = new Map<string, number[]>();
   let gates: Value | undefined;
   const hook: AdapterHook = (b: GraphBuilder, site: AdapterSite, x: Value, baseOut: Value): Value => {
     const spec = specs.get(site.name);
@@ -81,11 +95,27 @@ export function gatedLoraHook(options: GatedLoraHookOptions): GatedLoraHook {
       } else {
         coefficient = b.scalar(spec.gate * spec.scale);
       }
+      let input = x;
+      if (options.dropout) {
+        const shape = x.shape.map((d) => {
+          if (typeof d !== "number") {
+            throw new TypeError(`Cannot add LoRA dropout at ${site.name}: x has a symbolic dim "${d}"`);
+          }
+          return d;
+        });
+        dropoutShapes.set(site.name, shape);
+        input = b.mul(x, b.input(dropoutInputName(site.name), "float32", shape));
+      }
       // w · s · B (A x), with x [..., in]: (x Aᵀ) Bᵀ
-      const down = b.matmul(x, b.transpose(a, [1, 0]));
+      const down = b.matmul(input, b.transpose(a, [1, 0]));
       const up = b.matmul(down, b.transpose(bMatrix, [1, 0]));
       return b.add(baseOut, b.mul(up, coefficient));
     });
   };
-  return { hook, inputs, unused: () => options.sites.map((s) => s.name).filter((n) => !seen.has(n)) };
+  return {
+    hook,
+    inputs,
+    dropoutShapes,
+    unused: () => options.sites.map((s) => s.name).filter((n) => !seen.has(n)),
+  };
 }

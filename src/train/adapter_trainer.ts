@@ -13,7 +13,7 @@ import type { TrainingState } from "../autodiff/training_session.ts";
 import { buildLlamaTrainingGraph } from "../models/llama_training.ts";
 import type { LlamaConfig } from "../models/config.ts";
 import type { LlamaWeights } from "../models/llama.ts";
-import { gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
+import { dropoutInputName, gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
 import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
 import { projectTopK } from "../lora/top_k.ts";
 import { doubleRank } from "../lora/rank_doubling.ts";
@@ -50,6 +50,17 @@ export interface AdapterTrainerOptions {
   ep: ExecutionProviderChoice;
   /** Several micro-batches per optimizer step. */
   gradientAccumulation: boolean;
+  /** LoRA dropout probability on each site's input (0 disables). @default {0} */
+  dropout?: number;
+  /** Seed of the dropout masks. @default {0} */
+  seed?: number;
+}
+
+/** A built training graph's session and bookkeeping. */
+interface Built {
+  session: TrainingSession;
+  active: AdapterSiteState[];
+  dropoutShapes: Map<string, number[]>;
 }
 
 /** Sizes of what training holds per phase. */
@@ -80,13 +91,16 @@ export class AdapterTrainer {
   #options: AdapterTrainerOptions;
   #session: TrainingSession;
   #active: AdapterSiteState[];
+  #dropoutShapes: Map<string, number[]>;
+  #ones = new Map<string, ort.Tensor>();
 
-  private constructor(options: AdapterTrainerOptions, session: TrainingSession, active: AdapterSiteState[]) {
+  private constructor(options: AdapterTrainerOptions, built: Built) {
     this.#options = options;
     this.sites = options.sites;
     this.trainableGates = options.trainableGates;
-    this.#session = session;
-    this.#active = active;
+    this.#session = built.session;
+    this.#active = built.active;
+    this.#dropoutShapes = built.dropoutShapes;
   }
 
   /**
@@ -97,20 +111,23 @@ export class AdapterTrainer {
    * @throws {Error} When no site is active.
    */
   static async create(options: AdapterTrainerOptions): Promise<AdapterTrainer> {
-    const { session, active } = await AdapterTrainer.#build(options, options.sites, options.trainableGates);
-    return new AdapterTrainer(options, session, active);
+    return new AdapterTrainer(
+      options,
+      await AdapterTrainer.#build(options, options.sites, options.trainableGates),
+    );
   }
 
   static async #build(
     options: AdapterTrainerOptions,
     sites: AdapterSiteState[],
     trainableGates: boolean,
-  ): Promise<{ session: TrainingSession; active: AdapterSiteState[] }> {
+  ): Promise<Built> {
     const active = sites.filter((s) => s.active);
     if (active.length === 0) throw new Error("Cannot train an adapter with no active site");
     const lora = gatedLoraHook({
       sites: active.map((s) => ({ name: s.site.name, rank: s.rank, scale: s.scale, gate: s.gate })),
       trainableGates,
+      dropout: (options.dropout ?? 0) > 0,
     });
     const model = buildLlamaTrainingGraph(options.model, {
       batchSize: options.batchSize,
@@ -158,7 +175,7 @@ export class AdapterTrainer {
       ep: options.ep,
       gradientAccumulation: options.gradientAccumulation,
     });
-    return { session, active };
+    return { session, active, dropoutShapes: lora.dropoutShapes };
   }
 
   /** The execution provider training runs on. */
@@ -189,22 +206,52 @@ export class AdapterTrainer {
    * counted targets, so the result is the gradient of the mean loss over all of them.
    *
    * @param batches One or more micro-batches.
+   * @param step The optimizer step (seeds the dropout masks).
    * @returns The mean loss over all counted targets.
    */
-  async trainStep(batches: readonly Batch[]): Promise<number> {
+  async trainStep(batches: readonly Batch[], step = 0): Promise<number> {
     const total = batches.reduce((n, b) => n + b.targets, 0);
     if (total === 0) throw new Error("Cannot train on a batch with no target token");
     let loss = 0;
-    for (const batch of batches) {
+    for (const [micro, batch] of batches.entries()) {
       const weight = batch.targets / total;
       if (weight === 0) continue;
-      loss += weight *
-        await this.#session.trainStep(
-          batchFeeds(batch, this.#options.batchSize, this.#options.seqLen),
-          weight,
-        );
+      const feeds = {
+        ...batchFeeds(batch, this.#options.batchSize, this.#options.seqLen),
+        ...this.#dropoutMasks(step, micro),
+      };
+      loss += weight * await this.#session.trainStep(feeds, weight);
     }
     return loss;
+  }
+
+  /**
+   * Dropout masks for one micro-batch: 0 with probability p, else 1/(1−p), drawn from a generator seeded
+   * by (seed, step, micro-batch, site), so a resumed run draws the same masks. Without `step`: all ones.
+   */
+  #dropoutMasks(step: number | undefined, micro = 0): Record<string, ort.Tensor> {
+    const p = this.#options.dropout ?? 0;
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [i, s] of this.#active.entries()) {
+      const shape = this.#dropoutShapes.get(s.site.name);
+      if (!shape) continue;
+      const name = dropoutInputName(s.site.name);
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (step === undefined) {
+        let ones = this.#ones.get(name);
+        if (!ones) {
+          this.#ones.set(name, ones = new ort.Tensor("float32", new Float32Array(size).fill(1), shape));
+        }
+        feeds[name] = ones;
+        continue;
+      }
+      const prng = purposePrng(this.#options.seed ?? 0, `dropout-${step}-${micro}`, i);
+      const keep = 1 / (1 - p);
+      const mask = new Float32Array(size);
+      for (let k = 0; k < size; k++) mask[k] = prng.next() < p ? 0 : keep;
+      feeds[name] = new ort.Tensor("float32", mask, shape);
+    }
+    return feeds;
   }
 
   /**
@@ -265,7 +312,13 @@ export class AdapterTrainer {
   async #rebuild(trainableGates: boolean, carry: "moments" | "reset"): Promise<void> {
     const state = carry === "moments" ? await this.#session.state() : undefined;
     const old = this.#session;
-    const { session, active } = await AdapterTrainer.#build(this.#options, this.sites, trainableGates);
+    const { session, active, dropoutShapes } = await AdapterTrainer.#build(
+      this.#options,
+      this.sites,
+      trainableGates,
+    );
+    this.#dropoutShapes = dropoutShapes;
+    this.#ones.clear();
     if (state) {
       // carry the optimizer moments of the surviving factors (same names, same shapes)
       const keep: TrainingState = { step: state.step, tensors: {} };
@@ -359,8 +412,11 @@ export class AdapterTrainer {
     let sum = 0, count = 0;
     for (const batch of batches) {
       if (batch.targets === 0) continue;
-      sum += batch.targets *
-        await this.#session.evalLoss(batchFeeds(batch, this.#options.batchSize, this.#options.seqLen));
+      const feeds = {
+        ...batchFeeds(batch, this.#options.batchSize, this.#options.seqLen),
+        ...this.#dropoutMasks(undefined),
+      };
+      sum += batch.targets * await this.#session.evalLoss(feeds);
       count += batch.targets;
     }
     return count ? sum / count : NaN;

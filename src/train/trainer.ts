@@ -36,6 +36,8 @@ export interface TrainOptions {
   alpha: number;
   /** Scale by alpha/√r instead of alpha/r. */
   rslora: boolean;
+  /** LoRA dropout probability on each adapted layer's input (0 disables). @default {0} */
+  dropout?: number;
   /** Candidate modules. */
   targetModules: LlamaModule[];
   /** Optimizer steps. */
@@ -233,6 +235,9 @@ function validate(options: TrainOptions, n: number): void {
       `Cannot train with --k ${options.k}: K must be an integer in 1..${n} (the number of candidate sites)`,
     );
   }
+  if (!((options.dropout ?? 0) >= 0 && (options.dropout ?? 0) < 1)) {
+    throw new RangeError(`Cannot train with --dropout ${options.dropout}: it must be in [0, 1)`);
+  }
   if (options.method === "weightlora" && options.selectSteps >= options.steps) {
     throw new RangeError(
       `Cannot train: --select-steps ${options.selectSteps} must be below --steps ${options.steps}`,
@@ -346,6 +351,8 @@ export async function train(
     },
     ep: options.ep,
     gradientAccumulation: options.gradAccum > 1,
+    dropout: options.dropout,
+    seed: options.seed,
   });
   if (resumed) await trainer.loadState(resumed.tensors.state);
   const recordPhase = () => summary.phases.push({ phase, from_step: step + 1, ...trainer.sizes });
@@ -409,7 +416,7 @@ export async function train(
       { length: options.gradAccum },
       () => makeBatch(sampler.next(options.batchSize), batchShape),
     );
-    const loss = await trainer.trainStep(micro);
+    const loss = await trainer.trainStep(micro, step + 1);
     if (!Number.isFinite(loss)) {
       throw new Error(
         `Training stopped: the loss is ${loss} at step ${step + 1}; the last good checkpoint is in ` +
@@ -503,6 +510,7 @@ export async function train(
   await writePeftAdapter(`${options.out}/adapter`, trainer.sites, {
     baseModel: inputs.model.id,
     rslora: options.rslora,
+    dropout: options.dropout,
   });
   await promoteAdapter(options.out);
   await Deno.writeTextFile(`${options.out}/weightlora.json.tmp`, JSON.stringify(result, null, 2) + "\n");

@@ -13,7 +13,11 @@ export async function stories260k(t: Deno.TestContext): Promise<ModelFolder | un
   if (!requireStories260k(t)) return undefined;
   converted ??= (async () => {
     const out = `${await Deno.makeTempDir({ prefix: "stories260k-" })}/hf`;
-    await convertLlama2c({ model: `${stories260kDir()}/stories260K.bin`, tokenizer: `${stories260kDir()}/tok512.bin`, out });
+    await convertLlama2c({
+      model: `${stories260kDir()}/stories260K.bin`,
+      tokenizer: `${stories260kDir()}/tok512.bin`,
+      out,
+    });
     return await loadModelFolder(out, { id: "stories260K" });
   })();
   return await converted;

@@ -51,11 +51,17 @@ Deno.test("malformed rows name the file and line", () => {
     ['{"foo": 1}', /d\.jsonl:1: a row needs .* got keys foo/],
     ['{"input_ids": [1, 500]}', /d\.jsonl:1: input_ids\[1\] = 500 is outside the vocabulary/],
     ['{"input_ids": [1, 2], "labels": [1]}', /d\.jsonl:1: "labels" has 1 entries but "input_ids" has 2/],
-    ['{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}', /d\.jsonl:1: the model has no chat template/],
+    [
+      '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}',
+      /d\.jsonl:1: the model has no chat template/,
+    ],
     ["[1, 2]", /d\.jsonl:1: a row must be a JSON object/],
   ];
   for (const [text, pattern] of cases) assert.throws(() => parseJsonl(text, "d.jsonl", options), pattern);
-  assert.throws(() => parseJsonl("\n\n", "empty.jsonl", options), /Cannot train on empty\.jsonl: it has no usable rows/);
+  assert.throws(
+    () => parseJsonl("\n\n", "empty.jsonl", options),
+    /Cannot train on empty\.jsonl: it has no usable rows/,
+  );
 });
 
 Deno.test("messages rows train on the assistant turns only", () => {
@@ -67,12 +73,18 @@ Deno.test("messages rows train on the assistant turns only", () => {
     { ...options, seqLen: 64, chatTemplate: template },
   );
   const [e] = data.examples;
-  const trained = e.labels.map((l, i) => (l === IGNORE_LABEL ? "" : tokenizer.idToToken(e.inputIds[i]))).join("");
+  const trained = e.labels.map((l, i) => (l === IGNORE_LABEL ? "" : tokenizer.idToToken(e.inputIds[i]))).join(
+    "",
+  );
   assert.equal(trained, "a");
 });
 
 Deno.test("batches pad with ignored labels and a zero mask; the sampler is seeded and resumable", () => {
-  const data = parseJsonl(["a", "bb", "ccc", "dddd", "eeeee"].map((t) => JSON.stringify({ text: t })).join("\n"), "d", options);
+  const data = parseJsonl(
+    ["a", "bb", "ccc", "dddd", "eeeee"].map((t) => JSON.stringify({ text: t })).join("\n"),
+    "d",
+    options,
+  );
   const batch = makeBatch(data.examples.slice(0, 2), { batchSize: 3, seqLen: 4, padId: 2 });
   assert.deepEqual([...batch.attentionMask].map(Number), [1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1]);
   assert.deepEqual([...batch.labels].map(Number).slice(0, 4), [1, 68, -100, -100]);
@@ -89,7 +101,11 @@ Deno.test("batches pad with ignored labels and a zero mask; the sampler is seede
 });
 
 Deno.test("eval split is deterministic and disjoint", () => {
-  const data = parseJsonl(Array.from({ length: 10 }, (_, i) => JSON.stringify({ text: `r${i}` })).join("\n"), "d", options);
+  const data = parseJsonl(
+    Array.from({ length: 10 }, (_, i) => JSON.stringify({ text: `r${i}` })).join("\n"),
+    "d",
+    options,
+  );
   const { train, eval: evalSet } = splitDataset(data, 0.2);
   assert.equal(train.examples.length + evalSet.examples.length, 10);
   assert.equal(evalSet.examples.length, 2);

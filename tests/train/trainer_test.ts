@@ -57,7 +57,10 @@ Deno.test("WeightLoRA on stories260K: learns, exports a PEFT adapter that reprod
   const summary = await train({ model, train: data, eval: data }, options(out));
 
   await t.step("eval loss falls well below the base model's", () => {
-    assert.ok(summary.final_eval_loss! < base.loss * 0.5, `eval loss ${summary.final_eval_loss} vs base ${base.loss}`);
+    assert.ok(
+      summary.final_eval_loss! < base.loss * 0.5,
+      `eval loss ${summary.final_eval_loss} vs base ${base.loss}`,
+    );
   });
   await t.step("weightlora.json records the selection and the shrinking sizes", async () => {
     const json = JSON.parse(await Deno.readTextFile(`${out}/weightlora.json`));
@@ -69,7 +72,9 @@ Deno.test("WeightLoRA on stories260K: learns, exports a PEFT adapter that reprod
     assert.ok(json.phases[1].optimizerStateBytes < json.phases[0].optimizerStateBytes / 2);
     const kept = Object.values(json.gates.after_selection as Record<string, number>).filter((g) => g !== 0);
     assert.equal(kept.length, 5);
-    const log = (await Deno.readTextFile(`${out}/train_log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+    const log = (await Deno.readTextFile(`${out}/train_log.jsonl`)).trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
     assert.equal(log.length, 24);
     assert.deepEqual(Object.keys(log[0]).slice(0, 5), ["step", "loss", "lr", "grad_norm", "tokens_per_s"]);
   });
@@ -87,7 +92,8 @@ Deno.test("WeightLoRA on stories260K: learns, exports a PEFT adapter that reprod
     );
     const ids = model.tokenizer.encode("Once upon a time, there was a dog named Zorp.", { addBos: true });
     const seq = ids.length;
-    const int64 = (values: number[]) => new ort.Tensor("int64", BigInt64Array.from(values.map(BigInt)), [1, seq]);
+    const int64 = (values: number[]) =>
+      new ort.Tensor("int64", BigInt64Array.from(values.map(BigInt)), [1, seq]);
     const generated = await prefill.run({
       ...loraFeeds(sites, adapter.sites),
       input_ids: int64(ids),
@@ -104,7 +110,11 @@ Deno.test("WeightLoRA on stories260K: learns, exports a PEFT adapter that reprod
     );
     const { loadTrainingState } = await import("../../src/autodiff/checkpoint.ts");
     const { state: tensors } = await loadTrainingState(`${out}/checkpoint/training_state.safetensors`);
-    const feeds: Record<string, ort.Tensor> = { input_ids: int64(ids), labels: int64(ids), attention_mask: int64(ids.map(() => 1)) };
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: int64(ids),
+      labels: int64(ids),
+      attention_mask: int64(ids.map(() => 1)),
+    };
     for (const [name, x] of Object.entries(tensors.tensors)) {
       if (name.startsWith("model.")) feeds[name] = new ort.Tensor("float32", x.data, x.shape);
     }
@@ -124,7 +134,10 @@ Deno.test("WeightLoRA on stories260K: learns, exports a PEFT adapter that reprod
       options(next, { method: "lora", steps: 3 }),
     );
     const firstLoss = JSON.parse((await Deno.readTextFile(`${next}/train_log.jsonl`)).split("\n")[0]).loss;
-    assert.ok(firstLoss < base.loss * 0.5, `first loss ${firstLoss} starts from the adapter, not the base (${base.loss})`);
+    assert.ok(
+      firstLoss < base.loss * 0.5,
+      `first loss ${firstLoss} starts from the adapter, not the base (${base.loss})`,
+    );
     assert.deepEqual(s.selected_sites, summary.selected_sites);
     await Deno.remove(next, { recursive: true });
   });
@@ -137,7 +150,11 @@ Deno.test("same seed and EP give identical adapter bytes; WeightLoRA+ halves K o
   const data = parseJsonl(dogRows(16), "dogs.jsonl", { tokenizer: model.tokenizer, seqLen: 24 });
   const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
   const summaries = [];
-  for (const dir of dirs) summaries.push(await train({ model, train: data }, options(dir, { method: "weightlora-plus", steps: 14 })));
+  for (const dir of dirs) {
+    summaries.push(
+      await train({ model, train: data }, options(dir, { method: "weightlora-plus", steps: 14 })),
+    );
+  }
   const bytes = await Promise.all(dirs.map((d) => Deno.readFile(`${d}/adapter_model.safetensors`)));
   assert.deepEqual(bytes[0], bytes[1]);
   const phases = summaries[0].phases.map((p) => [p.from_step, p.activeSites]);
@@ -161,8 +178,28 @@ Deno.test("a run killed with SIGKILL resumes from its checkpoint to the same ada
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/dogs.jsonl`, dogRows(32));
   const common = [
-    "--model", model.dir, "--data", `${dir}/dogs.jsonl`, "--rank", "4", "--k", "5", "--steps", "60", "--select-steps", "6",
-    "--batch-size", "8", "--lr", "0.003", "--seed", "9", "--ep", "wasm", "--save-every", "4",
+    "--model",
+    model.dir,
+    "--data",
+    `${dir}/dogs.jsonl`,
+    "--rank",
+    "4",
+    "--k",
+    "5",
+    "--steps",
+    "60",
+    "--select-steps",
+    "6",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.003",
+    "--seed",
+    "9",
+    "--ep",
+    "wasm",
+    "--save-every",
+    "4",
   ];
   const straight = await (await cli([...common, "--out", `${dir}/straight`])).output();
   assert.equal(straight.code, 0, new TextDecoder().decode(straight.stderr));
@@ -186,12 +223,18 @@ Deno.test("a run killed with SIGKILL resumes from its checkpoint to the same ada
   await victim.stderr.cancel();
   assert.ok(killedAt > 0 && killedAt < 60, `killed after checkpoint ${killedAt}`);
   assert.equal(status.signal, "SIGKILL");
-  const resumed = await (await cli([...common, "--out", `${dir}/killed`, "--resume", `${dir}/killed/checkpoint`])).output();
+  const resumed =
+    await (await cli([...common, "--out", `${dir}/killed`, "--resume", `${dir}/killed/checkpoint`])).output();
   const log = new TextDecoder().decode(resumed.stderr);
   assert.equal(resumed.code, 0, log);
   assert.match(log, /Resuming at step \d+/);
-  assert.deepEqual(await Deno.readFile(`${dir}/killed/adapter_model.safetensors`), await Deno.readFile(`${dir}/straight/adapter_model.safetensors`));
-  const steps = (await Deno.readTextFile(`${dir}/killed/train_log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l).step);
+  assert.deepEqual(
+    await Deno.readFile(`${dir}/killed/adapter_model.safetensors`),
+    await Deno.readFile(`${dir}/straight/adapter_model.safetensors`),
+  );
+  const steps = (await Deno.readTextFile(`${dir}/killed/train_log.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l).step
+  );
   assert.deepEqual(steps, Array.from({ length: 60 }, (_, i) => i + 1));
   await Deno.remove(dir, { recursive: true });
 });
@@ -205,22 +248,45 @@ Deno.test("bad input fails with clear messages", async (t) => {
   await Deno.writeTextFile(`${dir}/good.jsonl`, dogRows(4));
   // an adapter whose lora_A has the wrong width for the base model
   await Deno.mkdir(`${dir}/bad_adapter`);
-  await Deno.writeTextFile(`${dir}/bad_adapter/adapter_config.json`, JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["q_proj"] }));
+  await Deno.writeTextFile(
+    `${dir}/bad_adapter/adapter_config.json`,
+    JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["q_proj"] }),
+  );
   const { encodeSafetensors } = await import("../../src/io/safetensors.ts");
-  await Deno.writeFile(`${dir}/bad_adapter/adapter_model.safetensors`, encodeSafetensors([
-    { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", dtype: "float32", dims: [2, 60], data: new Uint8Array(480) },
-    { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", dtype: "float32", dims: [64, 2], data: new Uint8Array(512) },
-  ]));
+  await Deno.writeFile(
+    `${dir}/bad_adapter/adapter_model.safetensors`,
+    encodeSafetensors([
+      {
+        name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+        dtype: "float32",
+        dims: [2, 60],
+        data: new Uint8Array(480),
+      },
+      {
+        name: "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight",
+        dtype: "float32",
+        dims: [64, 2],
+        data: new Uint8Array(512),
+      },
+    ]),
+  );
   const cases: [string[], RegExp][] = [
     [["--data", `${dir}/bad.jsonl`], /bad\.jsonl:2: invalid JSON/],
     [["--data", `${dir}/empty.jsonl`], /it has no usable rows/],
     [["--data", `${dir}/good.jsonl`, "--k", "36"], /K must be an integer in 1\.\.35/],
-    [["--data", `${dir}/good.jsonl`, "--target-modules", "q_proj,qkv"], /Invalid --target-modules .*unknown qkv/],
-    [["--data", `${dir}/good.jsonl`, "--init-adapter", `${dir}/bad_adapter`], /\[2, 60\].*\[2, 64\]|\[2, 64\].*\[2, 60\]/],
+    [
+      ["--data", `${dir}/good.jsonl`, "--target-modules", "q_proj,qkv"],
+      /Invalid --target-modules .*unknown qkv/,
+    ],
+    [
+      ["--data", `${dir}/good.jsonl`, "--init-adapter", `${dir}/bad_adapter`],
+      /\[2, 60\].*\[2, 64\]|\[2, 64\].*\[2, 60\]/,
+    ],
     [["--data", `${dir}/good.jsonl`, "--lr", "fast"], /Invalid --lr "fast"/],
   ];
   for (const [args, pattern] of cases) {
-    const result = await (await cli(["--model", model.dir, "--out", `${dir}/out`, "--steps", "2", ...args])).output();
+    const result = await (await cli(["--model", model.dir, "--out", `${dir}/out`, "--steps", "2", ...args]))
+      .output();
     const stderr = new TextDecoder().decode(result.stderr);
     assert.notEqual(result.code, 0, args.join(" "));
     assert.match(stderr, pattern);
@@ -229,4 +295,20 @@ Deno.test("bad input fails with clear messages", async (t) => {
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /--select-steps T .*Default/);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("LoRA dropout trains, is seeded (identical bytes twice) and is recorded in the adapter config", async (t) => {
+  const model = await stories260k(t);
+  if (!model) return;
+  const data = parseJsonl(dogRows(16), "dogs.jsonl", { tokenizer: model.tokenizer, seqLen: 24 });
+  const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const run = (dir: string, dropout: number) =>
+    train({ model, train: data, eval: data }, options(dir, { method: "lora", steps: 6, dropout }));
+  const [a] = [await run(dirs[0], 0.3), await run(dirs[1], 0.3), await run(dirs[2], 0)];
+  const bytes = await Promise.all(dirs.map((d) => Deno.readFile(`${d}/adapter_model.safetensors`)));
+  assert.deepEqual(bytes[0], bytes[1]);
+  assert.notDeepEqual(bytes[0], bytes[2]);
+  assert.ok(Number.isFinite(a.final_eval_loss));
+  assert.equal(JSON.parse(await Deno.readTextFile(`${dirs[0]}/adapter_config.json`)).lora_dropout, 0.3);
+  for (const dir of dirs) await Deno.remove(dir, { recursive: true });
 });
