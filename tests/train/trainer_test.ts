@@ -163,7 +163,7 @@ Deno.test("same seed and EP give identical adapter bytes; WeightLoRA+ halves K o
   for (const dir of dirs) await Deno.remove(dir, { recursive: true });
 });
 
-async function cli(args: string[]): Promise<Deno.ChildProcess> {
+function cli(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("../../src/cli/train.ts", import.meta.url).pathname, ...args],
     stdout: "piped",
@@ -201,10 +201,10 @@ Deno.test("a run killed with SIGKILL resumes from its checkpoint to the same ada
     "--save-every",
     "4",
   ];
-  const straight = await (await cli([...common, "--out", `${dir}/straight`])).output();
+  const straight = await (cli([...common, "--out", `${dir}/straight`])).output();
   assert.equal(straight.code, 0, new TextDecoder().decode(straight.stderr));
 
-  const victim = await cli([...common, "--out", `${dir}/killed`]);
+  const victim = cli([...common, "--out", `${dir}/killed`]);
   let killedAt = -1;
   for (let i = 0; i < 600 && killedAt < 0; i++) {
     await new Promise((r) => setTimeout(r, 50));
@@ -223,8 +223,8 @@ Deno.test("a run killed with SIGKILL resumes from its checkpoint to the same ada
   await victim.stderr.cancel();
   assert.ok(killedAt > 0 && killedAt < 60, `killed after checkpoint ${killedAt}`);
   assert.equal(status.signal, "SIGKILL");
-  const resumed =
-    await (await cli([...common, "--out", `${dir}/killed`, "--resume", `${dir}/killed/checkpoint`])).output();
+  const resumed = await (cli([...common, "--out", `${dir}/killed`, "--resume", `${dir}/killed/checkpoint`]))
+    .output();
   const log = new TextDecoder().decode(resumed.stderr);
   assert.equal(resumed.code, 0, log);
   assert.match(log, /Resuming at step \d+/);
@@ -285,13 +285,13 @@ Deno.test("bad input fails with clear messages", async (t) => {
     [["--data", `${dir}/good.jsonl`, "--lr", "fast"], /Invalid --lr "fast"/],
   ];
   for (const [args, pattern] of cases) {
-    const result = await (await cli(["--model", model.dir, "--out", `${dir}/out`, "--steps", "2", ...args]))
+    const result = await (cli(["--model", model.dir, "--out", `${dir}/out`, "--steps", "2", ...args]))
       .output();
     const stderr = new TextDecoder().decode(result.stderr);
     assert.notEqual(result.code, 0, args.join(" "));
     assert.match(stderr, pattern);
   }
-  const help = await (await cli(["--help"])).output();
+  const help = await (cli(["--help"])).output();
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /--select-steps T .*Default/);
   await Deno.remove(dir, { recursive: true });
