@@ -1,0 +1,254 @@
+/**
+ * Generation speed of the Llama graphs: prefill and decode tokens/s for stories260K (the real checkpoint,
+ * converted from `../shared/models/stories260K/`) and for a random-weight model of stories15M's shape
+ * (dim 288, 6 layers, 6 heads, hidden 768, vocab 32000), on wasm, and stories260K on WebGPU (lavapipe
+ * here). Also the operators per decode step and where a decode step's time goes: inside `session.run`
+ * (graph work) versus the rest (feeds, sampling, text, cache bookkeeping).
+ *
+ *     deno task bench models          # or: deno run -A bench/models_bench.ts
+ *
+ * Prints a Markdown table and writes `bench/results/models.json`. Each configuration is measured in a
+ * fresh child process (`--measure SPEC`), because the number of wasm threads is fixed per process
+ * (`WEIGHTLORA_WASM_THREADS`).
+ *
+ * Reference (DESIGN.md): llama2.c `run.c` decodes stories260K at ~6,000–7,100 tokens/s on this machine
+ * (one thread), and a random model of stories15M's shape at ~115 tokens/s (one core, -O3).
+ *
+ * @module
+ */
+
+import { convertLlama2c } from "../src/io/convert.ts";
+import { loadModelFolder } from "../src/io/model_folder.ts";
+import type { LlamaConfig } from "../src/models/config.ts";
+import { type GenerationTokenizer, LlamaGenerator } from "../src/models/generate.ts";
+import { randomLlamaWeights } from "../src/models/random_weights.ts";
+import { hasWebGpu } from "../src/runtime/mod.ts";
+import { markdownTable } from "./_table.ts";
+
+const SHARED = new URL("../../shared/models/stories260K/", import.meta.url);
+
+const STORIES15M_SHAPE: LlamaConfig = {
+  architecture: "llama",
+  vocabSize: 32000,
+  hiddenSize: 288,
+  intermediateSize: 768,
+  numHiddenLayers: 6,
+  numAttentionHeads: 6,
+  numKeyValueHeads: 6,
+  headDim: 48,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxPositionEmbeddings: 256,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+};
+
+/** Token ids are all a random model needs; text is not measured for it. */
+const IDS_ONLY: GenerationTokenizer = {
+  bosId: 1,
+  eosIds: [2],
+  encode: () => [1],
+  createStreamDecoder: () => ({ push: () => "", flush: () => "" }),
+};
+
+async function stories260K(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const tmp = await Deno.makeTempDir({ prefix: "models_bench_" });
+  await convertLlama2c({
+    model: new URL("stories260K.bin", SHARED).pathname,
+    tokenizer: new URL("tok512.bin", SHARED).pathname,
+    out: `${tmp}/stories260K`,
+  });
+  return { dir: `${tmp}/stories260K`, cleanup: () => Deno.remove(tmp, { recursive: true }) };
+}
+
+/** One measured configuration. */
+interface Row {
+  model: string;
+  ep: string;
+  batch: number;
+  decodeOps: number;
+  prefillTokens: number;
+  prefillTokensPerS: number;
+  decodeTokens: number;
+  decodeTokensPerS: number;
+  decodeWallMsPerStep: number;
+  decodeRunMsPerStep: number;
+  hostShare: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function measure(
+  generator: LlamaGenerator,
+  label: { model: string; batch: number },
+  sizes: { prompt: number; decode: number; repeats: number },
+): Promise<Row> {
+  const vocab = generator.config.vocabSize;
+  const prompt = Array.from(
+    { length: sizes.prompt },
+    (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % (vocab - 3))),
+  );
+  const prompts = Array.from({ length: label.batch }, () => prompt);
+  const options = { temperature: 0, eosTokenIds: [] as number[] };
+  // warm-up (first runs allocate and JIT)
+  await generator.generate(prompts, { ...options, maxTokens: 4 });
+  const prefill: number[] = [], wall: number[] = [], run: number[] = [];
+  for (let i = 0; i < sizes.repeats; i++) {
+    await generator.generate(prompts, { ...options, maxTokens: 1 });
+    prefill.push(generator.stats!.prefillMs);
+    await generator.generate([[1]].concat(prompts.slice(1).map(() => [1])), {
+      ...options,
+      maxTokens: sizes.decode,
+    });
+    const s = generator.stats!;
+    wall.push(s.decodeMs / s.decodeSteps);
+    run.push(s.decodeRunMs / s.decodeSteps);
+  }
+  const wallMs = median(wall), runMs = median(run);
+  return {
+    model: label.model,
+    ep: generator.ep,
+    batch: label.batch,
+    decodeOps: generator.decodeOps,
+    prefillTokens: sizes.prompt,
+    prefillTokensPerS: (label.batch * sizes.prompt) / (median(prefill) / 1000),
+    decodeTokens: sizes.decode,
+    decodeTokensPerS: label.batch / (wallMs / 1000),
+    decodeWallMsPerStep: wallMs,
+    decodeRunMsPerStep: runMs,
+    hostShare: 1 - runMs / wallMs,
+  };
+}
+
+/** One configuration to measure, in its own process (wasm threads are fixed per process). */
+interface Spec {
+  model: "stories260K" | "stories15M";
+  ep: "wasm" | "webgpu";
+  batch: number;
+  threads: number;
+}
+
+const SPECS: Spec[] = [
+  { model: "stories260K", ep: "wasm", batch: 1, threads: 1 },
+  { model: "stories260K", ep: "wasm", batch: 4, threads: 1 },
+  { model: "stories260K", ep: "webgpu", batch: 1, threads: 1 },
+  { model: "stories15M", ep: "wasm", batch: 1, threads: 1 },
+  { model: "stories15M", ep: "wasm", batch: 1, threads: 2 },
+];
+
+/** Measures one spec in this process and prints its row as JSON. */
+async function measureSpec(spec: Spec): Promise<Row & { threads: number }> {
+  if (spec.model === "stories15M") {
+    const generator = await LlamaGenerator.create(
+      {
+        config: STORIES15M_SHAPE,
+        weights: randomLlamaWeights(STORIES15M_SHAPE, { seed: 1 }),
+        tokenizer: IDS_ONLY,
+      },
+      { ep: spec.ep },
+    );
+    try {
+      const row = await measure(generator, { model: "stories15M shape (random)", batch: spec.batch }, {
+        prompt: 64,
+        decode: 128,
+        repeats: 3,
+      });
+      return { ...row, threads: spec.threads };
+    } finally {
+      await generator.release();
+    }
+  }
+  const { dir, cleanup } = await stories260K();
+  try {
+    const generator = await LlamaGenerator.create(await loadModelFolder(dir), { ep: spec.ep });
+    try {
+      const gpu = spec.ep === "webgpu";
+      const row = await measure(generator, { model: "stories260K", batch: spec.batch }, {
+        prompt: 64,
+        decode: gpu ? 64 : 256,
+        repeats: gpu ? 3 : 5,
+      });
+      return { ...row, threads: spec.threads };
+    } finally {
+      await generator.release();
+    }
+  } finally {
+    await cleanup();
+  }
+}
+
+async function report(): Promise<void> {
+  const rows: (Row & { threads: number })[] = [];
+  const gpu = await hasWebGpu();
+  for (const spec of SPECS) {
+    if (spec.ep === "webgpu" && !gpu) {
+      console.error("no WebGPU adapter: skipping stories260K on webgpu");
+      continue;
+    }
+    const child = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL(import.meta.url).pathname, "--measure", JSON.stringify(spec)],
+      env: { WEIGHTLORA_WASM_THREADS: String(spec.threads) },
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    if (!child.success) throw new Error(`Cannot measure ${JSON.stringify(spec)}: the child process failed`);
+    rows.push(JSON.parse(new TextDecoder().decode(child.stdout).trim().split("\n").at(-1)!));
+  }
+  const load = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
+  console.log(`\nload average after the run: ${load} (2 cores, shared machine)\n`);
+  console.log(markdownTable(
+    [
+      "model",
+      "ep",
+      "wasm threads",
+      "batch",
+      "ops/decode step",
+      "prefill tok/s (64-token prompt)",
+      "decode tok/s",
+      "wall ms/step",
+      "session.run ms/step",
+      "host share %",
+    ],
+    rows.map((r) => [
+      r.model,
+      r.ep,
+      r.ep === "wasm" ? String(r.threads) : "-",
+      r.batch,
+      r.decodeOps,
+      r.prefillTokensPerS,
+      r.decodeTokensPerS,
+      r.decodeWallMsPerStep,
+      r.decodeRunMsPerStep,
+      100 * r.hostShare,
+    ]),
+  ));
+  const json = {
+    date: new Date().toISOString(),
+    deno: Deno.version.deno,
+    onnxruntimeWeb: "1.30.0",
+    loadAverageAfter: Deno.loadavg(),
+    reference: "llama2.c run.c: stories260K ~6,000–7,100 tok/s (1 thread); stories15M shape ~115 tok/s " +
+      "(1 core, -O3), ~570 tok/s (2 cores, -Ofast -fopenmp)",
+    notes: "one process per row; decode tok/s = batch / wall time per decode step (sampling and host work " +
+      "included); session.run ms/step is the time inside onnxruntime-web's run as the caller sees it; " +
+      "host share = 1 − run/wall; medians of repeated runs after a warm-up; webgpu here is lavapipe (software)",
+    rows,
+  };
+  await Deno.mkdir(new URL("results/", import.meta.url), { recursive: true });
+  await Deno.writeTextFile(
+    new URL("results/models.json", import.meta.url),
+    JSON.stringify(json, null, 2) + "\n",
+  );
+  console.log("\nwrote bench/results/models.json");
+}
+
+if (import.meta.main) {
+  const measureAt = Deno.args.indexOf("--measure");
+  if (measureAt >= 0) console.log(JSON.stringify(await measureSpec(JSON.parse(Deno.args[measureAt + 1]))));
+  else await report();
+}

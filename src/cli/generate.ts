@@ -1,0 +1,261 @@
+/**
+ * `deno task generate`: generates text with a Llama-family model folder (or `hf:OWNER/REPO`), optionally
+ * with a PEFT LoRA adapter. Only the generated continuation goes to stdout (streamed as it is generated,
+ * or as one JSON object with `--json`); logs go to stderr.
+ *
+ *     deno task generate --model DIR --prompt "Once upon a time" --max-tokens 64 --temperature 0
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { loadModelFolder } from "../io/model_folder.ts";
+import { resolveModelSource } from "../io/hub.ts";
+import { loadPeftAdapter } from "../lora/peft.ts";
+import { type GenerateOptions, LlamaGenerator } from "../models/generate.ts";
+import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
+
+const HELP = `Usage: deno task generate --model M [options]
+
+Generates a continuation of --prompt and prints only the generated text to stdout (logs go to stderr).
+
+Options:
+  --model M          Model: a Hugging Face model folder (config.json, model.safetensors, tokenizer.json),
+                     e.g. one written by \`deno task convert\`, or hf:OWNER/REPO[@REVISION] (downloaded into
+                     the Hugging Face cache; needs network and write access, which Deno asks for or
+                     which --allow-net/--allow-write grant). Required.
+  --adapter DIR      A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors), applied
+                     as graph inputs (no merge). Default: none.
+  --prompt TEXT      The prompt; "" generates from the BOS token alone. Default: "".
+  --max-tokens N     Most tokens to generate (EOS ends earlier). Default: 256.
+  --temperature T    Sampling temperature; 0 is greedy (argmax). Default: 1.
+  --top-p P          Nucleus sampling: keep the most likely tokens up to mass P, in (0, 1]. Default: 1 (off).
+  --top-k K          Keep only the K most likely tokens; 0 is off. Default: 0.
+  --seed S           Seed of the sampler's PRNG (a non-negative integer); same seed, same text.
+                     Default: random.
+  --stop TEXT        Stop before this text (repeatable). Default: none.
+  --ep E             Execution provider: auto (WebGPU when an adapter exists, else wasm), wasm or webgpu.
+                     Default: auto.
+  --json             Print {"text", "token_ids", "prompt_token_ids"} as JSON instead of streaming text.
+  -h, --help         Show this help.
+
+Environment: WEIGHTLORA_WASM_THREADS sets the number of wasm threads.`;
+
+/** Options parsed from the command line. */
+export interface GenerateCliOptions {
+  /** Model folder or `hf:` source. */
+  model: string;
+  /** PEFT adapter folder. */
+  adapter?: string;
+  /** Prompt text. */
+  prompt: string;
+  /** Execution provider. */
+  ep: ExecutionProviderChoice;
+  /** Print JSON. */
+  json: boolean;
+  /** Generation options. */
+  generation: GenerateOptions;
+}
+
+/** A command-line mistake (exit status 2, with the usage hint). */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+function numberFlag(
+  name: string,
+  text: string | undefined,
+  check: (n: number) => boolean,
+  expected: string,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || !check(n)) {
+    throw new UsageError(`Invalid --${name} ${JSON.stringify(text)}: expected ${expected}`);
+  }
+  return n;
+}
+
+/**
+ * Parses the command line.
+ *
+ * @param args Arguments without the program name.
+ * @returns The options, or `"help"` when help was asked for.
+ * @throws {UsageError} On an unknown flag, a missing value, or a value out of range (naming flag and value).
+ * @example
+ * ```ts
+ * import { parseGenerateArgs } from "./generate.ts";
+ * const o = parseGenerateArgs(["--model", "m", "--temperature", "0"]);
+ * console.assert(o !== "help" && o.generation.temperature === 0 && o.prompt === "");
+ * ```
+ */
+export function parseGenerateArgs(args: string[]): GenerateCliOptions | "help" {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        model: { type: "string" },
+        adapter: { type: "string" },
+        prompt: { type: "string" },
+        "max-tokens": { type: "string" },
+        temperature: { type: "string" },
+        "top-p": { type: "string" },
+        "top-k": { type: "string" },
+        seed: { type: "string" },
+        stop: { type: "string", multiple: true },
+        ep: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""));
+  }
+  if (values.help) return "help";
+  const model = values.model as string | undefined;
+  if (model === undefined || model === "") {
+    throw new UsageError("Missing --model (a model folder or hf:OWNER/REPO)");
+  }
+  const ep = (values.ep as string | undefined) ?? "auto";
+  if (ep !== "auto" && ep !== "wasm" && ep !== "webgpu") {
+    throw new UsageError(`Invalid --ep ${JSON.stringify(ep)}: expected auto, wasm or webgpu`);
+  }
+  const str = (name: string) => values[name] as string | undefined;
+  const generation: GenerateOptions = {
+    maxTokens: numberFlag(
+      "max-tokens",
+      str("max-tokens"),
+      (n) => Number.isInteger(n) && n >= 1,
+      "a positive integer",
+    ) ??
+      256,
+    temperature: numberFlag("temperature", str("temperature"), (n) => n >= 0, "a number ≥ 0") ?? 1,
+    topP: numberFlag("top-p", str("top-p"), (n) => n > 0 && n <= 1, "a number in (0, 1]") ?? 1,
+    topK: numberFlag("top-k", str("top-k"), (n) => Number.isInteger(n) && n >= 0, "an integer ≥ 0") ?? 0,
+    seed: numberFlag("seed", str("seed"), (n) => Number.isSafeInteger(n) && n >= 0, "a non-negative integer"),
+    stop: (values.stop as string[] | undefined) ?? [],
+  };
+  if (generation.stop!.some((s) => s === "")) {
+    throw new UsageError('Invalid --stop "": stop strings must be non-empty');
+  }
+  return {
+    model,
+    adapter: values.adapter as string | undefined,
+    prompt: (values.prompt as string | undefined) ?? "",
+    ep,
+    json: values.json === true,
+    generation,
+  };
+}
+
+/** Where {@linkcode runGenerate} writes. */
+export interface GenerateCliIo {
+  /** Generated text (stdout). */
+  out: (text: string) => Promise<void>;
+  /** Logs (stderr). */
+  log: (line: string) => void;
+}
+
+/**
+ * Loads the model (and adapter) and generates, streaming text to `io.out` or printing JSON.
+ *
+ * @param options Parsed options.
+ * @param io Output and log sinks.
+ * @returns Nothing; output went to `io`.
+ * @throws {Error} When the model or adapter cannot be loaded, or generation fails.
+ */
+export async function runGenerate(options: GenerateCliOptions, io: GenerateCliIo): Promise<void> {
+  const loadStart = performance.now();
+  const dir = await resolveModelSource(options.model);
+  const model = await loadModelFolder(dir);
+  const adapter = options.adapter ? await loadPeftAdapter(options.adapter, model.config) : undefined;
+  const generator = await LlamaGenerator.create(model, {
+    ep: options.ep,
+    loraSites: adapter ? [...adapter.sites.keys()] : undefined,
+  });
+  try {
+    const c = model.config;
+    io.log(
+      `model ${model.id}: ${c.architecture}, ${c.numHiddenLayers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}` +
+        (adapter ? `; adapter ${adapter.source} on ${adapter.sites.size} sites` : "") +
+        `; ${generator.ep}; loaded in ${((performance.now() - loadStart) / 1000).toFixed(2)} s`,
+    );
+    const generation = { ...options.generation, adapter: adapter?.sites };
+    const promptIds = generator.promptIds(options.prompt);
+    const tokenIds: number[] = [];
+    let text = "";
+    let finish = "length";
+    for await (const piece of generator.stream([promptIds], generation)) {
+      if (piece.finishReason !== "eos") tokenIds.push(piece.tokenId);
+      if (piece.finishReason) finish = piece.finishReason;
+      text += piece.text;
+      if (!options.json && piece.text !== "") await io.out(piece.text);
+    }
+    if (options.json) {
+      await io.out(JSON.stringify({ text, token_ids: tokenIds, prompt_token_ids: promptIds }) + "\n");
+    }
+    const s = generator.stats!;
+    const decodeRate = s.decodeSteps > 0 ? (s.decodeSteps / (s.decodeMs / 1000)).toFixed(0) : "-";
+    io.log(
+      `${tokenIds.length} tokens (${finish}); prompt ${promptIds.length} tokens in ${
+        s.prefillMs.toFixed(1)
+      } ms; ` +
+        `decode ${decodeRate} tokens/s`,
+    );
+  } finally {
+    await generator.release();
+  }
+}
+
+/**
+ * Runs the CLI.
+ *
+ * @param args Arguments without the program name.
+ * @returns The exit status: 0 done, 1 failed, 2 bad command line.
+ */
+export async function main(args: string[]): Promise<number> {
+  const encoder = new TextEncoder();
+  const log = (line: string) => console.error(`generate: ${line}`);
+  let options: GenerateCliOptions | "help";
+  try {
+    options = parseGenerateArgs(args);
+  } catch (e) {
+    console.error(`generate: ${(e as Error).message}\nRun with --help for the options.`);
+    return 2;
+  }
+  if (options === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  try {
+    await runGenerate(options, {
+      out: async (text) => {
+        const bytes = encoder.encode(text);
+        for (let written = 0; written < bytes.length;) {
+          written += await Deno.stdout.write(bytes.subarray(written));
+        }
+      },
+      log,
+    });
+    if (!options.json && Deno.stdout.isTerminal()) console.log();
+    return 0;
+  } catch (e) {
+    const error = e as Error;
+    if (error instanceof Deno.errors.NotCapable || /Requires (net|write) access/.test(error.message)) {
+      log(
+        `${error.message}\nhf: sources download into the Hugging Face cache, which needs network and write ` +
+          "access: run `deno run --allow-read --allow-env --allow-net --allow-write src/cli/generate.ts …`, " +
+          "or download once and pass the local model folder",
+      );
+    } else log(error.message);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
