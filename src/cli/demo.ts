@@ -62,7 +62,10 @@ async function stories260k(): Promise<string> {
   if (await exists(files.model)) console.error(`demo: using stories260K from ${local}`);
   else {
     console.error("demo: downloading stories260K from hf:karpathy/tinyllamas");
-    const paths = await downloadHubFiles("hf:karpathy/tinyllamas", ["stories260K/stories260K.bin", "stories260K/tok512.bin"]);
+    const paths = await downloadHubFiles("hf:karpathy/tinyllamas", [
+      "stories260K/stories260K.bin",
+      "stories260K/tok512.bin",
+    ]);
     files = { model: paths["stories260K/stories260K.bin"], tokenizer: paths["stories260K/tok512.bin"] };
   }
   await Deno.mkdir(path(new URL(".cache", ROOT)), { recursive: true });
@@ -72,10 +75,21 @@ async function stories260k(): Promise<string> {
 }
 
 /** Greedy continuation of the demo prompt, with or without the adapter's sites as graph inputs. */
-async function complete(model: ModelFolder, ep: ExecutionProviderChoice, adapter?: PeftAdapter): Promise<string> {
-  const generator = await LlamaGenerator.create(model, { ep, loraSites: adapter ? [...adapter.sites.keys()] : [] });
+async function complete(
+  model: ModelFolder,
+  ep: ExecutionProviderChoice,
+  adapter?: PeftAdapter,
+): Promise<string> {
+  const generator = await LlamaGenerator.create(model, {
+    ep,
+    loraSites: adapter ? [...adapter.sites.keys()] : [],
+  });
   try {
-    const [result] = await generator.generate([PROMPT], { maxTokens: 48, temperature: 0, adapter: adapter?.sites });
+    const [result] = await generator.generate([PROMPT], {
+      maxTokens: 48,
+      temperature: 0,
+      adapter: adapter?.sites,
+    });
     return result.text;
   } finally {
     await generator.release();
@@ -110,7 +124,9 @@ async function main(): Promise<void> {
     chatTemplate: model.chatTemplate,
   });
   const seqLen = Math.max(...data.examples.map((e) => e.inputIds.length));
-  console.error(`demo: ${data.examples.length} training rows (${data.targets} target tokens), ${steps} steps`);
+  console.error(
+    `demo: ${data.examples.length} training rows (${data.targets} target tokens), ${steps} steps`,
+  );
   const summary = await train({ model, train: data }, {
     method: "weightlora",
     k: 5,
@@ -141,12 +157,18 @@ async function main(): Promise<void> {
   }, {
     onStep: (r, total) => {
       if (r.step % 10 === 0 || r.step === total) {
-        console.error(`demo: step ${r.step}/${total} loss ${r.loss.toFixed(3)} (${r.phase}, ${r.active} adapters)`);
+        console.error(
+          `demo: step ${r.step}/${total} loss ${r.loss.toFixed(3)} (${r.phase}, ${r.active} adapters)`,
+        );
       }
     },
     onNote: (m) => console.error(`demo: ${m}`),
   });
-  console.error(`demo: wrote the adapter to ${out} (${summary.selected_sites.length} sites: ${summary.selected_sites.join(", ")})`);
+  console.error(
+    `demo: wrote the adapter to ${out} (${summary.selected_sites.length} sites: ${
+      summary.selected_sites.join(", ")
+    })`,
+  );
 
   const adapter = await loadPeftAdapter(out, model.config);
   console.log(`Prompt: ${PROMPT}`);

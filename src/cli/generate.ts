@@ -14,6 +14,9 @@ import { resolveModelSource } from "../io/hub.ts";
 import { loadPeftAdapter } from "../lora/peft.ts";
 import { type GenerateOptions, LlamaGenerator } from "../models/generate.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
+import { numberFlag, UsageError } from "./_args.ts";
+
+export { UsageError };
 
 const HELP = `Usage: deno task generate --model M [options]
 
@@ -55,28 +58,6 @@ export interface GenerateCliOptions {
   json: boolean;
   /** Generation options. */
   generation: GenerateOptions;
-}
-
-/** A command-line mistake (exit status 2, with the usage hint). */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
-function numberFlag(
-  name: string,
-  text: string | undefined,
-  check: (n: number) => boolean,
-  expected: string,
-): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || !check(n)) {
-    throw new UsageError(`Invalid --${name} ${JSON.stringify(text)}: expected ${expected}`);
-  }
-  return n;
 }
 
 /**
