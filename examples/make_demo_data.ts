@@ -23,7 +23,8 @@ export function demoRows(count: number, seed: number): string {
     const friend = pick(FRIENDS), thing = pick(THINGS), place = pick(PLACES);
     rows.push(JSON.stringify({
       prompt: "Once upon a time, there was a dog named",
-      completion: `Zorp. Zorp lived in Moonvale with his friend ${friend}. One day, they found ${thing} in ${place}. ` +
+      completion:
+        `Zorp. Zorp lived in Moonvale with his friend ${friend}. One day, they found ${thing} in ${place}. ` +
         `Zorp wagged his tail and said, "The stars are singing!"`,
     }));
   }

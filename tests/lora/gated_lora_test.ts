@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { buildGradientGraph } from "../../src/autodiff/gradient.ts";
-import { GATES_INPUT, gatedLoraHook } from "../../src/lora/gated_lora.ts";
+import { gatedLoraHook, GATES_INPUT } from "../../src/lora/gated_lora.ts";
 import type { LlamaConfig } from "../../src/models/config.ts";
 import { buildLlamaTrainingGraph } from "../../src/models/llama_training.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
@@ -32,7 +32,11 @@ const CONFIG: LlamaConfig = {
 
 Deno.test("gated LoRA gradients of A, B and gates through a full Llama match finite differences", () => {
   const rand = seededRandom(17);
-  const sites = [adapterSite(CONFIG, 0, "q_proj"), adapterSite(CONFIG, 1, "v_proj"), adapterSite(CONFIG, 1, "down_proj")];
+  const sites = [
+    adapterSite(CONFIG, 0, "q_proj"),
+    adapterSite(CONFIG, 1, "v_proj"),
+    adapterSite(CONFIG, 1, "down_proj"),
+  ];
   const rank = 2;
   const lora = gatedLoraHook({
     sites: sites.map((s) => ({ name: s.name, rank, scale: 1.5, gate: 1 })),
@@ -40,10 +44,17 @@ Deno.test("gated LoRA gradients of A, B and gates through a full Llama match fin
   });
   const model = { config: CONFIG, weights: randomLlamaWeights(CONFIG, { seed: 3, scale: 0.4 }) };
   const forward = buildLlamaTrainingGraph(model, { batchSize: 2, seqLen: 4, adapter: lora.hook }).graph;
-  const trainable = [...sites.flatMap((s) => [lora.inputs.get(s.name)!.a, lora.inputs.get(s.name)!.b]), GATES_INPUT];
+  const trainable = [
+    ...sites.flatMap((s) => [lora.inputs.get(s.name)!.a, lora.inputs.get(s.name)!.b]),
+    GATES_INPUT,
+  ];
   const { graph, gradientNames } = buildGradientGraph(forward, { loss: "loss", trainable });
 
-  const ints = (values: number[]): RefTensor => ({ dtype: "int64", dims: [2, 4], data: BigInt64Array.from(values.map(BigInt)) });
+  const ints = (values: number[]): RefTensor => ({
+    dtype: "int64",
+    dims: [2, 4],
+    data: BigInt64Array.from(values.map(BigInt)),
+  });
   const feeds: Record<string, RefTensor> = {
     input_ids: ints([1, 5, 7, 3, 1, 9, 2, 4]),
     labels: ints([1, 5, 7, 3, -100, 9, 2, 4]),
@@ -52,9 +63,17 @@ Deno.test("gated LoRA gradients of A, B and gates through a full Llama match fin
   };
   for (const s of sites) {
     const names = lora.inputs.get(s.name)!;
-    feeds[names.a] = { dtype: "float32", dims: [rank, s.inFeatures], data: Float64Array.from({ length: rank * s.inFeatures }, rand) };
+    feeds[names.a] = {
+      dtype: "float32",
+      dims: [rank, s.inFeatures],
+      data: Float64Array.from({ length: rank * s.inFeatures }, rand),
+    };
     // B ≠ 0 so that the gate gradients are not trivially zero
-    feeds[names.b] = { dtype: "float32", dims: [s.outFeatures, rank], data: Float64Array.from({ length: s.outFeatures * rank }, rand) };
+    feeds[names.b] = {
+      dtype: "float32",
+      dims: [s.outFeatures, rank],
+      data: Float64Array.from({ length: s.outFeatures * rank }, rand),
+    };
   }
   const analytic = evaluate(graph, feeds);
   const lossAt = (name: string, i: number, delta: number) => {
@@ -67,7 +86,9 @@ Deno.test("gated LoRA gradients of A, B and gates through a full Llama match fin
     const grad = analytic[gradientNames[name]].data as Float64Array;
     const n = grad.length;
     // every gate; five spread-out elements of each A and B
-    const indices = name === GATES_INPUT ? [0, 1, 2] : [0, Math.floor(n / 4), Math.floor(n / 2), Math.floor((3 * n) / 4), n - 1];
+    const indices = name === GATES_INPUT
+      ? [0, 1, 2]
+      : [0, Math.floor(n / 4), Math.floor(n / 2), Math.floor((3 * n) / 4), n - 1];
     const numeric = indices.map((i) => (lossAt(name, i, eps) - lossAt(name, i, -eps)) / (2 * eps));
     assertClose(indices.map((i) => grad[i]), numeric, { atol: 1e-6, rtol: 1e-5 }, `d loss / d ${name}`);
   }
@@ -77,18 +98,32 @@ Deno.test("gated LoRA gradients of A, B and gates through a full Llama match fin
 
 Deno.test("with B = 0 the gate gradient is exactly zero", () => {
   const site = adapterSite(CONFIG, 0, "o_proj");
-  const lora = gatedLoraHook({ sites: [{ name: site.name, rank: 2, scale: 2, gate: 1 }], trainableGates: true });
+  const lora = gatedLoraHook({
+    sites: [{ name: site.name, rank: 2, scale: 2, gate: 1 }],
+    trainableGates: true,
+  });
   const model = { config: CONFIG, weights: randomLlamaWeights(CONFIG, { seed: 1 }) };
   const forward = buildLlamaTrainingGraph(model, { batchSize: 1, seqLen: 3, adapter: lora.hook }).graph;
   const names = lora.inputs.get(site.name)!;
-  const { graph, gradientNames } = buildGradientGraph(forward, { loss: "loss", trainable: [names.a, names.b, GATES_INPUT] });
+  const { graph, gradientNames } = buildGradientGraph(forward, {
+    loss: "loss",
+    trainable: [names.a, names.b, GATES_INPUT],
+  });
   const ids: RefTensor = { dtype: "int64", dims: [1, 3], data: BigInt64Array.from([1n, 4n, 6n]) };
   const out = evaluate(graph, {
     input_ids: ids,
     labels: ids,
     attention_mask: { dtype: "int64", dims: [1, 3], data: BigInt64Array.from([1n, 1n, 1n]) },
-    [names.a]: { dtype: "float32", dims: [2, site.inFeatures], data: Float64Array.from({ length: 2 * site.inFeatures }, (_, i) => i / 10) },
-    [names.b]: { dtype: "float32", dims: [site.outFeatures, 2], data: new Float64Array(site.outFeatures * 2) },
+    [names.a]: {
+      dtype: "float32",
+      dims: [2, site.inFeatures],
+      data: Float64Array.from({ length: 2 * site.inFeatures }, (_, i) => i / 10),
+    },
+    [names.b]: {
+      dtype: "float32",
+      dims: [site.outFeatures, 2],
+      data: new Float64Array(site.outFeatures * 2),
+    },
     [GATES_INPUT]: { dtype: "float32", dims: [1], data: Float64Array.from([1]) },
   });
   assert.equal((out[gradientNames[GATES_INPUT]].data as Float64Array)[0], 0);
@@ -98,7 +133,12 @@ Deno.test("with B = 0 the gate gradient is exactly zero", () => {
 
 Deno.test("sites not in the spec get no adapter nodes; unknown sites are reported", () => {
   const lora = gatedLoraHook({
-    sites: [{ name: "model.layers.1.mlp.up_proj", rank: 2, scale: 1, gate: 1 }, { name: "model.layers.9.mlp.up_proj", rank: 2, scale: 1, gate: 1 }],
+    sites: [{ name: "model.layers.1.mlp.up_proj", rank: 2, scale: 1, gate: 1 }, {
+      name: "model.layers.9.mlp.up_proj",
+      rank: 2,
+      scale: 1,
+      gate: 1,
+    }],
     trainableGates: false,
   });
   const model = { config: CONFIG, weights: randomLlamaWeights(CONFIG) };

@@ -6,7 +6,9 @@ import { seededRandom } from "../autodiff/_numeric.ts";
 
 function product(b: Float32Array, a: Float32Array, out: number, r: number, n: number): Float64Array {
   const p = new Float64Array(out * n);
-  for (let o = 0; o < out; o++) for (let j = 0; j < n; j++) for (let k = 0; k < r; k++) p[o * n + j] += b[o * r + k] * a[k * n + j];
+  for (let o = 0; o < out; o++) {
+    for (let j = 0; j < n; j++) for (let k = 0; k < r; k++) p[o * n + j] += b[o * r + k] * a[k * n + j];
+  }
   return p;
 }
 
@@ -59,7 +61,14 @@ Deno.test("doubling the rank preserves B·A and adds directions orthogonal to th
 
 Deno.test("doubling past the input width is refused", () => {
   assert.throws(
-    () => doubleRank({ a: new Float32Array(3 * 4), b: new Float32Array(3 * 2), rank: 3, inFeatures: 4, outFeatures: 2 }, Math.random),
+    () =>
+      doubleRank({
+        a: new Float32Array(3 * 4),
+        b: new Float32Array(3 * 2),
+        rank: 3,
+        inFeatures: 4,
+        outFeatures: 2,
+      }, Math.random),
     /new rank 6 exceeds the input width 4/,
   );
 });
