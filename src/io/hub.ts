@@ -189,10 +189,14 @@ export async function downloadHubFiles(
   options: ResolveModelSourceOptions = {},
 ): Promise<Record<string, string>> {
   const parsed = parseModelSource(source);
-  if (parsed.kind !== "hub") throw new Error(`Cannot download files from ${source}: expected hf:OWNER/REPO[@REVISION]`);
+  if (parsed.kind !== "hub") {
+    throw new Error(`Cannot download files from ${source}: expected hf:OWNER/REPO[@REVISION]`);
+  }
   if (files.length === 0) throw new Error(`Cannot download files from ${source}: no file named`);
   for (const f of files) {
-    if (f.startsWith("/") || f.split("/").includes("..")) throw new Error(`Cannot download ${JSON.stringify(f)}: not a repository path`);
+    if (f.startsWith("/") || f.split("/").includes("..")) {
+      throw new Error(`Cannot download ${JSON.stringify(f)}: not a repository path`);
+    }
   }
   const hub = await openHubSnapshot(parsed, source, files[0], options);
   const snapshot = typeof hub === "string" ? hub : hub.snapshot;
@@ -203,7 +207,9 @@ export async function downloadHubFiles(
   const paths: Record<string, string> = {};
   for (const f of files) {
     const path = joinPath(snapshot, f);
-    if (!(await exists(path))) throw new Error(`Cannot use ${source}: ${f} is not in the cached snapshot ${snapshot}`);
+    if (!(await exists(path))) {
+      throw new Error(`Cannot use ${source}: ${f} is not in the cached snapshot ${snapshot}`);
+    }
     paths[f] = path;
   }
   return paths;
