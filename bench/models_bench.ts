@@ -19,31 +19,13 @@
 
 import { convertLlama2c } from "../src/io/convert.ts";
 import { loadModelFolder } from "../src/io/model_folder.ts";
-import type { LlamaConfig } from "../src/models/config.ts";
 import { type GenerationTokenizer, LlamaGenerator } from "../src/models/generate.ts";
 import { randomLlamaWeights } from "../src/models/random_weights.ts";
 import { hasWebGpu } from "../src/runtime/mod.ts";
 import { markdownTable } from "./_table.ts";
+import { STORIES15M_SHAPE } from "./_models.ts";
 
 const SHARED = new URL("../../shared/models/stories260K/", import.meta.url);
-
-const STORIES15M_SHAPE: LlamaConfig = {
-  architecture: "llama",
-  vocabSize: 32000,
-  hiddenSize: 288,
-  intermediateSize: 768,
-  numHiddenLayers: 6,
-  numAttentionHeads: 6,
-  numKeyValueHeads: 6,
-  headDim: 48,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 256,
-  tieWordEmbeddings: true,
-  attentionBias: false,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-};
 
 /** Token ids are all a random model needs; text is not measured for it. */
 const IDS_ONLY: GenerationTokenizer = {

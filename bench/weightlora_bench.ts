@@ -23,26 +23,9 @@ import { AdapterTrainer } from "../src/train/adapter_trainer.ts";
 import { type Batch, makeBatch } from "../src/train/batches.ts";
 import type { ExecutionProvider } from "../src/runtime/execution_provider.ts";
 import { figure, markdownTable } from "./_table.ts";
+import { STORIES15M_SHAPE, STORIES260K_DIR } from "./_models.ts";
 
 const QUICK = Deno.args.includes("--quick");
-
-const STORIES15M: LlamaConfig = {
-  architecture: "llama",
-  vocabSize: 32000,
-  hiddenSize: 288,
-  intermediateSize: 768,
-  numHiddenLayers: 6,
-  numAttentionHeads: 6,
-  numKeyValueHeads: 6,
-  headDim: 48,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 256,
-  tieWordEmbeddings: true,
-  attentionBias: false,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-};
 
 interface Row {
   model: string;
@@ -142,7 +125,10 @@ try {
       ...await measure("stories260K", stories, { batch: 8, seq: 64, steps: QUICK ? 2 : 5 }, "webgpu"),
     );
   }
-  const s15 = { config: STORIES15M, weights: randomLlamaWeights(STORIES15M, { seed: 1, scale: 0.02 }) };
+  const s15 = {
+    config: STORIES15M_SHAPE,
+    weights: randomLlamaWeights(STORIES15M_SHAPE, { seed: 1, scale: 0.02 }),
+  };
   rows.push(
     ...await measure("stories15M shape (random)", s15, { batch: 4, seq: 64, steps: QUICK ? 2 : 5 }, "wasm"),
   );
