@@ -18,9 +18,9 @@ import { loadModelFolder, type ModelFolder } from "../io/model_folder.ts";
 import { loadPeftAdapter, type PeftAdapter } from "../lora/peft.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { LlamaGenerator } from "../models/generate.ts";
-import { LLAMA_MODULES } from "../models/sites.ts";
 import { loadJsonl } from "../train/data.ts";
 import { train } from "../train/trainer.ts";
+import { withTrainDefaults } from "../train/options.ts";
 import { oneOf, positiveInt, runCli } from "./_args.ts";
 
 const HELP = `Usage: deno task demo [options]
@@ -127,43 +127,31 @@ async function main(): Promise<void> {
   console.error(
     `demo: ${data.examples.length} training rows (${data.targets} target tokens), ${steps} steps`,
   );
-  const summary = await train({ model, train: data }, {
-    method: "weightlora",
-    k: 5,
-    rank: 4,
-    alpha: 8,
-    rslora: false,
-    targetModules: [...LLAMA_MODULES],
-    steps,
-    batchSize: 8,
-    seqLen,
-    gradAccum: 1,
-    optimizer: "adamw",
-    lr: 3e-3,
-    lrGates: 5,
-    weightDecay: 0,
-    lrSchedule: "linear",
-    warmupSteps: 0,
-    maxGradNorm: 1,
-    selectSteps: Math.max(1, Math.floor(steps / 8)),
-    reinitSurvivors: false,
-    growEvery: 10,
-    growRounds: 2,
-    evalEvery: 0,
-    saveEvery: 0,
-    seed: 0,
-    ep,
-    out,
-  }, {
-    onStep: (r, total) => {
-      if (r.step % 10 === 0 || r.step === total) {
-        console.error(
-          `demo: step ${r.step}/${total} loss ${r.loss.toFixed(3)} (${r.phase}, ${r.active} adapters)`,
-        );
-      }
+  const summary = await train(
+    { model, train: data },
+    withTrainDefaults({
+      k: 5,
+      rank: 4,
+      alpha: 8,
+      steps,
+      seqLen,
+      lr: 3e-3,
+      selectSteps: Math.max(1, Math.floor(steps / 8)),
+      saveEvery: 0,
+      ep,
+      out,
+    }),
+    {
+      onStep: (r, total) => {
+        if (r.step % 10 === 0 || r.step === total) {
+          console.error(
+            `demo: step ${r.step}/${total} loss ${r.loss.toFixed(3)} (${r.phase}, ${r.active} adapters)`,
+          );
+        }
+      },
+      onNote: (m) => console.error(`demo: ${m}`),
     },
-    onNote: (m) => console.error(`demo: ${m}`),
-  });
+  );
   console.error(
     `demo: wrote the adapter to ${out} (${summary.selected_sites.length} sites: ${
       summary.selected_sites.join(", ")

@@ -16,6 +16,7 @@ import { loadPeftAdapter } from "../lora/peft.ts";
 import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
 import { type Dataset, loadJsonl, splitDataset } from "../train/data.ts";
 import { type StepRecord, train, type TrainOptions } from "../train/trainer.ts";
+import { TRAIN_DEFAULTS as D, withTrainDefaults } from "../train/options.ts";
 import { nonNegative, nonNegativeInt, numberFlag, oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
 
 const HELP = `Usage: deno task train --model M --data F --out DIR [options]
@@ -36,39 +37,39 @@ Model and data:
   --resume DIR           Continue from a checkpoint folder (e.g. OUT/checkpoint); same options required.
 
 Method:
-  --method M             weightlora | weightlora-plus | lora | randlora. Default: weightlora.
-  --k K                  Sites to keep (weightlora, randlora), 1..number of candidate sites. Default: 5.
+  --method M             weightlora | weightlora-plus | lora | randlora. Default: ${D.method}.
+  --k K                  Sites to keep (weightlora, randlora), 1..number of candidate sites. Default: ${D.k}.
   --select-steps T       WeightLoRA selection steps (gates trained, then frozen). Default: steps / 10.
-  --lr-gates LR          Learning rate of the gates (plain SGD). Default: 5.
+  --lr-gates LR          Learning rate of the gates (plain SGD). Default: ${D.lrGates}.
   --reinit-survivors     After selection, re-initialise the survivors' A/B and restart the optimizer.
-  --grow-every F         WeightLoRA+: steps between rank doublings. Default: 10.
-  --grow-rounds M        WeightLoRA+: doublings (K halves each time, from all sites). Default: 2.
+  --grow-every F         WeightLoRA+: steps between rank doublings. Default: ${D.growEvery}.
+  --grow-rounds M        WeightLoRA+: doublings (K halves each time, from all sites). Default: ${D.growRounds}.
 
 Adapter:
   --target-modules LIST  Candidate modules, comma-separated from ${LLAMA_MODULES.join(",")}.
                          Default: all.
-  --rank R               LoRA rank. Default: 8.
-  --alpha A              LoRA alpha (scale alpha/r). Default: 16.
+  --rank R               LoRA rank. Default: ${D.rank}.
+  --alpha A              LoRA alpha (scale alpha/r). Default: ${D.alpha}.
   --rslora               Scale by alpha/√r instead.
-  --dropout P            LoRA dropout on each adapted layer's input, in [0, 1). Default: 0.
+  --dropout P            LoRA dropout on each adapted layer's input, in [0, 1). Default: ${D.dropout}.
 
 Optimisation:
-  --steps N              Optimizer steps. Default: 200.
-  --batch-size B         Rows per micro-batch. Default: 8.
-  --seq-len L            Tokens per row (longer rows are truncated; shorter data shrinks it). Default: 256.
-  --grad-accum G         Micro-batches per optimizer step. Default: 1.
-  --optimizer O          adamw | sgd (for A and B). Default: adamw.
-  --lr LR                Peak learning rate of A and B. Default: 0.001.
-  --weight-decay W       Weight decay of A and B. Default: 0.
-  --lr-schedule S        constant | linear | cosine. Default: linear.
-  --warmup-steps N       Linear warmup steps. Default: 0.
-  --max-grad-norm X      Clip the global gradient norm of A and B; 0 disables. Default: 1.
-  --seed S               Seed of initialisation, shuffling and random sites. Default: 0.
+  --steps N              Optimizer steps. Default: ${D.steps}.
+  --batch-size B         Rows per micro-batch. Default: ${D.batchSize}.
+  --seq-len L            Tokens per row (longer rows are truncated; shorter data shrinks it). Default: ${D.seqLen}.
+  --grad-accum G         Micro-batches per optimizer step. Default: ${D.gradAccum}.
+  --optimizer O          adamw | sgd (for A and B). Default: ${D.optimizer}.
+  --lr LR                Peak learning rate of A and B. Default: ${D.lr}.
+  --weight-decay W       Weight decay of A and B. Default: ${D.weightDecay}.
+  --lr-schedule S        constant | linear | cosine. Default: ${D.lrSchedule}.
+  --warmup-steps N       Linear warmup steps. Default: ${D.warmupSteps}.
+  --max-grad-norm X      Clip the global gradient norm of A and B; 0 disables. Default: ${D.maxGradNorm}.
+  --seed S               Seed of initialisation, shuffling and random sites. Default: ${D.seed}.
 
 Run:
-  --eval-every N         Evaluate every N steps (0: at the end only). Default: 0.
-  --save-every N         Checkpoint every N steps (0: at the end only). Default: 100.
-  --ep E                 Execution provider: auto (WebGPU when an adapter exists), wasm or webgpu. Default: auto.
+  --eval-every N         Evaluate every N steps (0: at the end only). Default: ${D.evalEvery}.
+  --save-every N         Checkpoint every N steps (0: at the end only). Default: ${D.saveEvery}.
+  --ep E                 Execution provider: auto (WebGPU when an adapter exists), wasm or webgpu. Default: ${D.ep}.
   -h, --help             Show this help.
 
 Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.`;
@@ -186,42 +187,48 @@ async function main(): Promise<void> {
   if (v["eval-data"] && v["eval-split"]) {
     throw new UsageError("--eval-data and --eval-split exclude each other");
   }
-  const steps = positiveInt("steps", v.steps, 200);
-  const options: TrainOptions = {
+  const options: TrainOptions = withTrainDefaults({
     method: oneOf(
       "method",
       v.method,
       ["weightlora", "weightlora-plus", "lora", "randlora"] as const,
-      "weightlora",
+      D.method,
     ),
-    k: positiveInt("k", v.k, 5),
-    rank: positiveInt("rank", v.rank, 8),
-    alpha: numberFlag("alpha", v.alpha, (n) => n > 0, "a positive number") ?? 16,
-    rslora: v.rslora ?? false,
-    dropout: numberFlag("dropout", v.dropout, (n) => n >= 0 && n < 1, "a probability in [0, 1)") ?? 0,
+    k: positiveInt("k", v.k, D.k),
+    rank: positiveInt("rank", v.rank, D.rank),
+    alpha: numberFlag("alpha", v.alpha, (n) => n > 0, "a positive number") ?? D.alpha,
+    rslora: v.rslora ?? D.rslora,
+    dropout: numberFlag("dropout", v.dropout, (n) => n >= 0 && n < 1, "a probability in [0, 1)") ?? D.dropout,
     targetModules: modules(v["target-modules"]),
-    steps,
-    batchSize: positiveInt("batch-size", v["batch-size"], 8),
+    steps: positiveInt("steps", v.steps, D.steps),
+    batchSize: positiveInt("batch-size", v["batch-size"], D.batchSize),
     seqLen: numberFlag("seq-len", v["seq-len"], (n) => Number.isInteger(n) && n >= 2, "an integer ≥ 2") ??
-      256,
-    gradAccum: positiveInt("grad-accum", v["grad-accum"], 1),
-    optimizer: oneOf("optimizer", v.optimizer, ["adamw", "sgd"] as const, "adamw"),
-    lr: numberFlag("lr", v.lr, (n) => n > 0, "a positive number") ?? 1e-3,
-    lrGates: nonNegative("lr-gates", v["lr-gates"], 5),
-    weightDecay: nonNegative("weight-decay", v["weight-decay"], 0),
-    lrSchedule: oneOf("lr-schedule", v["lr-schedule"], ["constant", "linear", "cosine"] as const, "linear"),
-    warmupSteps: nonNegativeInt("warmup-steps", v["warmup-steps"], 0),
-    maxGradNorm: nonNegative("max-grad-norm", v["max-grad-norm"], 1),
-    selectSteps: positiveInt("select-steps", v["select-steps"], Math.max(1, Math.floor(steps / 10))),
-    reinitSurvivors: v["reinit-survivors"] ?? false,
-    growEvery: positiveInt("grow-every", v["grow-every"], 10),
-    growRounds: positiveInt("grow-rounds", v["grow-rounds"], 2),
-    evalEvery: nonNegativeInt("eval-every", v["eval-every"], 0),
-    saveEvery: nonNegativeInt("save-every", v["save-every"], 100),
-    seed: nonNegativeInt("seed", v.seed, 0),
-    ep: oneOf("ep", v.ep, ["auto", "wasm", "webgpu"] as const, "auto"),
+      D.seqLen,
+    gradAccum: positiveInt("grad-accum", v["grad-accum"], D.gradAccum),
+    optimizer: oneOf("optimizer", v.optimizer, ["adamw", "sgd"] as const, D.optimizer),
+    lr: numberFlag("lr", v.lr, (n) => n > 0, "a positive number") ?? D.lr,
+    lrGates: nonNegative("lr-gates", v["lr-gates"], D.lrGates),
+    weightDecay: nonNegative("weight-decay", v["weight-decay"], D.weightDecay),
+    lrSchedule: oneOf(
+      "lr-schedule",
+      v["lr-schedule"],
+      ["constant", "linear", "cosine"] as const,
+      D.lrSchedule,
+    ),
+    warmupSteps: nonNegativeInt("warmup-steps", v["warmup-steps"], D.warmupSteps),
+    maxGradNorm: nonNegative("max-grad-norm", v["max-grad-norm"], D.maxGradNorm),
+    selectSteps: v["select-steps"] === undefined
+      ? undefined
+      : positiveInt("select-steps", v["select-steps"], 1),
+    reinitSurvivors: v["reinit-survivors"] ?? D.reinitSurvivors,
+    growEvery: positiveInt("grow-every", v["grow-every"], D.growEvery),
+    growRounds: positiveInt("grow-rounds", v["grow-rounds"], D.growRounds),
+    evalEvery: nonNegativeInt("eval-every", v["eval-every"], D.evalEvery),
+    saveEvery: nonNegativeInt("save-every", v["save-every"], D.saveEvery),
+    seed: nonNegativeInt("seed", v.seed, D.seed),
+    ep: oneOf("ep", v.ep, ["auto", "wasm", "webgpu"] as const, D.ep),
     out: v.out!,
-  };
+  });
   const evalSplit = numberFlag("eval-split", v["eval-split"], (n) => n > 0 && n < 1, "a share in (0, 1)");
 
   const dir = await resolveModelSource(v.model!);

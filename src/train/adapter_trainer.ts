@@ -343,14 +343,18 @@ export class AdapterTrainer {
    * @returns The names of the dropped sites.
    */
   async dropZeroGates(carry: "moments" | "reset"): Promise<string[]> {
+    const dropped = await this.#markZeroGatesDropped();
+    await this.#rebuild(this.trainableGates, carry);
+    return dropped;
+  }
+
+  /** Syncs from the device, then marks every active site whose gate is 0 inactive (freeing its factors). */
+  async #markZeroGatesDropped(): Promise<string[]> {
     await this.sync();
     const dropped = this.#active.filter((s) => s.gate === 0);
     for (const s of dropped) {
-      s.active = false;
-      s.a = new Float32Array();
-      s.b = new Float32Array();
+      Object.assign(s, { active: false, a: new Float32Array(), b: new Float32Array() });
     }
-    await this.#rebuild(this.trainableGates, carry);
     return dropped.map((s) => s.site.name);
   }
 
@@ -362,19 +366,13 @@ export class AdapterTrainer {
    * @returns The dropped sites' names.
    */
   async freezeGates(options: { reinitSurvivors: boolean; seed: number }): Promise<string[]> {
-    await this.sync();
-    const dropped = this.#active.filter((s) => s.gate === 0);
-    for (const s of dropped) {
-      s.active = false;
-      s.a = new Float32Array();
-      s.b = new Float32Array();
-    }
+    const dropped = await this.#markZeroGatesDropped();
     if (options.reinitSurvivors) {
       this.sites = this.sites.map((s, i) => (s.active ? reinitSite(s, options.seed, i, "reinit") : s));
     }
     this.#options = { ...this.#options, sites: this.sites };
     await this.#rebuild(false, options.reinitSurvivors ? "reset" : "moments");
-    return dropped.map((s) => s.site.name);
+    return dropped;
   }
 
   /**

@@ -8,44 +8,31 @@ import { gatedLoraHook } from "../../src/lora/gated_lora.ts";
 import { buildLlamaInferenceGraph } from "../../src/models/llama_inference.ts";
 import { buildLlamaTrainingGraph } from "../../src/models/llama_training.ts";
 import { loraFeeds } from "../../src/models/lora_inputs.ts";
-import { LLAMA_MODULES } from "../../src/models/sites.ts";
 import { OnnxSession } from "../../src/runtime/session.ts";
 import { ort } from "../../src/runtime/ort.ts";
 import { parseJsonl } from "../../src/train/data.ts";
 import { evaluateLoss } from "../../src/train/evaluate.ts";
 import { train, type TrainOptions } from "../../src/train/trainer.ts";
+import { withTrainDefaults } from "../../src/train/options.ts";
 import { dogRows, stories260k } from "./_stories.ts";
 
 function options(out: string, overrides: Partial<TrainOptions> = {}): TrainOptions {
-  return {
-    method: "weightlora",
+  return withTrainDefaults({
     k: 5,
     rank: 4,
     alpha: 8,
-    rslora: false,
-    targetModules: [...LLAMA_MODULES],
     steps: 24,
-    batchSize: 8,
     seqLen: 24,
-    gradAccum: 1,
-    optimizer: "adamw",
     lr: 3e-3,
-    lrGates: 5,
-    weightDecay: 0,
     lrSchedule: "constant",
-    warmupSteps: 0,
-    maxGradNorm: 1,
     selectSteps: 8,
-    reinitSurvivors: false,
     growEvery: 6,
-    growRounds: 2,
-    evalEvery: 0,
     saveEvery: 0,
     seed: 3,
     ep: "wasm",
     out,
     ...overrides,
-  };
+  });
 }
 
 Deno.test("WeightLoRA on stories260K: learns, exports a PEFT adapter that reproduces the training logits", async (t) => {
