@@ -17,3 +17,8 @@
 
 export * from "./src/onnx/mod.ts";
 export * from "./src/runtime/mod.ts";
+export * from "./src/autodiff/mod.ts";
+export * from "./src/io/mod.ts";
+export * from "./src/models/mod.ts";
+export * from "./src/lora/mod.ts";
+export * from "./src/train/mod.ts";
