@@ -1,0 +1,131 @@
+/**
+ * {@linkcode createApp}: the Hono app of the server — OpenAI-compatible inference, tenant adapters,
+ * `/health` and `/metrics` — as a plain `fetch` handler that runs under `Deno.serve` or any edge runtime.
+ *
+ * Middleware order: request tracking (graceful shutdown) → metrics → body limit → authentication
+ * (`c.get("tenant")`) → per-tenant concurrency → request timeout (`c.get("signal")`) → routes. Errors
+ * from anywhere become OpenAI error bodies in one handler; a bad request never takes the server down.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { ServeEngine } from "../serve/engine.ts";
+import { adapterRoutes } from "./adapter_routes.ts";
+import { type KeyTable, tenantAuth } from "./auth.ts";
+import type { AppEnv } from "./context.ts";
+import { handleError, handleNotFound } from "./errors.ts";
+import { inferenceRoutes } from "./inference_routes.ts";
+import { bodyLimitBytes, requestTimeout, RequestTracker, tenantConcurrency } from "./limits.ts";
+import { ServeMetrics } from "./metrics.ts";
+
+/** Limits of the app; every field has a default. */
+export interface AppLimits {
+  /**
+   * Largest JSON request body, bytes.
+   * @default {1 MiB}
+   */
+  maxBodyBytes?: number;
+  /**
+   * Largest adapter upload, bytes.
+   * @default {64 MiB}
+   */
+  maxAdapterBytes?: number;
+  /**
+   * Most tokens one choice may generate.
+   * @default {1024}
+   */
+  maxTokens?: number;
+  /**
+   * Most requests in flight per tenant (429 beyond).
+   * @default {16}
+   */
+  maxConcurrentPerTenant?: number;
+  /**
+   * Deadline of one request, including a streamed body, ms.
+   * @default {300000}
+   */
+  requestTimeoutMs?: number;
+}
+
+/** Options of {@linkcode createApp}. */
+export interface AppOptions {
+  /** The engine (base model, adapter store and cache, runners). */
+  engine: ServeEngine;
+  /** API keys; without them the single tenant `default` is served without authentication. */
+  keys?: KeyTable;
+  /** Limits. */
+  limits?: AppLimits;
+  /** Metrics (created when absent). */
+  metrics?: ServeMetrics;
+}
+
+/** The app and what a server needs around it. */
+export interface ServeApp {
+  /** The Hono app. */
+  app: Hono<AppEnv>;
+  /** The app as a fetch handler (`Deno.serve(handler)`, edge runtimes). */
+  fetch: (request: Request) => Response | Promise<Response>;
+  /** The metrics. */
+  metrics: ServeMetrics;
+  /** Requests in flight; `drain()` starts a graceful shutdown. */
+  tracker: RequestTracker;
+}
+
+/**
+ * Builds the app around an engine.
+ *
+ * @param options Engine, keys, limits, metrics.
+ * @returns The app, its fetch handler, metrics and request tracker.
+ * @example
+ * ```ts ignore
+ * import { createApp } from "./app.ts";
+ * const { fetch } = createApp({ engine });
+ * Deno.serve({ hostname: "127.0.0.1", port: 8080 }, fetch);
+ * ```
+ */
+export function createApp(options: AppOptions): ServeApp {
+  const { engine } = options;
+  const limits = options.limits ?? {};
+  const metrics = options.metrics ?? new ServeMetrics({
+    cacheStats: () => engine.cache.stats,
+    activeRows: () => engine.activeRows,
+  });
+  const tracker = new RequestTracker();
+  const app = new Hono<AppEnv>();
+  app.onError(handleError);
+  app.notFound(handleNotFound);
+  app.use(tracker.middleware());
+  app.use(metrics.middleware());
+
+  app.get("/health", (c) => {
+    const body = {
+      status: tracker.closing ? "shutting_down" : "ok",
+      model: engine.modelId,
+      ep: engine.ep,
+      runners: engine.runnerCount,
+      active_rows: engine.activeRows,
+      adapter_cache: engine.cache.stats,
+    };
+    return c.json(body, tracker.closing ? 503 : 200);
+  });
+  app.get("/metrics", async (c) => {
+    const { text, contentType } = await metrics.render();
+    return c.body(text, 200, { "content-type": contentType });
+  });
+
+  const maxBody = limits.maxBodyBytes ?? 2 ** 20;
+  const maxAdapter = limits.maxAdapterBytes ?? 64 * 2 ** 20;
+  const jsonLimit = bodyLimitBytes(maxBody);
+  app.use("/v1/*", async (c, next) => {
+    // adapter uploads have their own, larger limit
+    if (c.req.method === "POST" && c.req.path === "/v1/adapters") return await next();
+    return await jsonLimit(c, next);
+  });
+  app.use("/v1/*", tenantAuth({ keys: options.keys }));
+  app.use("/v1/*", tenantConcurrency({ max: limits.maxConcurrentPerTenant ?? 16 }));
+  app.use("/v1/*", requestTimeout({ ms: limits.requestTimeoutMs ?? 300_000 }));
+  app.route("/", inferenceRoutes({ engine, metrics, maxTokensCap: limits.maxTokens ?? 1024 }));
+  app.route("/", adapterRoutes({ engine, maxAdapterBytes: maxAdapter }));
+  return { app, fetch: (request) => app.fetch(request), metrics, tracker };
+}

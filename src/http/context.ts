@@ -1,0 +1,20 @@
+/**
+ * The typed per-request values of the Hono app (`c.get("tenant")`, `c.get("signal")`), shared by every
+ * middleware and route so that later features (fine-tuning jobs, files) see the same context.
+ *
+ * @module
+ */
+
+/** Per-request values set by the middleware. */
+export interface AppVariables {
+  /** The caller's tenant (set by {@linkcode tenantAuth}). */
+  tenant: string;
+  /** Aborts when the request runs past its deadline (set by {@linkcode requestTimeout}). */
+  signal: AbortSignal;
+}
+
+/** The Hono environment of the app. */
+export interface AppEnv {
+  /** Typed context variables. */
+  Variables: AppVariables;
+}

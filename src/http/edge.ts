@@ -1,0 +1,60 @@
+/**
+ * {@linkcode createEdgeHandler}: the server as one `fetch` handler for edge runtimes (Deno Deploy and
+ * other isolates): wasm in-process (no Workers), adapters read from a folder that ships with the
+ * deployment (read-only: uploads answer 403), no listening socket of its own.
+ *
+ * @module
+ */
+
+import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
+import { ServeEngine } from "../serve/engine.ts";
+import { type AppLimits, createApp } from "./app.ts";
+import { KeyTable } from "./auth.ts";
+import { ServeMetrics } from "./metrics.ts";
+
+/** Options of {@linkcode createEdgeHandler}. */
+export interface EdgeHandlerOptions {
+  /** The model folder inside the deployment. */
+  model: string;
+  /** The adapter folder inside the deployment (one sub-folder per tenant). */
+  adapters: string;
+  /** Parsed keys file (`{"tenants": {…}}`); without it one tenant `default` and no authentication. */
+  keys?: unknown;
+  /** Byte budget of the adapter cache. @default {64 MiB} */
+  cacheBytes?: number;
+  /** Request limits. */
+  limits?: AppLimits;
+}
+
+/**
+ * Loads the model and returns the app's fetch handler.
+ *
+ * @param options Model, adapters, keys, limits.
+ * @returns `(request) => response`, e.g. for `export default { fetch }` or `Deno.serve(fetch)`.
+ * @throws {Error} When the model cannot be loaded or the keys are invalid.
+ * @example
+ * ```ts ignore
+ * import { createEdgeHandler } from "./edge.ts";
+ * const fetch = await createEdgeHandler({ model: "./models/stories260K", adapters: "./adapters" });
+ * export default { fetch };
+ * ```
+ */
+export async function createEdgeHandler(
+  options: EdgeHandlerOptions,
+): Promise<(request: Request) => Response | Promise<Response>> {
+  const keys = options.keys === undefined ? undefined : await KeyTable.fromJson(options.keys, "keys");
+  const ref: { engine?: ServeEngine } = {};
+  const metrics = new ServeMetrics({
+    cacheStats: () => ref.engine!.cache.stats,
+    activeRows: () => ref.engine?.activeRows ?? 0,
+  });
+  const engine = ref.engine = await ServeEngine.create({
+    model: options.model,
+    store: new FolderAdapterStore(options.adapters, { readOnly: true }),
+    ep: "wasm",
+    workers: 0,
+    cacheBytes: options.cacheBytes ?? 64 * 2 ** 20,
+    onStep: (info) => metrics.observeStep(info),
+  });
+  return createApp({ engine, keys, limits: options.limits, metrics }).fetch;
+}

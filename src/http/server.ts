@@ -1,0 +1,132 @@
+/**
+ * {@linkcode startServer}: the engine, the app and `Deno.serve` together, with a graceful shutdown that
+ * stops taking requests (503), lets requests in flight finish — streams included — and then releases
+ * the sessions and workers.
+ *
+ * @module
+ */
+
+import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
+import { ServeEngine } from "../serve/engine.ts";
+import type { AdapterStore } from "../store/adapter_store.ts";
+import { type AppLimits, createApp, type ServeApp } from "./app.ts";
+import type { KeyTable } from "./auth.ts";
+import { ServeMetrics } from "./metrics.ts";
+
+/** Options of {@linkcode startServer}. */
+export interface StartServerOptions {
+  /** The model folder. */
+  model: string;
+  /** The adapter store. */
+  store: AdapterStore;
+  /** API keys; without them one tenant `default`, no authentication, and loopback only. */
+  keys?: KeyTable;
+  /** Execution provider. @default {"auto"} */
+  ep?: ExecutionProviderChoice;
+  /** Inference workers on wasm. @default two where two cores exist */
+  workers?: number;
+  /** Most rows per forward pass, per runner. @default {16} */
+  maxBatch?: number;
+  /** Byte budget of the adapter cache. @default {256 MiB} */
+  cacheBytes?: number;
+  /** Request limits. */
+  limits?: AppLimits;
+  /** Address to listen on. @default {"127.0.0.1"} */
+  hostname?: string;
+  /** Port (0 picks a free one). @default {8080} */
+  port?: number;
+}
+
+/** A running server. */
+export interface RunningServer {
+  /** The base URL, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  /** The engine. */
+  engine: ServeEngine;
+  /** The app. */
+  app: ServeApp;
+  /**
+   * Stops taking requests, waits for those in flight (at most `graceMs`), then stops.
+   *
+   * @param graceMs Most time to wait for requests in flight.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
+
+/**
+ * Starts the server.
+ *
+ * @param options Model, store, keys, provider, limits, address.
+ * @returns The running server.
+ * @throws {Error} When the model cannot be loaded, or a non-loopback address is asked for without keys.
+ * @example
+ * ```ts ignore
+ * import { startServer } from "./server.ts";
+ * import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
+ * const server = await startServer({ model: "models/stories260K", store: new FolderAdapterStore("adapters"), port: 0 });
+ * console.log(server.url);
+ * await server.shutdown();
+ * ```
+ */
+export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  if (!options.keys && !LOOPBACK.has(hostname)) {
+    throw new Error(
+      `Cannot listen on ${hostname} without API keys: a server without --keys accepts every request, so it ` +
+        "listens on 127.0.0.1 only (pass --keys FILE to serve other hosts)",
+    );
+  }
+  const ref: { engine?: ServeEngine } = {};
+  const metrics = new ServeMetrics({
+    cacheStats: () => ref.engine!.cache.stats,
+    activeRows: () => ref.engine?.activeRows ?? 0,
+  });
+  const engine = ref.engine = await ServeEngine.create({
+    model: options.model,
+    store: options.store,
+    ep: options.ep,
+    workers: options.workers,
+    maxBatch: options.maxBatch ?? 16,
+    cacheBytes: options.cacheBytes,
+    onStep: (info) => metrics.observeStep(info),
+  });
+  const app = createApp({ engine, keys: options.keys, limits: options.limits, metrics });
+  let resolveAddr: (addr: Deno.NetAddr) => void;
+  const listening = new Promise<Deno.NetAddr>((resolve) => (resolveAddr = resolve));
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname,
+      port: options.port ?? 8080,
+      onListen: (addr) => resolveAddr(addr),
+      onError: (error) => {
+        console.error("Request failed outside the app:", error);
+        return new Response(JSON.stringify({ error: { message: "Internal error", type: "server_error" } }), {
+          status: 500,
+          headers: { "content-type": "application/json" },
+        });
+      },
+    }, app.fetch);
+  } catch (e) {
+    await engine.close(0);
+    throw e;
+  }
+  const addr = await listening;
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let stopping: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${addr.port}`,
+    engine,
+    app,
+    shutdown(graceMs = 30_000) {
+      stopping ??= (async () => {
+        await app.tracker.drain(graceMs);
+        await server.shutdown();
+        await engine.close(0);
+      })();
+      return stopping;
+    },
+  };
+}

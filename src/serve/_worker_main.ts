@@ -1,0 +1,66 @@
+// The body of workers/inference_worker.ts: one BatchRunner with its own single-threaded wasm sessions,
+// driven by worker_runner.ts (see its message types).
+
+/// <reference lib="deno.worker" />
+
+import { loadTokenizer } from "../io/tokenizer.ts";
+import { BatchRunner } from "./batch_runner.ts";
+import { preloadOrtWasm } from "./ort_wasm.ts";
+import type { WorkerReply, WorkerRequest } from "./worker_runner.ts";
+
+let runner: BatchRunner | undefined;
+
+function reply(message: WorkerReply): void {
+  self.postMessage(message);
+}
+
+self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
+  const msg = e.data;
+  try {
+    switch (msg.type) {
+      case "init": {
+        await preloadOrtWasm("wasm");
+        const tokenizer = await loadTokenizer(msg.dir, {
+          bosId: msg.config.bosTokenId,
+          eosIds: msg.config.eosTokenIds,
+        });
+        runner = await BatchRunner.create({
+          prefill: msg.prefill,
+          decode: msg.decode,
+          config: msg.config,
+          tokenizer,
+          ep: "wasm",
+          maxBatch: msg.maxBatch,
+          onEvents: (events) => reply({ type: "events", events }),
+          onStep: (info) => reply({ type: "step", info }),
+        });
+        reply({ type: "ready" });
+        break;
+      }
+      case "submit":
+        try {
+          runner!.submit(msg.rows, msg.adapter);
+        } catch (error) {
+          const message = (error as Error).message;
+          reply({
+            type: "events",
+            events: msg.rows.map((r) => ({ id: r.id, text: "", finishReason: "error", error: message })),
+          });
+        }
+        break;
+      case "cancel":
+        runner?.cancel(msg.ids);
+        break;
+      case "evict":
+        runner?.evict(msg.key);
+        break;
+      case "close":
+        await runner?.close();
+        runner = undefined;
+        reply({ type: "closed" });
+        break;
+    }
+  } catch (error) {
+    reply({ type: "error", message: (error as Error).message });
+  }
+};

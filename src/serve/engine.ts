@@ -1,0 +1,471 @@
+/**
+ * {@linkcode ServeEngine}: one resident base model serving many tenants. It builds the serving graphs
+ * once, runs them in one or more batch runners (Deno Workers on wasm, so every core computes; in-process
+ * on WebGPU and where Workers do not exist), resolves tenants' adapters through the adapter store and a
+ * byte-bounded cache, and routes rows of concurrent requests into shared, mixed-adapter forward passes.
+ *
+ * @module
+ */
+
+import { loadModelFolder, type ModelFolder } from "../io/model_folder.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import type { LlamaConfig } from "../models/config.ts";
+import { encodeModel } from "../onnx/proto.ts";
+import {
+  type ExecutionProvider,
+  type ExecutionProviderChoice,
+  resolveExecutionProvider,
+} from "../runtime/execution_provider.ts";
+import { type AdapterRecord, type AdapterStore, AdapterVersionGoneError } from "../store/adapter_store.ts";
+import { AdapterCache, adapterKey } from "./adapter_cache.ts";
+import { buildServingGraphs } from "./bank_graph.ts";
+import { BatchRunner } from "./batch_runner.ts";
+import { preloadOrtWasm } from "./ort_wasm.ts";
+import { parseAdapterFiles, prepareAdapter, type PreparedAdapter } from "./prepared_adapter.ts";
+import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
+import {
+  canStartWorkers,
+  hasWorkers,
+  type Runner,
+  workerCodeFolders,
+  WorkerRunner,
+} from "./worker_runner.ts";
+
+/** Options of {@linkcode ServeEngine.create}. */
+export interface ServeEngineOptions {
+  /** A loaded model folder, or its path. */
+  model: string | ModelFolder;
+  /** Where tenants' adapters are stored. */
+  store: AdapterStore;
+  /**
+   * Execution provider.
+   * @default {"auto"}
+   */
+  ep?: ExecutionProviderChoice;
+  /**
+   * Inference workers on wasm (0 runs in-process). WebGPU always runs in-process.
+   * @default {min(2, navigator.hardwareConcurrency); 0 where Workers do not exist}
+   */
+  workers?: number;
+  /**
+   * Most rows in one forward pass, per runner.
+   * @default {8}
+   */
+  maxBatch?: number;
+  /**
+   * Byte budget of the prepared-adapter cache.
+   * @default {256 MiB}
+   */
+  cacheBytes?: number;
+  /**
+   * Most rows waiting for a runner; beyond it {@linkcode ServeEngine.generate} throws
+   * {@linkcode EngineBusyError}.
+   * @default {256}
+   */
+  maxQueuedRows?: number;
+  /** Receives the figures of every forward pass (for metrics). */
+  onStep?: (info: StepInfo) => void;
+}
+
+/** One row of a {@linkcode GenerationJob} (the engine assigns ids). */
+export type JobRow = Omit<RowRequest, "id">;
+
+/** A request's rows, all with the same adapter. */
+export interface GenerationJob {
+  /** Rows (prompts × choices). */
+  rows: JobRow[];
+  /** Their adapter, or `null` for the base model. */
+  adapter: PreparedAdapter | null;
+  /** Cancels the rows still running. */
+  signal?: AbortSignal;
+}
+
+/** An event of one row of a job. */
+export interface JobEvent extends RowEvent {
+  /** Index of the row in {@linkcode GenerationJob.rows}. */
+  row: number;
+}
+
+/** Thrown when too many rows wait (the caller should answer 503 or retry later). */
+export class EngineBusyError extends Error {
+  /** @param message Why. */
+  constructor(message: string) {
+    super(message);
+    this.name = "EngineBusyError";
+  }
+}
+
+/** Thrown by {@linkcode ServeEngine.generate} after {@linkcode ServeEngine.close} began. */
+export class EngineClosedError extends Error {
+  /** @param message Why. */
+  constructor(message: string) {
+    super(message);
+    this.name = "EngineClosedError";
+  }
+}
+
+interface Slot {
+  runner: Runner;
+  outstanding: Set<number>;
+}
+
+interface Registration {
+  row: number;
+  deliver: (events: JobEvent[]) => void;
+}
+
+interface QueuedJob {
+  requests: RowRequest[];
+  adapter: PreparedAdapter | null;
+}
+
+/** An adapter resolved for a request: the stored version and its prepared tensors. */
+export interface ResolvedAdapter {
+  /** The stored version. */
+  record: AdapterRecord;
+  /** Its tensors (kept alive by the request). */
+  adapter: PreparedAdapter;
+}
+
+/**
+ * Serves one base model to many tenants.
+ *
+ * @example
+ * ```ts ignore
+ * import { ServeEngine } from "./engine.ts";
+ * import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
+ * const engine = await ServeEngine.create({ model: "models/stories260K", store: new FolderAdapterStore("adapters") });
+ * const resolved = await engine.adapter("acme", "story");
+ * for await (const events of engine.generate({ rows: [{ promptIds: [1], maxTokens: 16, seed: 0, stop: [] }], adapter: resolved?.adapter ?? null })) {
+ *   console.log(events.map((e) => e.text).join(""));
+ * }
+ * await engine.close();
+ * ```
+ */
+export class ServeEngine {
+  /** The base model's id (its folder name). */
+  readonly modelId: string;
+  /** The base model's shape. */
+  readonly config: LlamaConfig;
+  /** The tokenizer. */
+  readonly tokenizer: Tokenizer;
+  /** The model's chat template, when it has one. */
+  readonly chatTemplate: string | undefined;
+  /** The provider the sessions run on. */
+  readonly ep: ExecutionProvider;
+  /** Number of runners (workers, or 1 in-process). */
+  readonly runnerCount: number;
+  /** Most rows per forward pass, per runner. */
+  readonly maxBatch: number;
+  /** The adapter store. */
+  readonly store: AdapterStore;
+  /** The prepared-adapter cache. */
+  readonly cache: AdapterCache;
+  #slots: Slot[] = [];
+  #queue: QueuedJob[] = [];
+  #registrations = new Map<number, Registration>();
+  #nextId = 1;
+  #maxQueuedRows: number;
+  #closing = false;
+  #spawn: (() => Promise<void>) | undefined;
+  #idle: (() => void) | undefined;
+
+  private constructor(
+    model: ModelFolder,
+    options: ServeEngineOptions,
+    setup: { ep: ExecutionProvider; shared: boolean; runnerCount: number },
+  ) {
+    this.modelId = model.id;
+    this.config = model.config;
+    this.tokenizer = model.tokenizer;
+    this.chatTemplate = model.chatTemplate;
+    this.ep = setup.ep;
+    this.runnerCount = setup.runnerCount;
+    this.maxBatch = options.maxBatch ?? 8;
+    this.store = options.store;
+    this.#maxQueuedRows = options.maxQueuedRows ?? 256;
+    this.cache = new AdapterCache({
+      maxBytes: options.cacheBytes ?? 256 * 2 ** 20,
+      load: (record) => this.#load(record, setup.shared),
+      onEvict: (key) => {
+        for (const slot of this.#slots) slot.runner.evict(key);
+      },
+    });
+  }
+
+  /**
+   * Loads the model, builds the serving graphs and starts the runners.
+   *
+   * @param options Model, store, provider, workers, limits.
+   * @returns The engine, ready.
+   * @throws {Error} When the model cannot be loaded or a session cannot be created.
+   */
+  static async create(options: ServeEngineOptions): Promise<ServeEngine> {
+    const model = typeof options.model === "string" ? await loadModelFolder(options.model) : options.model;
+    const ep = await resolveExecutionProvider(options.ep ?? "auto");
+    await preloadOrtWasm(ep);
+    const workers = ep === "wasm" ? (options.workers ?? defaultWorkers()) : 0;
+    if (!Number.isInteger(workers) || workers < 0) {
+      throw new RangeError(`Invalid worker count ${workers}: it must be an integer ≥ 0`);
+    }
+    const code = workerCodeFolders().join(",");
+    if (workers > 0 && !canStartWorkers()) {
+      throw new Error(
+        `Cannot start ${workers} inference workers: Deno needs read permission on their code ` +
+          `(add ${code} to --allow-read, or use --workers 0)`,
+      );
+    }
+    if (ep === "wasm" && options.workers === undefined && workers === 0 && hasWorkers()) {
+      console.warn(
+        `Warning: running inference in-process on one core: no read permission on the inference workers' code ` +
+          `(add ${code} to --allow-read to use every core)`,
+      );
+    }
+    const engine = new ServeEngine(model, options, {
+      ep,
+      shared: workers > 0,
+      runnerCount: Math.max(1, workers),
+    });
+    const graphs = buildServingGraphs(model);
+    const maxBatch = engine.maxBatch;
+    const onEvents = (slot: () => Slot) => (events: RowEvent[]) => engine.#deliver(slot(), events);
+    try {
+      if (workers === 0) {
+        const slot: Slot = { runner: undefined as unknown as Runner, outstanding: new Set() };
+        slot.runner = await BatchRunner.create({
+          prefill: graphs.prefill,
+          decode: graphs.decode,
+          config: model.config,
+          tokenizer: model.tokenizer,
+          ep,
+          maxBatch,
+          deviceBankBytes: engine.cache.maxBytes,
+          onEvents: onEvents(() => slot),
+          onStep: options.onStep,
+        });
+        engine.#slots.push(slot);
+      } else {
+        const init = {
+          dir: model.dir,
+          config: model.config,
+          prefill: encodeModel(graphs.prefill).model,
+          decode: encodeModel(graphs.decode).model,
+          maxBatch,
+        };
+        engine.#spawn = async () => {
+          const slot: Slot = { runner: undefined as unknown as Runner, outstanding: new Set() };
+          slot.runner = await WorkerRunner.create({
+            init,
+            onEvents: onEvents(() => slot),
+            onStep: options.onStep,
+            onCrash: (error) => engine.#crashed(slot, error),
+          });
+          engine.#slots.push(slot);
+          engine.#pump();
+        };
+        await Promise.all(Array.from({ length: workers }, () => engine.#spawn!()));
+      }
+    } catch (e) {
+      await Promise.all(engine.#slots.map((s) => s.runner.close()));
+      throw e;
+    }
+    return engine;
+  }
+
+  /** Rows running or waiting. */
+  get activeRows(): number {
+    return this.#registrations.size;
+  }
+
+  /**
+   * Resolves a tenant's adapter to its current version and prepared tensors (cached).
+   *
+   * @param tenant Tenant id.
+   * @param name Adapter name.
+   * @returns The adapter, or `undefined` when the tenant has none of that name.
+   * @throws {InvalidAdapterError} When the stored files do not fit the model.
+   */
+  async adapter(tenant: string, name: string): Promise<ResolvedAdapter | undefined> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const record = await this.store.get(tenant, name);
+      if (!record) return undefined;
+      try {
+        return { record, adapter: await this.cache.get(record) };
+      } catch (e) {
+        if (!(e instanceof AdapterVersionGoneError)) throw e;
+      }
+    }
+    throw new Error(
+      `Cannot load adapter "${name}" of tenant "${tenant}": it changed three times while loading`,
+    );
+  }
+
+  /**
+   * Starts the rows of a job and returns their events as each forward pass produces them. Ending the
+   * iteration early (or aborting `signal`) cancels the rows still running; iterate the result to the end
+   * or call its `return()`.
+   *
+   * @param job Rows, adapter and abort signal.
+   * @returns Batches of events; every row's last event has `finishReason`.
+   * @throws {EngineBusyError} When too many rows wait.
+   * @throws {EngineClosedError} When the engine is shutting down.
+   */
+  generate(job: GenerationJob): AsyncGenerator<JobEvent[]> {
+    if (this.#closing) throw new EngineClosedError("Cannot generate: the server is shutting down");
+    const queued = this.#queue.reduce((n, j) => n + j.requests.length, 0);
+    if (queued + job.rows.length > this.#maxQueuedRows) {
+      throw new EngineBusyError(
+        `Cannot generate: ${queued} rows are already waiting (limit ${this.#maxQueuedRows}); retry later`,
+      );
+    }
+    const requests = job.rows.map((row) => ({ ...row, id: this.#nextId++ }));
+    const inbox: JobEvent[][] = [];
+    const state: { wake?: () => void } = {};
+    requests.forEach((request, row) => {
+      this.#registrations.set(request.id, {
+        row,
+        deliver: (events) => {
+          inbox.push(events);
+          state.wake?.();
+        },
+      });
+    });
+    this.#queue.push({ requests, adapter: job.adapter });
+    this.#pump();
+    return this.#stream(requests, inbox, state, job.signal);
+  }
+
+  async *#stream(
+    requests: RowRequest[],
+    inbox: JobEvent[][],
+    state: { wake?: () => void },
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<JobEvent[]> {
+    const remaining = new Set(requests.map((r) => r.id));
+    const onAbort = () => this.#cancel([...remaining]);
+    signal?.addEventListener("abort", onAbort);
+    try {
+      if (signal?.aborted) onAbort();
+      while (remaining.size > 0) {
+        if (inbox.length === 0) await new Promise<void>((resolve) => (state.wake = resolve));
+        state.wake = undefined;
+        const events = inbox.splice(0).flat();
+        for (const e of events) if (e.finishReason) remaining.delete(e.id);
+        yield events;
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      if (remaining.size > 0) this.#cancel([...remaining]);
+      for (const r of requests) this.#registrations.delete(r.id);
+      this.#checkIdle();
+    }
+  }
+
+  /**
+   * Stops accepting work, lets running rows finish (up to `graceMs`), cancels the rest and releases
+   * the runners.
+   *
+   * @param graceMs How long to wait for running rows.
+   */
+  async close(graceMs = 30_000): Promise<void> {
+    this.#closing = true;
+    if (this.#registrations.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.#idle = undefined;
+    this.#cancel([...this.#registrations.keys()]);
+    await Promise.all(this.#slots.map((s) => s.runner.close()));
+    this.cache.clear();
+  }
+
+  #checkIdle(): void {
+    if (this.#registrations.size === 0) this.#idle?.();
+  }
+
+  async #load(record: AdapterRecord, shared: boolean): Promise<PreparedAdapter> {
+    const files = await this.store.read(record);
+    const peft = parseAdapterFiles(files, { model: this.config, source: record.name });
+    return prepareAdapter(peft, { key: adapterKey(record), shared });
+  }
+
+  /** Hands queued jobs to the least-loaded runners that have room. */
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      let best: Slot | undefined;
+      for (const slot of this.#slots) {
+        if (slot.outstanding.size >= this.maxBatch) continue;
+        if (!best || slot.outstanding.size < best.outstanding.size) best = slot;
+      }
+      if (!best) return;
+      const job = this.#queue.shift()!;
+      for (const r of job.requests) best.outstanding.add(r.id);
+      best.runner.submit(job.requests, job.adapter);
+    }
+  }
+
+  #deliver(slot: Slot, events: RowEvent[]): void {
+    const byJob = new Map<Registration, JobEvent[]>();
+    let freed = false;
+    for (const e of events) {
+      if (e.finishReason && slot.outstanding.delete(e.id)) freed = true;
+      const reg = this.#registrations.get(e.id);
+      if (!reg) continue;
+      const list = byJob.get(reg) ?? [];
+      list.push({ ...e, row: reg.row });
+      byJob.set(reg, list);
+    }
+    for (const [reg, list] of byJob) reg.deliver(list);
+    if (freed) this.#pump();
+  }
+
+  #cancel(ids: number[]): void {
+    if (ids.length === 0) return;
+    const wanted = new Set(ids);
+    for (const job of this.#queue) {
+      const dropped = job.requests.filter((r) => wanted.has(r.id));
+      if (dropped.length === 0) continue;
+      job.requests = job.requests.filter((r) => !wanted.has(r.id));
+      for (const r of dropped) {
+        const reg = this.#registrations.get(r.id);
+        reg?.deliver([{ id: r.id, row: reg.row, text: "", finishReason: "cancelled" }]);
+      }
+    }
+    this.#queue = this.#queue.filter((j) => j.requests.length > 0);
+    for (const slot of this.#slots) {
+      const mine = ids.filter((id) => slot.outstanding.has(id));
+      if (mine.length > 0) slot.runner.cancel(mine);
+    }
+  }
+
+  /** A worker died: its rows fail, and a new worker takes its place. */
+  #crashed(slot: Slot, error: Error): void {
+    const events: RowEvent[] = [...slot.outstanding].map((id) => ({
+      id,
+      text: "",
+      finishReason: "error",
+      error: error.message,
+    }));
+    this.#deliver(slot, events);
+    slot.outstanding.clear();
+    this.#slots = this.#slots.filter((s) => s !== slot);
+    console.error(`${error.message}; starting a new inference worker`);
+    if (!this.#closing && this.#spawn) {
+      this.#spawn().catch((e) =>
+        console.error(`Cannot restart an inference worker: ${(e as Error).message}`)
+      );
+    }
+    this.#pump();
+  }
+}
+
+/** Two workers where two cores exist (the measured sweet spot); none where Workers do not exist. */
+function defaultWorkers(): number {
+  if (!canStartWorkers()) return 0;
+  return Math.max(1, Math.min(2, navigator.hardwareConcurrency ?? 1));
+}

@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { loadModelFolder, type ModelFolder } from "../../src/io/model_folder.ts";
+import { LlamaGenerator } from "../../src/models/generate.ts";
+import type { ExecutionProvider } from "../../src/runtime/execution_provider.ts";
+import { buildServingGraphs } from "../../src/serve/bank_graph.ts";
+import { BatchRunner } from "../../src/serve/batch_runner.ts";
+import { parseAdapterFiles, prepareAdapter, type PreparedAdapter } from "../../src/serve/prepared_adapter.ts";
+import type { RowEvent, RowRequest, StepInfo } from "../../src/serve/runner_types.ts";
+import { requireStories260k, requireWebGpu } from "../_util/fixtures.ts";
+import { randomAdapterFiles, stories260kHf } from "./_fixtures.ts";
+
+const GOLDEN = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
+
+/** A runner whose rows can be awaited one by one. */
+async function harness(model: ModelFolder, ep: ExecutionProvider, maxBatch = 8) {
+  const graphs = buildServingGraphs(model);
+  const events = new Map<number, RowEvent[]>();
+  const waiters = new Map<number, (e: RowEvent[]) => void>();
+  const steps: StepInfo[] = [];
+  const runner = await BatchRunner.create({
+    prefill: graphs.prefill,
+    decode: graphs.decode,
+    config: model.config,
+    tokenizer: model.tokenizer,
+    ep,
+    maxBatch,
+    onStep: (s) => steps.push(s),
+    onEvents: (list) => {
+      for (const e of list) {
+        events.get(e.id)!.push(e);
+        if (e.finishReason) waiters.get(e.id)!(events.get(e.id)!);
+      }
+    },
+  });
+  let nextId = 1;
+  const run = (prompt: number[], adapter: PreparedAdapter | null, options: Partial<RowRequest> = {}) => {
+    const id = nextId++;
+    events.set(id, []);
+    const done = new Promise<RowEvent[]>((resolve) => waiters.set(id, resolve));
+    runner.submit(
+      [{ id, promptIds: prompt, maxTokens: 24, seed: 7, stop: [], temperature: 0, ...options }],
+      adapter,
+    );
+    return { id, done };
+  };
+  const tokens = (list: RowEvent[]) => list.flatMap((e) => (e.tokenId === undefined ? [] : [e.tokenId]));
+  const text = (list: RowEvent[]) => list.map((e) => e.text).join("");
+  return { runner, run, steps, tokens, text };
+}
+
+function adapters(model: ModelFolder) {
+  const peftA = parseAdapterFiles(randomAdapterFiles(model.config, { seed: 1, rank: 4, scale: 0.15 }), {
+    model: model.config,
+    source: "a",
+  });
+  const peftB = parseAdapterFiles(
+    randomAdapterFiles(model.config, {
+      seed: 2,
+      rank: 8,
+      modules: ["k_proj", "o_proj", "gate_proj", "up_proj"],
+      scale: 0.15,
+    }),
+    { model: model.config, source: "b" },
+  );
+  return { peftA, peftB, a: prepareAdapter(peftA, { key: "a" }), b: prepareAdapter(peftB, { key: "b" }) };
+}
+
+Deno.test({
+  name: "continuous batching: rows get the same tokens alone, in a mixed-adapter batch and when joining late",
+  ignore: !requireStories260k("continuous batching"),
+  fn: async () => {
+    const model = await loadModelFolder(await stories260kHf());
+    const { peftA, a, b } = adapters(model);
+    const h = await harness(model, "wasm");
+    try {
+      const story = model.tokenizer.encode("Once upon a time, there was a");
+      // base model from BOS: the published golden text
+      const golden = await h.run([1], null, { maxTokens: 40 }).done;
+      assert.ok(h.text(golden).startsWith(GOLDEN), h.text(golden));
+      assert.equal(golden.at(-1)!.finishReason, "length");
+      const alone = [
+        h.tokens(await h.run([1], null).done),
+        h.tokens(await h.run(story, a).done),
+        h.tokens(await h.run([1], b).done),
+      ];
+      assert.notDeepEqual(alone[1], alone[0].slice(0, alone[1].length), "adapter a changes the output");
+      assert.notDeepEqual(alone[2], alone[0], "adapter b changes the output");
+      // the same rows at once: one mixed pass per step
+      h.steps.length = 0;
+      const together = await Promise.all([h.run([1], null).done, h.run(story, a).done, h.run([1], b).done]);
+      assert.deepEqual(together.map(h.tokens), alone);
+      assert.ok(
+        h.steps.some((s) => s.kind === "decode" && s.rows === 3 && s.slots === 3),
+        "a 3-adapter pass ran",
+      );
+      // rows that join a running batch, and a row cancelled meanwhile
+      const first = h.run([1], null);
+      await new Promise((r) => setTimeout(r, 5));
+      const cancelled = h.run([1], a, { maxTokens: 200 });
+      const second = h.run(story, a);
+      await new Promise((r) => setTimeout(r, 5));
+      h.runner.cancel([cancelled.id]);
+      const third = h.run([1], b);
+      const late = await Promise.all([first.done, second.done, third.done]);
+      assert.deepEqual(late.map(h.tokens), alone);
+      const stopped = await cancelled.done;
+      assert.equal(stopped.at(-1)!.finishReason, "cancelled");
+      assert.ok(h.tokens(stopped).length < 200);
+      // LlamaGenerator with the same adapter as LoRA inputs agrees
+      const generator = await LlamaGenerator.create(model, {
+        ep: "wasm",
+        loraSites: [...peftA.sites.keys()],
+      });
+      try {
+        const [ref] = await generator.generate([story], {
+          temperature: 0,
+          maxTokens: 24,
+          adapter: peftA.sites,
+        });
+        assert.deepEqual(ref.tokenIds, alone[1].filter((t) => !model.config.eosTokenIds.includes(t)));
+      } finally {
+        await generator.release();
+      }
+    } finally {
+      await h.runner.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "rows keep their own sampling, stop strings, seeds and log-probabilities",
+  ignore: !requireStories260k("rows keep their own options"),
+  fn: async () => {
+    const model = await loadModelFolder(await stories260kHf());
+    const h = await harness(model, "wasm", 2);
+    try {
+      const [stop, sampled, sampledAgain, withLogprobs] = await Promise.all([
+        h.run([1], null, { stop: ["Lily"], maxTokens: 40 }).done,
+        h.run([1], null, { temperature: 1, seed: 3 }).done,
+        h.run([1], null, { temperature: 1, seed: 3 }).done,
+        h.run([1], null, { logprobs: 3, maxTokens: 5 }).done,
+      ]);
+      assert.equal(h.text(stop), "Once upon a time, there was a little girl named ");
+      assert.equal(stop.at(-1)!.finishReason, "stop");
+      assert.deepEqual(h.tokens(sampled), h.tokens(sampledAgain), "the same seed gives the same tokens");
+      assert.equal(withLogprobs.length, 5);
+      for (const e of withLogprobs) {
+        const lp = e.logprob!;
+        assert.equal(lp.tokenId, e.tokenId);
+        assert.equal(lp.top.length, 3);
+        assert.equal(lp.top[0].tokenId, e.tokenId, "greedy picks the most likely token");
+        assert.ok(lp.logprob <= 0 && lp.top[0].logprob >= lp.top[1].logprob);
+      }
+      assert.ok(h.steps.every((s) => s.rows <= 2), "max batch is respected");
+      assert.throws(() => h.run(new Array(512).fill(1), null), /prompt has 512 tokens, expected 1 to 511/);
+    } finally {
+      await h.runner.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "WebGPU: mixed-adapter batches and late joins match rows run alone (adapter banks on the GPU)",
+  ignore: !requireStories260k("WebGPU batching"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    if (!(await requireWebGpu(t))) return;
+    const model = await loadModelFolder(await stories260kHf());
+    const { a, b } = adapters(model);
+    const h = await harness(model, "webgpu");
+    try {
+      const alone = [
+        h.tokens(await h.run([1], null, { maxTokens: 12 }).done),
+        h.tokens(await h.run([1], a, { maxTokens: 12 }).done),
+        h.tokens(await h.run([1], b, { maxTokens: 12 }).done),
+      ];
+      const first = h.run([1], a, { maxTokens: 12 });
+      await new Promise((r) => setTimeout(r, 20));
+      const rest = [h.run([1], null, { maxTokens: 12 }), h.run([1], b, { maxTokens: 12 })];
+      const together = await Promise.all([first.done, ...rest.map((r) => r.done)]);
+      assert.deepEqual(together.map(h.tokens), [alone[1], alone[0], alone[2]]);
+      assert.ok(h.steps.some((s) => s.slots > 1));
+    } finally {
+      await h.runner.close();
+    }
+  },
+});

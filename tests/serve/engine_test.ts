@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { EngineBusyError, EngineClosedError, type JobRow, ServeEngine } from "../../src/serve/engine.ts";
+import type { PreparedAdapter } from "../../src/serve/prepared_adapter.ts";
+import { FolderAdapterStore } from "../../src/store/folder_adapter_store.ts";
+import { requireStories260k } from "../_util/fixtures.ts";
+import { randomAdapterFiles, stories260kHf } from "./_fixtures.ts";
+
+function row(maxTokens = 20): JobRow {
+  return { promptIds: [1], maxTokens, seed: 0, stop: [], temperature: 0 };
+}
+
+async function tokensOf(
+  engine: ServeEngine,
+  adapter: PreparedAdapter | null,
+  maxTokens = 20,
+): Promise<number[]> {
+  const tokens: number[] = [];
+  for await (const events of engine.generate({ rows: [row(maxTokens)], adapter })) {
+    for (const e of events) {
+      assert.equal(e.error, undefined);
+      if (e.tokenId !== undefined) tokens.push(e.tokenId);
+    }
+  }
+  return tokens;
+}
+
+Deno.test({
+  name: "a replaced adapter: requests in flight finish on the old version, new ones get the new one",
+  ignore: !requireStories260k("adapter replacement"),
+  fn: async () => {
+    const storeDir = await Deno.makeTempDir({ prefix: "engine_test_" });
+    const store = new FolderAdapterStore(storeDir);
+    const engine = await ServeEngine.create({
+      model: await stories260kHf(),
+      store,
+      ep: "wasm",
+      workers: 0,
+      maxQueuedRows: 8,
+    });
+    try {
+      const v1 = randomAdapterFiles(engine.config, { seed: 5, scale: 0.15 });
+      const v2 = randomAdapterFiles(engine.config, { seed: 6, scale: 0.15 });
+      await store.put("t", "a", v1);
+      const old = (await engine.adapter("t", "a"))!;
+      const oldAlone = await tokensOf(engine, old.adapter, 40);
+      // start a long request on v1, replace the adapter while it runs
+      const stream = engine.generate({ rows: [row(40)], adapter: old.adapter });
+      const first = await stream.next();
+      assert.equal(first.done, false);
+      await store.put("t", "a", v2);
+      engine.cache.invalidate("t", "a");
+      const fresh = (await engine.adapter("t", "a"))!;
+      assert.notEqual(fresh.record.version, old.record.version);
+      const newTokens = await tokensOf(engine, fresh.adapter, 40);
+      const inFlight = first.value!.flatMap((e) => (e.tokenId === undefined ? [] : [e.tokenId]));
+      for await (const events of stream) {
+        for (const e of events) if (e.tokenId !== undefined) inFlight.push(e.tokenId);
+      }
+      assert.deepEqual(inFlight, oldAlone, "the request in flight finished on v1");
+      assert.notDeepEqual(newTokens, oldAlone, "a new request uses v2");
+      // too many waiting rows is a clear refusal, not a crash
+      assert.throws(
+        () => engine.generate({ rows: Array.from({ length: 9 }, () => row()), adapter: null }),
+        EngineBusyError,
+      );
+      // aborting a request cancels its rows
+      const controller = new AbortController();
+      const events = [];
+      for await (
+        const batch of engine.generate({ rows: [row(300)], adapter: null, signal: controller.signal })
+      ) {
+        events.push(...batch);
+        if (events.length === 3) controller.abort();
+      }
+      assert.equal(events.at(-1)!.finishReason, "cancelled");
+      assert.equal(engine.activeRows, 0);
+    } finally {
+      await engine.close();
+      await Deno.remove(storeDir, { recursive: true });
+    }
+    assert.throws(() => engine.generate({ rows: [row()], adapter: null }), EngineClosedError);
+  },
+});
+
+// Runs after an in-process engine created wasm sessions in this process: onnxruntime then has replaced
+// globalThis.Worker with a Node-style one, which the workers must not use.
+Deno.test({
+  name: "two inference workers serve concurrent tenants with cached adapters, each row as alone",
+  ignore: !requireStories260k("engine with workers"),
+  fn: async () => {
+    const storeDir = await Deno.makeTempDir({ prefix: "engine_test_" });
+    const store = new FolderAdapterStore(storeDir);
+    const steps: { rows: number; slots: number }[] = [];
+    const engine = await ServeEngine.create({
+      model: await stories260kHf(),
+      store,
+      ep: "wasm",
+      workers: 2,
+      maxBatch: 4,
+      cacheBytes: 60_000, // room for one of the two adapters below: every switch evicts
+      onStep: (s) => steps.push(s),
+    });
+    try {
+      assert.equal(engine.runnerCount, 2);
+      assert.equal(engine.modelId, "stories260K");
+      await store.put("acme", "story", randomAdapterFiles(engine.config, { seed: 1, scale: 0.15 }));
+      await store.put("beta", "story", randomAdapterFiles(engine.config, { seed: 2, rank: 4, scale: 0.15 }));
+      assert.equal(await engine.adapter("acme", "missing"), undefined);
+      const acme = (await engine.adapter("acme", "story"))!;
+      const beta = (await engine.adapter("beta", "story"))!;
+      assert.notEqual(acme.adapter.key, beta.adapter.key, "tenants' adapters of the same name are distinct");
+      assert.ok(beta.adapter.bytes <= 60_000 && acme.adapter.bytes + beta.adapter.bytes > 60_000);
+      const alone = [
+        await tokensOf(engine, null),
+        await tokensOf(engine, acme.adapter),
+        await tokensOf(engine, beta.adapter),
+      ];
+      assert.notDeepEqual(alone[1], alone[0]);
+      assert.notDeepEqual(alone[2], alone[1]);
+      // 12 concurrent requests over 2 workers × 4 rows: mixed batches, all rows as alone
+      const jobs = Array.from({ length: 12 }, async (_, i) => {
+        const which = i % 3;
+        const adapter = which === 0
+          ? null
+          : (await engine.adapter(which === 1 ? "acme" : "beta", "story"))!.adapter;
+        return { which, tokens: await tokensOf(engine, adapter) };
+      });
+      for (const { which, tokens } of await Promise.all(jobs)) assert.deepEqual(tokens, alone[which]);
+      assert.ok(steps.some((s) => s.slots > 1), "some forward passes mixed adapters");
+      assert.ok(steps.every((s) => s.rows <= 4));
+      const stats = engine.cache.stats;
+      assert.ok(stats.evictions > 0, "the small cache evicted");
+      assert.ok(stats.bytes <= 60_000);
+      assert.ok(stats.misses >= 3 && stats.hits > 0);
+    } finally {
+      await engine.close();
+      await Deno.remove(storeDir, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,13 @@
+/**
+ * An inference worker: one `BatchRunner` with its own single-threaded wasm sessions, driven by
+ * `src/serve/worker_runner.ts` (see its message types). The first import prepares the worker's globals
+ * for onnxruntime-web (see `src/serve/_worker_env.ts`); static imports keep that order and need no read
+ * permission beyond this file's.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import "../src/serve/_worker_env.ts";
+import "../src/serve/_worker_main.ts";
