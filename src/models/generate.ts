@@ -26,7 +26,7 @@ import type { LlamaWeights } from "./llama.ts";
 import { buildLlamaInferenceGraph, kvCacheNames } from "./llama_inference.ts";
 import { loraFeeds, type LoraSiteTensors } from "./lora_inputs.ts";
 import { Prng, sampleToken, type SamplingOptions, validateSampling } from "./sampling.ts";
-import { StopMatcher } from "./_stop_matcher.ts";
+import { StopMatcher } from "./stop_matcher.ts";
 
 /**
  * The tokenizer members generation uses (a subset of the io {@linkcode Tokenizer}). With `vocabSize`

@@ -31,3 +31,4 @@ export * from "./lora_inputs.ts";
 export * from "./sampling.ts";
 export * from "./random_weights.ts";
 export * from "./generate.ts";
+export * from "./stop_matcher.ts";

@@ -2,7 +2,7 @@
 
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { Prng, sampleToken } from "../models/sampling.ts";
-import { StopMatcher } from "../models/_stop_matcher.ts";
+import { StopMatcher } from "../models/stop_matcher.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, TokenLogprob } from "./runner_types.ts";
 

@@ -1,5 +1,10 @@
-// Stop strings over streamed text: text is released only when no stop string can start inside it, so a
-// stop string is never emitted in part; on a match the text before it is released and the row ends.
+/**
+ * {@linkcode StopMatcher}: stop strings over streamed text. Text is released only when no stop string can
+ * start inside it, so a stop string is never emitted in part; on a match the text before it is released
+ * and the row ends.
+ *
+ * @module
+ */
 
 /** What {@linkcode StopMatcher.push} releases. */
 export interface StopResult {
@@ -15,6 +20,12 @@ export class StopMatcher {
   #pending = "";
   #stopped = false;
 
+  /**
+   * Creates a matcher.
+   *
+   * @param stops Non-empty stop strings.
+   * @throws {RangeError} On an empty stop string.
+   */
   constructor(stops: readonly string[]) {
     for (const s of stops) {
       if (typeof s !== "string" || s.length === 0) {
