@@ -111,10 +111,9 @@ async function measure(
 const rows: Row[] = [];
 const dir = await Deno.makeTempDir();
 try {
-  const shared = new URL("../../shared/models/stories260K/", import.meta.url).pathname;
   await convertLlama2c({
-    model: `${shared}stories260K.bin`,
-    tokenizer: `${shared}tok512.bin`,
+    model: `${STORIES260K_DIR}stories260K.bin`,
+    tokenizer: `${STORIES260K_DIR}tok512.bin`,
     out: `${dir}/s260`,
   });
   const stories = await loadModelFolder(`${dir}/s260`);
