@@ -58,6 +58,11 @@ export interface AppOptions {
   limits?: AppLimits;
   /** Metrics (created when absent). */
   metrics?: ServeMetrics;
+  /**
+   * More routes behind the same middleware, mounted at `/` after the built-in ones (the fine-tuning job
+   * and file routes of `fine_tuning_routes.ts` and `files_routes.ts`).
+   */
+  routes?: Hono<AppEnv>[];
 }
 
 /** The app and what a server needs around it. */
@@ -118,8 +123,10 @@ export function createApp(options: AppOptions): ServeApp {
   const maxAdapter = limits.maxAdapterBytes ?? 64 * 2 ** 20;
   const jsonLimit = bodyLimitBytes(maxBody);
   app.use("/v1/*", async (c, next) => {
-    // adapter uploads have their own, larger limit
-    if (c.req.method === "POST" && c.req.path === "/v1/adapters") return await next();
+    // adapter and file uploads have their own, larger limits
+    if (c.req.method === "POST" && (c.req.path === "/v1/adapters" || c.req.path === "/v1/files")) {
+      return await next();
+    }
     return await jsonLimit(c, next);
   });
   app.use("/v1/*", tenantAuth({ keys: options.keys }));
@@ -127,5 +134,6 @@ export function createApp(options: AppOptions): ServeApp {
   app.use("/v1/*", requestTimeout({ ms: limits.requestTimeoutMs ?? 300_000 }));
   app.route("/", inferenceRoutes({ engine, metrics, maxTokensCap: limits.maxTokens ?? 1024 }));
   app.route("/", adapterRoutes({ engine, maxAdapterBytes: maxAdapter }));
+  for (const routes of options.routes ?? []) app.route("/", routes);
   return { app, fetch: (request) => app.fetch(request), metrics, tracker };
 }

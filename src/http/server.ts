@@ -6,11 +6,13 @@
  * @module
  */
 
+import type { Hono } from "hono";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { ServeEngine } from "../serve/engine.ts";
 import type { AdapterStore } from "../store/adapter_store.ts";
 import { type AppLimits, createApp, type ServeApp } from "./app.ts";
 import type { KeyTable } from "./auth.ts";
+import type { AppEnv } from "./context.ts";
 import { ServeMetrics } from "./metrics.ts";
 
 /** Options of {@linkcode startServer}. */
@@ -35,6 +37,8 @@ export interface StartServerOptions {
   hostname?: string;
   /** Port (0 picks a free one). @default {8080} */
   port?: number;
+  /** More routes for the app, made once the engine is loaded (fine-tuning jobs and files). */
+  routes?: (engine: ServeEngine) => Hono<AppEnv>[];
 }
 
 /** A running server. */
@@ -92,7 +96,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     cacheBytes: options.cacheBytes,
     onStep: (info) => metrics.observeStep(info),
   });
-  const app = createApp({ engine, keys: options.keys, limits: options.limits, metrics });
+  const app = createApp({
+    engine,
+    keys: options.keys,
+    limits: options.limits,
+    metrics,
+    routes: options.routes?.(engine),
+  });
   let resolveAddr: (addr: Deno.NetAddr) => void;
   const listening = new Promise<Deno.NetAddr>((resolve) => (resolveAddr = resolve));
   let server: Deno.HttpServer<Deno.NetAddr>;

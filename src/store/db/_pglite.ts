@@ -1,0 +1,43 @@
+// The embedded backend of Database: PGlite (Postgres compiled to wasm) in a data folder.
+
+import { PGlite, type Transaction } from "@electric-sql/pglite";
+import type { Database, Queryable, Row } from "./database.ts";
+
+function queryable(target: PGlite | Transaction): Queryable {
+  return {
+    async query<T extends Row = Row>(text: string, params: readonly unknown[] = []): Promise<T[]> {
+      const result = await target.query<T>(text, params as unknown[]);
+      return result.rows;
+    },
+  };
+}
+
+/** Opens (creating when new) a PGlite data folder. */
+export async function openPgliteDatabase(folder: string): Promise<Database> {
+  let db: PGlite;
+  try {
+    await Deno.mkdir(folder, { recursive: true });
+    db = await PGlite.create(folder);
+  } catch (e) {
+    throw new Error(`Cannot open the embedded database in ${folder}: ${(e as Error).message}`);
+  }
+  const base = queryable(db);
+  return {
+    kind: "pglite",
+    exclusive: true,
+    location: folder,
+    query: base.query,
+    async exec(text: string): Promise<void> {
+      await db.exec(text);
+    },
+    transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      return db.transaction((tx) => fn(queryable(tx)));
+    },
+    async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+      return await db.listen(channel, onPayload);
+    },
+    async close(): Promise<void> {
+      if (!db.closed) await db.close();
+    },
+  };
+}

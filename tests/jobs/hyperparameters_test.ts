@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { HyperparameterError, parseMethod, resolveMethod } from "../../src/jobs/hyperparameters.ts";
+
+const facts = { candidateSites: 35, rows: 20, longestRow: 30 };
+
+function rejects(fn: () => unknown, param: string, message: RegExp): void {
+  assert.throws(fn, (e: HyperparameterError) => {
+    assert.ok(e instanceof HyperparameterError);
+    assert.equal(e.param, param);
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
+Deno.test("defaults are the training CLI's", () => {
+  const { options, method } = resolveMethod(parseMethod(undefined), facts);
+  assert.equal(options.method, "weightlora");
+  assert.deepEqual(
+    [options.k, options.rank, options.alpha, options.steps, options.batchSize, options.lr, options.lrGates],
+    [5, 8, 16, 200, 8, 1e-3, 5],
+  );
+  assert.equal(options.selectSteps, 20);
+  assert.equal(options.seqLen, 30, "shrunk to the longest row");
+  assert.equal(options.saveEvery, 100);
+  assert.equal(options.dropout, 0);
+  const hp = (method.weightlora as { hyperparameters: Record<string, unknown> }).hyperparameters;
+  assert.equal(hp.learning_rate, 1e-3);
+  assert.equal(hp.n_epochs, null);
+  assert.equal(hp.grow_every, undefined, "not a weightlora hyperparameter");
+});
+
+Deno.test("snake_case names map to options; auto means the default; n_epochs becomes steps", () => {
+  const parsed = parseMethod({
+    type: "lora",
+    lora: {
+      hyperparameters: {
+        rank: 4,
+        learning_rate: 0.01,
+        batch_size: 3,
+        n_epochs: 2,
+        seed: "auto",
+        dropout: 0.1,
+      },
+    },
+  });
+  const { options } = resolveMethod(parsed, facts);
+  assert.equal(options.rank, 4);
+  assert.equal(options.lr, 0.01);
+  assert.equal(options.steps, Math.ceil(2 * 20 / 3));
+  assert.equal(options.seed, 0);
+  assert.equal(options.dropout, 0.1);
+  const plus = resolveMethod(
+    parseMethod({
+      type: "weightlora-plus",
+      "weightlora-plus": { hyperparameters: { grow_every: 3, target_modules: "q_proj,v_proj" } },
+    }),
+    facts,
+  );
+  assert.deepEqual(plus.options.targetModules, ["q_proj", "v_proj"]);
+  assert.equal(plus.options.growEvery, 3);
+  assert.equal(parseMethod({ type: "lora" }, 7).options.seed, 7);
+});
+
+Deno.test("bad methods and hyperparameters name the parameter", () => {
+  rejects(
+    () => parseMethod({ type: "supervised" }),
+    "method.type",
+    /expected one of weightlora, weightlora-plus, lora/,
+  );
+  rejects(() => parseMethod("lora"), "method", /expected an object/);
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { rnak: 4, foo: 1 } } }),
+    "method.lora.hyperparameters.rnak",
+    /Unknown hyperparameters "rnak", "foo"/,
+  );
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { k: 4 } } }),
+    "method.lora.hyperparameters.k",
+    /"k" does not apply to method lora/,
+  );
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { rank: 0 } } }),
+    "method.lora.hyperparameters.rank",
+    /Invalid hyperparameter rank 0: expected an integer in 1\.\.4096/,
+  );
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { learning_rate: -1 } } }),
+    "method.lora.hyperparameters.learning_rate",
+    /learning_rate -1: expected a number in \(0, 100\]/,
+  );
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { target_modules: ["q_proj", "attn"] } } }),
+    "method.lora.hyperparameters.target_modules",
+    /\["q_proj","attn"\]/,
+  );
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { steps: 3, n_epochs: 1 } } }),
+    "method.lora.hyperparameters.n_epochs",
+    /not both/,
+  );
+  rejects(
+    () => parseMethod({ type: "lora", weightlora: {} }),
+    "method.weightlora",
+    /unknown field "weightlora"/,
+  );
+  rejects(() => parseMethod({ type: "lora" }, 1.5), "seed", /seed 1.5/);
+  rejects(
+    () =>
+      resolveMethod(parseMethod({ type: "weightlora", weightlora: { hyperparameters: { k: 36 } } }), facts),
+    "method.weightlora.hyperparameters.k",
+    /k 36: the model has 35 candidate sites/,
+  );
+  rejects(
+    () =>
+      resolveMethod(
+        parseMethod({ type: "weightlora", weightlora: { hyperparameters: { steps: 4, select_steps: 4 } } }),
+        facts,
+      ),
+    "method.weightlora.hyperparameters.select_steps",
+    /select_steps 4: it must be below steps \(4\)/,
+  );
+  rejects(
+    () =>
+      resolveMethod(
+        parseMethod({ type: "weightlora-plus", "weightlora-plus": { hyperparameters: { grow_rounds: 6 } } }),
+        facts,
+      ),
+    "method.weightlora-plus.hyperparameters.grow_rounds",
+    /grow_rounds 6/,
+  );
+});
