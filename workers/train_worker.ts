@@ -4,14 +4,12 @@
  * posts progress, checkpoints and the final PEFT files back to the job runner (see
  * `src/jobs/worker_protocol.ts`). `{type: "cancel"}` stops it after the current step, with a checkpoint.
  *
- * onnxruntime-web's WebGPU bundle resolves its own URL against `location.origin`, which is the string
- * `"null"` in a worker started from a `file:` script; so `location` is hidden first (as on the main
- * thread) and the worker's modules are imported afterwards.
+ * The first import prepares the worker's globals for onnxruntime-web (see `src/runtime/worker_env.ts`).
  *
  * @module
  */
 
 /// <reference lib="deno.worker" />
 
-Object.defineProperty(globalThis, "location", { value: undefined, configurable: true });
-await import("../src/jobs/_train_worker_main.ts");
+import "../src/runtime/worker_env.ts";
+import "../src/jobs/_train_worker_main.ts";
