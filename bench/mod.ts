@@ -1,8 +1,12 @@
 /**
  * Runs every bench script of this folder in turn, each in its own process: `*_bench.ts` files, in name
- * order. A file that calls `Deno.bench` runs under `deno bench`, any other under `deno run`. Adding a
- * benchmark is adding a `<name>_bench.ts` file. Arguments filter by name: `deno task bench runtime`
- * runs only `runtime_bench.ts`.
+ * order. A file that calls `Deno.bench` runs under `deno bench`, any other under `deno run`; a file that
+ * calls `Deno.bench` but also takes `--write` (it then prints its full table and writes its JSON) runs as
+ * `deno run -A <file> --write`. Adding a benchmark is adding a `<name>_bench.ts` file. Arguments filter by
+ * name: `deno task bench runtime` runs only `runtime_bench.ts`.
+ *
+ * At the end it prints the headline figures side by side with their baselines, as ratios, from the JSON the
+ * scripts keep under `bench/results/` (see `_side_by_side.ts`).
  *
  * @example
  * ```sh
@@ -12,6 +16,8 @@
  *
  * @module
  */
+
+import { collectEntries, EXPECTED_RESULTS, sideBySideTable } from "./_side_by_side.ts";
 
 const BENCH_DIR = new URL("./", import.meta.url);
 
@@ -39,8 +45,11 @@ async function main(): Promise<void> {
   const failed: string[] = [];
   for (const name of scripts) {
     const path = new URL(name, BENCH_DIR).pathname;
-    const usesDenoBench = /\bDeno\.bench\(/.test(Deno.readTextFileSync(path));
-    const args = usesDenoBench ? ["bench", "-A", path] : ["run", "-A", path];
+    const source = Deno.readTextFileSync(path);
+    const usesDenoBench = /\bDeno\.bench\(/.test(source) && !/["']--write["']/.test(source);
+    const args = usesDenoBench
+      ? ["bench", "-A", path]
+      : ["run", "-A", path, ...(/["']--write["']/.test(source) ? ["--write"] : [])];
     console.log(`\n=== ${name} (deno ${args[0]}) ===\n`);
     const t0 = performance.now();
     const status = await new Deno.Command(Deno.execPath(), { args, stdout: "inherit", stderr: "inherit" })
@@ -51,10 +60,19 @@ async function main(): Promise<void> {
     );
     if (!status.success) failed.push(name);
   }
+  printSideBySide();
   if (failed.length > 0) {
     console.error(`Bench scripts failed: ${failed.join(", ")}`);
     Deno.exit(1);
   }
+}
+
+/** Prints the headline figures of `bench/results/*.json` next to their baselines. */
+function printSideBySide(): void {
+  const { entries, missing } = collectEntries(new URL("results/", BENCH_DIR));
+  console.log("\n=== side by side (bench/results/*.json) ===\n");
+  console.log(sideBySideTable(entries));
+  for (const name of missing) console.log(`\nNo bench/results/${name}: ${EXPECTED_RESULTS[name]} not shown`);
 }
 
 if (import.meta.main) await main();
