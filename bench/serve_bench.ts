@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import { startServer } from "../src/http/server.ts";
 import { loadModelFolder, type ModelFolder } from "../src/io/model_folder.ts";
 import { LlamaGenerator } from "../src/models/generate.ts";
-import type { LlamaModule } from "../src/models/sites.ts";
+import { LLAMA_MODULES, type LlamaModule } from "../src/models/sites.ts";
 import { type JobRow, ServeEngine } from "../src/serve/engine.ts";
 import type { PreparedAdapter } from "../src/serve/prepared_adapter.ts";
 import { FolderAdapterStore } from "../src/store/folder_adapter_store.ts";
@@ -256,15 +256,7 @@ async function main(): Promise<void> {
     const shapes: [string, number, LlamaModule[]][] = [
       ["r=4, q and v", 4, ["q_proj", "v_proj"]],
       ["r=8, q, v, down", 8, ["q_proj", "v_proj", "down_proj"]],
-      ["r=16, all 7 modules", 16, [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-      ]],
+      ["r=16, all 7 modules", 16, [...LLAMA_MODULES]],
     ];
     const bytesRows = [];
     const sizing = await ServeEngine.create({ model, store, ep: "wasm", workers: 0 });

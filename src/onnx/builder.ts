@@ -17,6 +17,7 @@ import {
 } from "./types.ts";
 import type { Attribute, TensorData, TensorType, ValueInfo } from "./types.ts";
 import { inferNode, type InputInfo } from "./shape_inference.ts";
+import { modelFromGraph } from "./model.ts";
 import { foldValues } from "./_fold.ts";
 
 /** A value produced or consumed by the builder: its graph name and static type. */
@@ -479,17 +480,7 @@ export class GraphBuilder {
 
   /** The graph wrapped in a model with this builder's opset. */
   toModel(options: ToModelOptions = {}): Model {
-    return {
-      irVersion: this.opset >= 21 ? 10 : this.opset >= 19 ? 9 : 8,
-      opsetImports: [{ domain: "", version: this.opset }],
-      producerName: options.producerName ?? "weightlora",
-      producerVersion: "0.1.0",
-      domain: "",
-      modelVersion: 0,
-      docString: "",
-      metadataProps: options.metadata ?? {},
-      graph: this.toGraph(),
-    };
+    return modelFromGraph(this.toGraph(), { ...options, opset: this.opset });
   }
 
   // -------------------------------------------------------------------------------------------------

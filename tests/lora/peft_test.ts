@@ -3,24 +3,8 @@ import { loadPeftAdapter, parsePeftConfig, peftAdapterFromTensors } from "../../
 import { encodeSafetensors } from "../../src/io/safetensors.ts";
 import { f32ToF16 } from "../../src/io/half.ts";
 import type { TensorData } from "../../src/onnx/types.ts";
-import type { LlamaConfig } from "../../src/models/config.ts";
 
-const MODEL: LlamaConfig = {
-  architecture: "llama",
-  vocabSize: 48,
-  hiddenSize: 32,
-  intermediateSize: 40,
-  numHiddenLayers: 2,
-  numAttentionHeads: 8,
-  numKeyValueHeads: 2,
-  headDim: 4,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 128,
-  tieWordEmbeddings: false,
-  attentionBias: false,
-  eosTokenIds: [2],
-};
+import { GQA_CONFIG as MODEL } from "../models/_fixtures.ts";
 
 function f32(name: string, dims: number[], start = 0): TensorData {
   const n = dims.reduce((a, b) => a * b, 1);

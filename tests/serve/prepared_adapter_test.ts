@@ -1,25 +1,9 @@
 import assert from "node:assert/strict";
 import { encodeSafetensors } from "../../src/io/safetensors.ts";
-import type { LlamaConfig } from "../../src/models/config.ts";
 import { InvalidAdapterError, parseAdapterFiles, prepareAdapter } from "../../src/serve/prepared_adapter.ts";
 import { randomAdapterFiles } from "./_fixtures.ts";
 
-const MODEL: LlamaConfig = {
-  architecture: "llama",
-  vocabSize: 48,
-  hiddenSize: 32,
-  intermediateSize: 40,
-  numHiddenLayers: 2,
-  numAttentionHeads: 8,
-  numKeyValueHeads: 2,
-  headDim: 4,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 128,
-  tieWordEmbeddings: false,
-  attentionBias: false,
-  eosTokenIds: [2],
-};
+import { GQA_CONFIG as MODEL } from "../models/_fixtures.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
