@@ -102,22 +102,30 @@ function progressReporter(total: number) {
         "{bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_formatted} | {phase} | {active} adapters",
       hideCursor: true,
     }, cliProgress.Presets.shades_classic);
-    bar.start(total, 0, { loss: "-", tps: "-", phase: "-", active: "-" });
+    let payload: Record<string, string | number> = { loss: "-", tps: "-", phase: "-", active: "-" };
+    let value = 0;
+    let running = true;
+    bar.start(total, 0, payload);
     return {
       step(r: StepRecord) {
-        bar.update(r.step, {
+        value = r.step;
+        payload = {
           loss: r.loss.toFixed(4),
           tps: Math.round(r.tokens_per_s),
           phase: r.phase,
           active: r.active,
-        });
+        };
+        bar.update(value, payload);
       },
       note(m: string) {
-        bar.stop();
+        if (running) bar.stop();
         console.error(m);
-        bar.start(total, bar.getProgress() * total);
+        if (running) bar.start(total, value, payload);
       },
-      stop: () => bar.stop(),
+      stop() {
+        if (running) bar.stop();
+        running = false;
+      },
     };
   }
   const every = Math.max(1, Math.floor(total / 50));

@@ -299,3 +299,25 @@ Deno.test("LoRA dropout trains, is seeded (identical bytes twice) and is recorde
   assert.equal(JSON.parse(await Deno.readTextFile(`${dirs[0]}/adapter_config.json`)).lora_dropout, 0.3);
   for (const dir of dirs) await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a NaN/Inf loss stops the run with an error and keeps the last good checkpoint", async (t) => {
+  const model = await stories260k(t);
+  if (!model) return;
+  const data = parseJsonl(dogRows(16), "dogs.jsonl", { tokenizer: model.tokenizer, seqLen: 24 });
+  const out = await Deno.makeTempDir();
+  // an absurd learning rate blows B up after the first step
+  await assert.rejects(
+    train(
+      { model, train: data },
+      options(out, { method: "lora", steps: 10, lr: 1e30, maxGradNorm: 0, saveEvery: 1 }),
+    ),
+    /Training stopped: the loss is (NaN|Infinity|-Infinity) at step (\d+); the last good checkpoint is in/,
+  );
+  const state = JSON.parse(await Deno.readTextFile(`${out}/checkpoint/trainer_state.json`));
+  const log = (await Deno.readTextFile(`${out}/train_log.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.equal(state.step, log.length, "the checkpoint is the last step that was logged");
+  assert.ok(log.every((r) => Number.isFinite(r.loss)));
+  await Deno.remove(out, { recursive: true });
+});
