@@ -315,7 +315,10 @@ export async function train(
     }
     const byName = new Map(s.sites.map((x) => [x.name, x]));
     sites = candidates.map((site) => {
-      const saved = byName.get(site.name)!;
+      const saved = byName.get(site.name);
+      if (!saved) {
+        throw new Error(`Cannot resume from "${inputs.resume}": it has no state for site ${site.name}`);
+      }
       return {
         site,
         rank: saved.rank,
@@ -328,8 +331,17 @@ export async function train(
     });
     for (const x of sites) {
       if (!x.active) continue;
-      x.a = resumed.tensors.state.tensors[`${x.site.name}.lora_A`].data;
-      x.b = resumed.tensors.state.tensors[`${x.site.name}.lora_B`].data;
+      const factor = (name: string) => {
+        const tensor = resumed!.tensors.state.tensors[name];
+        if (!tensor) {
+          throw new Error(
+            `Cannot resume from "${inputs.resume}": training_state.safetensors has no "${name}"`,
+          );
+        }
+        return tensor.data;
+      };
+      x.a = factor(`${x.site.name}.lora_A`);
+      x.b = factor(`${x.site.name}.lora_B`);
     }
     ({ phase, k, growRound, step, tokensSeen, lastLoss } = s);
     elapsedBefore = s.elapsed;
