@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parseSafetensors, readSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import { encodeSafetensors, parseSafetensors, readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { TrainingState } from "./training_session.ts";
 import type { TensorData } from "../onnx/types.ts";
 
@@ -36,9 +36,23 @@ export async function saveTrainingState(
   state: TrainingState,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writeSafetensors(path, trainingStateTensors(state), {
-    metadata: { ...metadata, format: "weightlora-training-state", step: String(state.step) },
-  });
+  await writeSafetensors(path, trainingStateTensors(state), { metadata: stateMetadata(state, metadata) });
+}
+
+/**
+ * Encodes a training state as safetensors bytes, as {@linkcode saveTrainingState} writes them (for callers
+ * that place the file themselves, e.g. inside an atomically written checkpoint folder).
+ *
+ * @param state The state.
+ * @param metadata Extra string metadata stored beside the step.
+ * @returns The file's bytes.
+ */
+export function encodeTrainingState(state: TrainingState, metadata: Record<string, string> = {}): Uint8Array {
+  return encodeSafetensors(trainingStateTensors(state), { metadata: stateMetadata(state, metadata) });
+}
+
+function stateMetadata(state: TrainingState, metadata: Record<string, string>): Record<string, string> {
+  return { ...metadata, format: "weightlora-training-state", step: String(state.step) };
 }
 
 /**

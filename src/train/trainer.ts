@@ -13,8 +13,7 @@ import { type AdapterSite, listAdapterSites, type LlamaModule } from "../models/
 import type { PeftAdapter } from "../lora/peft.ts";
 import { type AdapterSiteState, initAdapter, purposePrng } from "../lora/adapter.ts";
 import { writeFolderAtomic, writePeftAdapter } from "../lora/peft_export.ts";
-import { encodeSafetensors } from "../io/safetensors.ts";
-import { loadTrainingState, trainingStateTensors } from "../autodiff/checkpoint.ts";
+import { encodeTrainingState, loadTrainingState } from "../autodiff/checkpoint.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { AdapterTrainer, type TrainableSizes } from "./adapter_trainer.ts";
 import { type Batch, BatchSampler, makeBatch, type SamplerState } from "./batches.ts";
@@ -406,12 +405,9 @@ export async function train(
       summary,
       fingerprint: print,
     };
-    const tensors = trainingStateTensors(await trainer.state());
     await writeFolderAtomic(`${options.out}/${CHECKPOINT}`, {
       "trainer_state.json": JSON.stringify(state, null, 1) + "\n",
-      "training_state.safetensors": encodeSafetensors(tensors, {
-        metadata: { format: "weightlora-training-state", step: String(trainer.optimizerStep) },
-      }),
+      "training_state.safetensors": encodeTrainingState(await trainer.state()),
     });
     note(`Saved checkpoint at step ${step}`);
   };
