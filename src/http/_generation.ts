@@ -219,10 +219,12 @@ export function usageOf(prompts: number[][], choices: ChoiceState[]): Usage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-/** Counts tokens in the metrics. */
-export function countTokens(ctx: InferenceContext, usage: Usage): void {
+/** Usage of a finished request ({@linkcode usageOf}), counted in the metrics. */
+export function countUsage(ctx: InferenceContext, prompts: number[][], choices: ChoiceState[]): Usage {
+  const usage = usageOf(prompts, choices);
   ctx.metrics?.tokens.inc({ kind: "prompt" }, usage.prompt_tokens);
   ctx.metrics?.tokens.inc({ kind: "completion" }, usage.completion_tokens);
+  return usage;
 }
 
 /** A response id with a prefix (`cmpl-…`, `chatcmpl-…`). */

@@ -7,10 +7,9 @@
  */
 
 import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
-import { ServeEngine } from "../serve/engine.ts";
 import { type AppLimits, createApp } from "./app.ts";
 import { KeyTable } from "./auth.ts";
-import { ServeMetrics } from "./metrics.ts";
+import { createMeteredEngine } from "./_metered_engine.ts";
 
 /** Options of {@linkcode createEdgeHandler}. */
 export interface EdgeHandlerOptions {
@@ -43,18 +42,12 @@ export async function createEdgeHandler(
   options: EdgeHandlerOptions,
 ): Promise<(request: Request) => Response | Promise<Response>> {
   const keys = options.keys === undefined ? undefined : await KeyTable.fromJson(options.keys, "keys");
-  const ref: { engine?: ServeEngine } = {};
-  const metrics = new ServeMetrics({
-    cacheStats: () => ref.engine!.cache.stats,
-    activeRows: () => ref.engine?.activeRows ?? 0,
-  });
-  const engine = ref.engine = await ServeEngine.create({
+  const { engine, metrics } = await createMeteredEngine({
     model: options.model,
     store: new FolderAdapterStore(options.adapters, { readOnly: true }),
     ep: "wasm",
     workers: 0,
     cacheBytes: options.cacheBytes ?? 64 * 2 ** 20,
-    onStep: (info) => metrics.observeStep(info),
   });
   return createApp({ engine, keys, limits: options.limits, metrics }).fetch;
 }

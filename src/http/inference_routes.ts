@@ -21,14 +21,13 @@ import {
   type ChoiceState,
   collect,
   completionLogprobs,
-  countTokens,
+  countUsage,
   type InferenceContext,
   planRows,
   resolveModel,
   responseId,
   streamJob,
   unsupported,
-  usageOf,
 } from "./_generation.ts";
 import { chatRequestSchema, completionRequestSchema, jsonBody } from "./schemas.ts";
 
@@ -187,15 +186,13 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
               ...(includeUsage ? { usage: null } : {}),
             })),
         final: (choices) => {
-          const usage = usageOf(prompts, choices);
-          countTokens(ctx, usage);
+          const usage = countUsage(ctx, prompts, choices);
           return includeUsage ? [{ ...base, choices: [], usage }] : [];
         },
       });
     }
     const choices = await collect(ctx, job);
-    const usage = usageOf(prompts, choices);
-    countTokens(ctx, usage);
+    const usage = countUsage(ctx, prompts, choices);
     return c.json({
       id,
       object: "text_completion",
@@ -287,15 +284,13 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
           return out;
         },
         final: (choices) => {
-          const usage = usageOf(prompts, choices);
-          countTokens(ctx, usage);
+          const usage = countUsage(ctx, prompts, choices);
           return includeUsage ? [{ ...base, choices: [], usage }] : [];
         },
       });
     }
     const choices = await collect(ctx, job);
-    const usage = usageOf(prompts, choices);
-    countTokens(ctx, usage);
+    const usage = countUsage(ctx, prompts, choices);
     return c.json({
       id,
       object: "chat.completion",

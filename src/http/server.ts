@@ -8,12 +8,12 @@
 
 import type { Hono } from "hono";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
-import { ServeEngine } from "../serve/engine.ts";
+import type { ServeEngine } from "../serve/engine.ts";
 import type { AdapterStore } from "../store/adapter_store.ts";
 import { type AppLimits, createApp, type ServeApp } from "./app.ts";
 import type { KeyTable } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
-import { ServeMetrics } from "./metrics.ts";
+import { createMeteredEngine } from "./_metered_engine.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface StartServerOptions {
@@ -82,19 +82,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         "listens on 127.0.0.1 only (pass --keys FILE to serve other hosts)",
     );
   }
-  const ref: { engine?: ServeEngine } = {};
-  const metrics = new ServeMetrics({
-    cacheStats: () => ref.engine!.cache.stats,
-    activeRows: () => ref.engine?.activeRows ?? 0,
-  });
-  const engine = ref.engine = await ServeEngine.create({
+  const { engine, metrics } = await createMeteredEngine({
     model: options.model,
     store: options.store,
     ep: options.ep,
     workers: options.workers,
     maxBatch: options.maxBatch ?? 16,
     cacheBytes: options.cacheBytes,
-    onStep: (info) => metrics.observeStep(info),
   });
   const app = createApp({
     engine,

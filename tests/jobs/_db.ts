@@ -103,22 +103,28 @@ export async function freshPostgresDatabase(
   };
 }
 
+/** Opens and migrates a fresh database; disposing closes it and then removes it. */
+async function openFresh(
+  { location, remove }: { location: string; remove: () => Promise<void> },
+): Promise<TestDatabase> {
+  const db = await openDatabase(location);
+  await migrate(db);
+  return {
+    db,
+    location,
+    dispose: async () => {
+      await db.close();
+      await remove();
+    },
+  };
+}
+
 /** Both backends: every database test runs once on each. */
 export const BACKENDS: readonly TestBackend[] = [
   {
     name: "pglite",
     async create() {
-      const { location, remove } = await freshPgliteFolder();
-      const db = await openDatabase(location);
-      await migrate(db);
-      return {
-        db,
-        location,
-        dispose: async () => {
-          await db.close();
-          await remove();
-        },
-      };
+      return await openFresh(await freshPgliteFolder());
     },
   },
   {
@@ -126,17 +132,7 @@ export const BACKENDS: readonly TestBackend[] = [
     async create(t) {
       const adminUrl = requirePostgres(t);
       if (!adminUrl) return undefined;
-      const { location, remove } = await freshPostgresDatabase(adminUrl);
-      const db = await openDatabase(location);
-      await migrate(db);
-      return {
-        db,
-        location,
-        dispose: async () => {
-          await db.close();
-          await remove();
-        },
-      };
+      return await openFresh(await freshPostgresDatabase(adminUrl));
     },
   },
 ];
