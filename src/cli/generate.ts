@@ -37,7 +37,7 @@ Options:
   --seed S           Seed of the sampler's PRNG (a non-negative integer); same seed, same text.
                      Default: random.
   --stop TEXT        Stop before this text (repeatable). Default: none.
-  --ep E             Execution provider: auto (WebGPU when an adapter exists, else wasm), wasm or webgpu.
+  --ep E             Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.
                      Default: auto.
   --json             Print {"text", "token_ids", "prompt_token_ids"} as JSON instead of streaming text.
   -h, --help         Show this help.

@@ -69,7 +69,8 @@ Optimisation:
 Run:
   --eval-every N         Evaluate every N steps (0: at the end only). Default: ${D.evalEvery}.
   --save-every N         Checkpoint every N steps (0: at the end only). Default: ${D.saveEvery}.
-  --ep E                 Execution provider: auto (WebGPU when an adapter exists), wasm or webgpu. Default: ${D.ep}.
+  --ep E                 Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.
+                         Default: ${D.ep}.
   -h, --help             Show this help.
 
 Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.`;

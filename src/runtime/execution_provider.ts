@@ -1,5 +1,7 @@
 /**
- * Execution-provider choice: `wasm`, `webgpu`, or `auto` (WebGPU when `navigator.gpu` yields an adapter).
+ * Execution-provider choice: `wasm`, `webgpu`, or `auto` — WebGPU when `navigator.gpu` yields a hardware
+ * adapter, else wasm. A software fallback adapter (Mesa's lavapipe on a machine without a GPU) runs our
+ * graphs several times slower than wasm, so `auto` does not pick it; `webgpu` still uses it.
  *
  * @module
  */
@@ -10,10 +12,53 @@ export type ExecutionProviderChoice = "auto" | "wasm" | "webgpu";
 /** An execution provider a session actually runs on. */
 export type ExecutionProvider = "wasm" | "webgpu";
 
-let adapterProbe: Promise<boolean> | undefined;
+/** What {@linkcode probeWebGpu} found. */
+export interface WebGpuProbe {
+  /** `navigator.gpu.requestAdapter()` yields an adapter. */
+  available: boolean;
+  /** The adapter is a software fallback (`isFallbackAdapter`, e.g. lavapipe). */
+  software: boolean;
+  /** The adapter's description (empty when there is none). */
+  description: string;
+}
+
+let adapterProbe: Promise<WebGpuProbe> | undefined;
 
 /**
- * Whether this runtime exposes a WebGPU adapter (probed once, then cached).
+ * Probes WebGPU once (then cached): whether an adapter exists and whether it is a software fallback.
+ *
+ * @returns What the probe found.
+ * @example
+ * ```ts
+ * import { probeWebGpu } from "./execution_provider.ts";
+ * const { available, software } = await probeWebGpu();
+ * console.log(available ? (software ? "software WebGPU" : "GPU") : "wasm only");
+ * ```
+ */
+export function probeWebGpu(): Promise<WebGpuProbe> {
+  adapterProbe ??= (async () => {
+    const none: WebGpuProbe = { available: false, software: false, description: "" };
+    const gpu = (globalThis.navigator as Navigator & { gpu?: GPU }).gpu;
+    if (!gpu) return none;
+    try {
+      const adapter = await gpu.requestAdapter();
+      if (!adapter) return none;
+      const info = adapter.info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined;
+      const legacy = (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+      return {
+        available: true,
+        software: Boolean(info?.isFallbackAdapter ?? legacy),
+        description: info?.description ?? "",
+      };
+    } catch {
+      return none;
+    }
+  })();
+  return adapterProbe;
+}
+
+/**
+ * Whether this runtime exposes a WebGPU adapter, hardware or software (probed once, then cached).
  *
  * @example
  * ```ts
@@ -23,24 +68,15 @@ let adapterProbe: Promise<boolean> | undefined;
  *
  * @returns True when `navigator.gpu.requestAdapter()` yields an adapter.
  */
-export function hasWebGpu(): Promise<boolean> {
-  adapterProbe ??= (async () => {
-    const gpu = (globalThis.navigator as Navigator & { gpu?: GPU }).gpu;
-    if (!gpu) return false;
-    try {
-      return (await gpu.requestAdapter()) !== null;
-    } catch {
-      return false;
-    }
-  })();
-  return adapterProbe;
+export async function hasWebGpu(): Promise<boolean> {
+  return (await probeWebGpu()).available;
 }
 
 /**
  * Resolves a provider choice to the provider that will run.
  *
  * @param choice `auto`, `wasm` or `webgpu`.
- * @returns The provider to use.
+ * @returns The provider to use: `auto` gives `webgpu` only for a hardware adapter.
  * @throws {Error} When `webgpu` is asked for and no adapter is available.
  * @throws {TypeError} When the choice is not one of `auto`, `wasm`, `webgpu`.
  * @example
@@ -54,12 +90,15 @@ export async function resolveExecutionProvider(choice: ExecutionProviderChoice):
     throw new TypeError(`Unknown execution provider "${choice}": use auto, wasm or webgpu`);
   }
   if (choice === "wasm") return "wasm";
-  const gpu = await hasWebGpu();
-  if (choice === "webgpu" && !gpu) {
-    throw new Error(
-      'Cannot use execution provider "webgpu": navigator.gpu yields no adapter ' +
-        "(on Linux without a GPU install Debian's mesa-vulkan-drivers for lavapipe)",
-    );
+  const probe = await probeWebGpu();
+  if (choice === "webgpu") {
+    if (!probe.available) {
+      throw new Error(
+        'Cannot use execution provider "webgpu": navigator.gpu yields no adapter ' +
+          "(on Linux without a GPU install Debian's mesa-vulkan-drivers for lavapipe)",
+      );
+    }
+    return "webgpu";
   }
-  return gpu ? "webgpu" : "wasm";
+  return probe.available && !probe.software ? "webgpu" : "wasm";
 }

@@ -27,7 +27,7 @@ export type OrtTensor = ort.Tensor;
 /** Options for {@linkcode OnnxSession.create}. */
 export interface CreateSessionOptions {
   /**
-   * Execution provider: `auto` picks WebGPU when an adapter exists, else wasm.
+   * Execution provider: `auto` picks WebGPU when a hardware adapter exists, else wasm.
    * @default {"auto"}
    */
   ep?: ExecutionProviderChoice;

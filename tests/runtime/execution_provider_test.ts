@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { hasWebGpu, resolveExecutionProvider } from "../../src/runtime/execution_provider.ts";
+import { hasWebGpu, probeWebGpu, resolveExecutionProvider } from "../../src/runtime/execution_provider.ts";
 import type { ExecutionProviderChoice } from "../../src/runtime/execution_provider.ts";
 import { requireWebGpu } from "../_util/fixtures.ts";
 
@@ -25,9 +25,22 @@ Deno.test("resolveExecutionProvider: wasm always resolves to wasm", async () => 
   assert.equal(await resolveExecutionProvider("wasm"), "wasm");
 });
 
-Deno.test("resolveExecutionProvider: auto picks webgpu exactly when an adapter exists", async () => {
-  const expected = (await hasWebGpu()) ? "webgpu" : "wasm";
+Deno.test("resolveExecutionProvider: auto picks webgpu exactly when a hardware adapter exists", async () => {
+  const probe = await probeWebGpu();
+  assert.equal(probe.available, await hasWebGpu());
+  const expected = probe.available && !probe.software ? "webgpu" : "wasm";
   assert.equal(await resolveExecutionProvider("auto"), expected);
+});
+
+Deno.test("probeWebGpu: lavapipe is reported as a software adapter, which auto passes over", async (t) => {
+  const probe = await probeWebGpu();
+  if (!probe.description.includes("llvmpipe")) {
+    t.step({ name: "no lavapipe adapter here", ignore: true, fn: () => {} });
+    return;
+  }
+  assert.equal(probe.software, true);
+  assert.equal(await resolveExecutionProvider("auto"), "wasm");
+  assert.equal(await resolveExecutionProvider("webgpu"), "webgpu");
 });
 
 Deno.test({
