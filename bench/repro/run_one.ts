@@ -156,7 +156,10 @@ export async function loadTaskData(
     const eos = options.tokenizer.eosIds[0];
     return TASKS[task].rows === "prompt-completion" && eos !== undefined ? withoutEos(data, eos) : data;
   };
-  const [trainData, dev, evalData] = await Promise.all([read("train"), read("dev"), read("eval")]);
+  // one split after the other, so that a bad file is reported in the same order every time
+  const trainData = await read("train");
+  const dev = await read("dev");
+  const evalData = await read("eval");
   const seqLen = Math.max(
     ...[trainData, dev, evalData].flatMap((d) => d.examples.map((e) => e.inputIds.length)),
   );
