@@ -122,6 +122,8 @@ async function main(): Promise<void> {
     tokenizer: model.tokenizer,
     seqLen: Math.min(128, model.config.maxPositionEmbeddings),
     chatTemplate: model.chatTemplate,
+    // stories260K never learned EOS (llama2.c separates stories with BOS): do not train on it
+    completionEos: v.model !== undefined,
   });
   const seqLen = Math.max(...data.examples.map((e) => e.inputIds.length));
   console.error(

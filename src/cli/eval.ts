@@ -24,6 +24,7 @@ Options:
   --model M        Hugging Face model folder or hf:OWNER/REPO[@REV]. Required.
   --data F         JSONL rows ({"prompt","completion"}, {"text"}, {"messages"} or {"input_ids","labels"?}). Required.
   --adapter DIR    A PEFT LoRA adapter folder. Default: none (the base model).
+  --no-completion-eos  Do not end {"prompt","completion"} rows with EOS (as the same flag of train).
   --batch-size B   Rows per batch. Default: 8.
   --seq-len L      Tokens per row (longer rows are truncated). Default: 256.
   --ep E           auto, wasm or webgpu. Default: auto.
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
       model: { type: "string" },
       data: { type: "string" },
       adapter: { type: "string" },
+      "no-completion-eos": { type: "boolean" },
       "batch-size": { type: "string" },
       "seq-len": { type: "string" },
       ep: { type: "string" },
@@ -59,6 +61,7 @@ async function main(): Promise<void> {
     tokenizer: model.tokenizer,
     seqLen: maxLen,
     chatTemplate: model.chatTemplate,
+    completionEos: !v["no-completion-eos"],
   });
   const longest = Math.max(...data.examples.map((e) => e.inputIds.length));
   const adapter = v.adapter ? await loadPeftAdapter(v.adapter, model.config) : undefined;

@@ -35,6 +35,8 @@ Model and data:
   --eval-split P         Hold out a share P in (0, 1) of --data for evaluation instead. Default: none.
   --init-adapter DIR     Start from a PEFT LoRA adapter (keeps its sites, ranks and alpha). Default: none.
   --resume DIR           Continue from a checkpoint folder (e.g. OUT/checkpoint); same options required.
+  --no-completion-eos    Do not end {"prompt","completion"} rows with EOS (for models that never learned EOS,
+                         such as llama2.c's TinyStories models).
 
 Method:
   --method M             weightlora | weightlora-plus | lora | randlora. Default: ${D.method}.
@@ -157,6 +159,7 @@ async function main(): Promise<void> {
       "eval-split": { type: "string" },
       "init-adapter": { type: "string" },
       resume: { type: "string" },
+      "no-completion-eos": { type: "boolean" },
       method: { type: "string" },
       k: { type: "string" },
       "select-steps": { type: "string" },
@@ -243,7 +246,12 @@ async function main(): Promise<void> {
   const dir = await resolveModelSource(v.model!);
   const model = await loadModelFolder(dir);
   const maxLen = Math.min(options.seqLen, model.config.maxPositionEmbeddings);
-  const dataOptions = { tokenizer: model.tokenizer, seqLen: maxLen, chatTemplate: model.chatTemplate };
+  const dataOptions = {
+    tokenizer: model.tokenizer,
+    seqLen: maxLen,
+    chatTemplate: model.chatTemplate,
+    completionEos: !v["no-completion-eos"],
+  };
   let trainData: Dataset = await loadJsonl(v.data!, dataOptions);
   let evalData: Dataset | undefined = v["eval-data"]
     ? await loadJsonl(v["eval-data"], dataOptions)

@@ -2,7 +2,8 @@
  * Fine-tuning data: JSONL rows turned into token ids and Hugging Face-style labels (same length as the
  * ids, shifted inside the loss, −100 not counted). Four row shapes:
  *
- * - `{"prompt", "completion"}`: BOS + prompt + completion + EOS; loss on the completion and EOS only.
+ * - `{"prompt", "completion"}`: BOS + prompt + completion + EOS; loss on the completion and EOS only
+ *   (`completionEos: false` leaves the EOS out).
  *   Prompt and completion are tokenized separately (a SentencePiece tokenizer gives the completion its
  *   own leading "▁", as if a space separated them).
  * - `{"text"}`: BOS + text; loss on every token.
@@ -50,6 +51,12 @@ export interface DatasetOptions {
   seqLen: number;
   /** The model's chat template (needed for `messages` rows). */
   chatTemplate?: string;
+  /**
+   * End `{"prompt", "completion"}` rows with EOS (trained on). Turn off for models that never learned EOS
+   * (llama2.c's TinyStories models separate stories with BOS), whose EOS loss would swamp the rest.
+   * @default {true}
+   */
+  completionEos?: boolean;
 }
 
 /** Counted next-token targets of an example (labels at positions 1…n−1 that are not −100). */
@@ -140,7 +147,7 @@ function exampleOfRow(row: unknown, options: DatasetOptions, fail: (m: string) =
     const prompt = [...bos, ...tokenizer.encode(row.prompt as string, { addBos: false })];
     const completion = [
       ...tokenizer.encode(row.completion as string, { addBos: false }),
-      ...tokenizer.eosIds.slice(0, 1),
+      ...(options.completionEos === false ? [] : tokenizer.eosIds.slice(0, 1)),
     ];
     return {
       inputIds: [...prompt, ...completion],

@@ -22,6 +22,14 @@ Deno.test("prompt/completion rows train on the completion and EOS only", () => {
   assert.equal(data.targets, 3);
 });
 
+Deno.test("completionEos: false leaves the EOS out of prompt/completion rows", () => {
+  const [e] =
+    parseJsonl('{"prompt": "ab", "completion": "cd"}', "d.jsonl", { ...options, completionEos: false })
+      .examples;
+  assert.deepEqual(e.inputIds, [1, 68, 69, 70, 71]);
+  assert.deepEqual(e.labels, [IGNORE_LABEL, IGNORE_LABEL, IGNORE_LABEL, 70, 71]);
+});
+
 Deno.test("text rows train on every token after BOS; pre-tokenized rows are used exactly", () => {
   const data = parseJsonl(
     '{"text": "hi"}\n\n{"input_ids": [5, 6, 7]}\n{"input_ids": [5, 6, 7], "labels": [-100, 6, -100]}\n',
