@@ -219,16 +219,16 @@ Deno.test({
 });
 
 Deno.test({
-  name: "per-tenant concurrency cap (429), request timeout (504), read-only store (403)",
-  ignore: !requireStories260k("limits"),
+  name:
+    "per-tenant concurrency cap (429): another tenant is still served, the slot frees when the stream ends",
+  ignore: !requireStories260k("concurrency"),
   fn: async () => {
-    const t = await startTestServer({
-      readOnly: true,
-      limits: { maxConcurrentPerTenant: 1, requestTimeoutMs: 400 },
-    });
+    // generation runs in a worker, so the main thread answers other requests while a stream is running
+    const t = await startTestServer({ workers: 1, limits: { maxConcurrentPerTenant: 1 } });
     try {
       const url = `${t.url}/v1/completions`;
-      // a long stream holds acme's only slot; acme's next request is refused, beta's is not
+      const small = { model: "stories260K", prompt: "x", max_tokens: 1 };
+      // a long stream (16 choices × 500 tokens) holds acme's only slot
       const res = await fetch(url, {
         method: "POST",
         headers: { authorization: `Bearer ${KEYS.acme}`, "content-type": "application/json" },
@@ -236,34 +236,54 @@ Deno.test({
           model: "stories260K",
           prompt: "Once",
           max_tokens: 500,
+          n: 16,
           temperature: 0,
           stream: true,
         }),
       });
       assert.equal(res.status, 200);
-      const busy = await call(url, {
-        key: KEYS.acme,
-        json: { model: "stories260K", prompt: "x", max_tokens: 1 },
-      });
+      const reader = res.body!.getReader();
+      await reader.read(); // the stream is under way
+      const busy = await call(url, { key: KEYS.acme, json: small });
       assert.equal(busy.status, 429);
       assert.equal(busy.body.error.type, "rate_limit_error");
       assert.match(busy.body.error.message, /Too many concurrent requests for tenant "acme": the limit is 1/);
-      const other = await call(url, {
-        key: KEYS.beta,
-        json: { model: "stories260K", prompt: "x", max_tokens: 1 },
+      assert.equal((await call(url, { key: KEYS.beta, json: small })).status, 200);
+      // the client goes away: the stream stops and the slot is free again
+      await reader.cancel();
+      let status = 0;
+      for (let i = 0; i < 100 && status !== 200; i++) {
+        status = (await call(url, { key: KEYS.acme, json: small })).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(status, 200);
+    } finally {
+      await t.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "request timeout (504; a stream ends with an error event) and read-only store (403)",
+  ignore: !requireStories260k("limits"),
+  fn: async () => {
+    const t = await startTestServer({ readOnly: true, limits: { requestTimeoutMs: 400 } });
+    try {
+      const url = `${t.url}/v1/completions`;
+      // 16 choices × 500 tokens take well over the 400 ms deadline
+      const long = { model: "stories260K", prompt: "Once", max_tokens: 500, n: 16, temperature: 0 };
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEYS.acme}`, "content-type": "application/json" },
+        body: JSON.stringify({ ...long, stream: true }),
       });
-      assert.equal(other.status, 200);
-      // the stream runs past the 400 ms deadline: it ends with an error event, then [DONE]
+      assert.equal(res.status, 200);
       const text = await res.text();
       assert.match(text, /"code":"request_timeout"/);
       assert.ok(text.trimEnd().endsWith("data: [DONE]"));
-      const timedOut = await call(url, {
-        key: KEYS.acme,
-        json: { model: "stories260K", prompt: "Once", max_tokens: 500, temperature: 0 },
-      });
+      const timedOut = await call(url, { key: KEYS.acme, json: long });
       assert.equal(timedOut.status, 504);
       assert.match(timedOut.body.error.message, /longer than the server's limit of 0\.4 s/);
-      // the slot is free again
       assert.equal(
         (await call(url, { key: KEYS.acme, json: { model: "stories260K", prompt: "x", max_tokens: 1 } }))
           .status,
