@@ -174,7 +174,7 @@ Deno.test("a run killed with SIGKILL resumes from its checkpoint to the same ada
     "--k",
     "5",
     "--steps",
-    "60",
+    "150",
     "--select-steps",
     "6",
     "--batch-size",
@@ -208,7 +208,7 @@ Deno.test("a run killed with SIGKILL resumes from its checkpoint to the same ada
   const status = await victim.status;
   await victim.stdout.cancel();
   await victim.stderr.cancel();
-  assert.ok(killedAt > 0 && killedAt < 60, `killed after checkpoint ${killedAt}`);
+  assert.ok(killedAt > 0 && killedAt < 150, `killed after checkpoint ${killedAt}`);
   assert.equal(status.signal, "SIGKILL");
   const resumed = await (cli([...common, "--out", `${dir}/killed`, "--resume", `${dir}/killed/checkpoint`]))
     .output();
@@ -222,7 +222,7 @@ Deno.test("a run killed with SIGKILL resumes from its checkpoint to the same ada
   const steps = (await Deno.readTextFile(`${dir}/killed/train_log.jsonl`)).trim().split("\n").map((l) =>
     JSON.parse(l).step
   );
-  assert.deepEqual(steps, Array.from({ length: 60 }, (_, i) => i + 1));
+  assert.deepEqual(steps, Array.from({ length: 150 }, (_, i) => i + 1));
   await Deno.remove(dir, { recursive: true });
 });
 
