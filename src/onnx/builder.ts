@@ -79,6 +79,11 @@ export interface NodeOptions {
   name?: string;
   /** Output value names (fresh names when omitted). */
   outputNames?: string[];
+  /**
+   * Operator domain, e.g. `com.microsoft` for onnxruntime's contrib ops (see `CONTRIB_SHAPE_RULES`).
+   * @default {""} (the ONNX domain)
+   */
+  domain?: string;
 }
 
 /** Options for {@linkcode GraphBuilder.toModel}. */
@@ -421,7 +426,7 @@ export class GraphBuilder {
   }
 
   /**
-   * Adds a node of any default-domain op and infers its outputs.
+   * Adds a node of any default-domain op (or, with `options.domain`, a contrib op) and infers its outputs.
    *
    * @param opType Operator name.
    * @param inputs Inputs in order; `undefined` or `""` for an omitted optional input.
@@ -445,7 +450,9 @@ export class GraphBuilder {
     const count = options.outputNames?.length ?? options.outputs ?? 1;
     const outputs = options.outputNames ??
       Array.from({ length: count }, (_, i) => this.freshName(`${opType}_out${i}`));
-    return this.#addNode({ opType, name, inputs: names, outputs, attributes });
+    const node: Node = { opType, name, inputs: names, outputs, attributes };
+    if (options.domain) node.domain = options.domain;
+    return this.#addNode(node);
   }
 
   #addNode(node: Node): Value[] {

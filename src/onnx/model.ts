@@ -27,7 +27,7 @@ export function modelFromGraph(graph: Graph, options: ModelFromGraphOptions = {}
   const opset = options.opset ?? 18;
   return {
     irVersion: opset >= 21 ? 10 : opset >= 19 ? 9 : 8,
-    opsetImports: [{ domain: "", version: opset }],
+    opsetImports: [{ domain: "", version: opset }, ...contribImports(graph)],
     producerName: options.producerName ?? "weightlora",
     producerVersion: "0.1.0",
     domain: "",
@@ -36,4 +36,11 @@ export function modelFromGraph(graph: Graph, options: ModelFromGraphOptions = {}
     metadataProps: options.metadata ?? {},
     graph,
   };
+}
+
+/** The opset imports of the non-default domains the graph's nodes use (`com.microsoft` is version 1). */
+function contribImports(graph: Graph): { domain: string; version: number }[] {
+  const domains = new Set<string>();
+  for (const node of graph.nodes) if (node.domain) domains.add(node.domain);
+  return [...domains].sort().map((domain) => ({ domain, version: 1 }));
 }

@@ -703,6 +703,54 @@ export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   SoftmaxCrossEntropyLoss: softmaxCrossEntropy,
 };
 
+// onnxruntime's contrib ops used by the fused inference graphs (not differentiated: training graphs use the
+// standard ops above).
+
+const skipSimplifiedLayerNorm: Rule = (_node, inputs, fail) => {
+  const x = shapeOf(inputs[0], "input", fail);
+  const skip = shapeOf(inputs[1], "skip", fail);
+  if (typeof broadcastShapes(x, skip) === "string" || x.length !== skip.length) {
+    fail(`input ${formatShape(x)} and skip ${formatShape(skip)} differ`);
+  }
+  const dtype = inputs[0].type!.dtype;
+  const stats = { dtype: "float32" as DType, shape: [...x.slice(0, -1), 1] };
+  return [{ dtype, shape: x }, stats, stats, { dtype, shape: x }];
+};
+
+const groupQueryAttention: Rule = (node, inputs, fail) => {
+  const q = shapeOf(inputs[0], "query", fail);
+  if (q.length !== 3) fail(`query must be [batch, seq, hidden], got ${formatShape(q)}`);
+  const heads = attrInt(node, "num_heads", 0);
+  const kvHeads = attrInt(node, "kv_num_heads", 0);
+  if (heads <= 0 || kvHeads <= 0 || heads % kvHeads !== 0) {
+    fail(`num_heads (${heads}) must be a positive multiple of kv_num_heads (${kvHeads})`);
+  }
+  const packed = !inputs[1]?.type;
+  const hidden = q[2];
+  let headSize: number;
+  if (typeof hidden !== "number") return fail(`query's hidden size must be static, got ${formatShape(q)}`);
+  if (packed) {
+    if (hidden % (heads + 2 * kvHeads) !== 0) fail(`packed QKV width ${hidden} is not (heads + 2·kv_heads)·head_size`);
+    headSize = hidden / (heads + 2 * kvHeads);
+  } else {
+    if (hidden % heads !== 0) fail(`query width ${hidden} is not a multiple of num_heads ${heads}`);
+    headSize = hidden / heads;
+  }
+  const dtype = inputs[0].type!.dtype;
+  const present = { dtype, shape: [q[0], kvHeads, `${node.name}.present`, headSize] };
+  return [{ dtype, shape: [q[0], q[1], heads * headSize] }, present, present];
+};
+
+/**
+ * The shape-inference rule of every contrib op the builder can emit, by `domain/op`
+ * (`SimplifiedLayerNormalization` is registered by onnxruntime in the ONNX domain).
+ */
+export const CONTRIB_SHAPE_RULES: Record<string, Rule> = {
+  "/SimplifiedLayerNormalization": (_node, inputs) => [{ ...inputs[0].type! }],
+  "com.microsoft/SkipSimplifiedLayerNormalization": skipSimplifiedLayerNorm,
+  "com.microsoft/GroupQueryAttention": groupQueryAttention,
+};
+
 /**
  * Infers the output types of one node.
  *
@@ -715,8 +763,9 @@ export function inferNode(node: Node, inputs: InputInfo[]): TensorType[] {
   const fail = (message: string): never => {
     throw new ShapeError(node, message);
   };
-  if (node.domain) fail(`domain "${node.domain}" is not supported by shape inference`);
-  const rule = SHAPE_RULES[node.opType] ?? fail("no shape-inference rule for this op");
+  const rule = CONTRIB_SHAPE_RULES[`${node.domain ?? ""}/${node.opType}`] ??
+    (node.domain ? undefined : SHAPE_RULES[node.opType]) ??
+    fail(`no shape-inference rule for this op${node.domain ? ` in domain "${node.domain}"` : ""}`);
   for (const [i, name] of node.inputs.entries()) {
     if (name !== "" && !inputs[i]?.type) fail(`input "${name}" is not defined before this node`);
   }
