@@ -29,6 +29,15 @@ export class WeightLoader {
     return this.#weights.has(name);
   }
 
+  /**
+   * Checks that the model has tensor `name` of shape `dims`.
+   *
+   * @throws {Error} When it is missing or misshapen (the message names the tensor and both shapes).
+   */
+  check(name: string, dims: number[]): void {
+    this.#tensor(name, dims);
+  }
+
   #tensor(name: string, dims: number[]): TensorData {
     const tensor = this.#weights.get(name);
     if (!tensor) throw new Error(`Cannot build the model graph: weight "${name}" is missing`);

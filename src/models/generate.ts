@@ -19,14 +19,14 @@ import {
   type ExecutionProviderChoice,
   resolveExecutionProvider,
 } from "../runtime/execution_provider.ts";
-import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
-import { disposeTensors, hostTensor } from "../runtime/tensor.ts";
+import type { OrtTensor } from "../runtime/session.ts";
+import { BatchDecoder } from "./batch_decoder.ts";
 import type { LlamaConfig } from "./config.ts";
+import { Row } from "./decode_row.ts";
 import type { LlamaWeights } from "./llama.ts";
-import { buildLlamaInferenceGraph, kvCacheNames } from "./llama_inference.ts";
+import { buildLlamaFusedGraph } from "./llama_fused.ts";
 import { loraFeeds, type LoraSiteTensors } from "./lora_inputs.ts";
-import { Prng, sampleToken, type SamplingOptions, validateSampling } from "./sampling.ts";
-import { StopMatcher } from "./stop_matcher.ts";
+import { type SamplingOptions, validateSampling } from "./sampling.ts";
 
 /**
  * The tokenizer members generation uses (a subset of the io {@linkcode Tokenizer}). With `vocabSize`
@@ -73,6 +73,11 @@ export interface GenerateOptions extends SamplingOptions {
   stop?: readonly string[];
   /** Token ids that end a row (not emitted). @default the tokenizer's and the config's EOS ids */
   eosTokenIds?: readonly number[];
+  /**
+   * Decode exactly `maxTokens` tokens per row: no token ends a row early, EOS included (benchmarks).
+   * @default {false}
+   */
+  ignoreEos?: boolean;
   /** Put BOS before text prompts. @default the tokenizer's habit */
   addBos?: boolean;
   /** The LoRA tensors of this request, for every site the generator was created with. */
@@ -121,16 +126,6 @@ export interface GenerationStats {
   decodeRunMs: number;
 }
 
-interface RowState {
-  ids: number[];
-  generated: number[];
-  rng: Prng;
-  decoder: ReturnType<GenerationTokenizer["createStreamDecoder"]>;
-  stop: StopMatcher;
-  done: boolean;
-  nextPosition: number;
-}
-
 /**
  * Generates text from a Llama-family model.
  *
@@ -155,29 +150,23 @@ export class LlamaGenerator {
   readonly decodeOps: number;
   /** Timings of the latest request. */
   stats: GenerationStats | undefined;
-  #prefill: OnnxSession | undefined;
-  #decode: OnnxSession;
+  #decoder: BatchDecoder;
 
-  private constructor(
-    model: GeneratorModel,
-    sessions: { prefill?: OnnxSession; decode: OnnxSession; decodeOps: number },
-    loraSites: readonly string[],
-  ) {
+  private constructor(model: GeneratorModel, decoder: BatchDecoder, loraSites: readonly string[]) {
     this.config = model.config;
     this.tokenizer = model.tokenizer;
-    this.#prefill = sessions.prefill;
-    this.#decode = sessions.decode;
-    this.decodeOps = sessions.decodeOps;
+    this.#decoder = decoder;
+    this.decodeOps = decoder.decodeOps;
     this.loraSites = loraSites;
   }
 
   /** The execution provider the sessions run on. */
   get ep(): ExecutionProvider {
-    return this.#decode.ep;
+    return this.#decoder.ep;
   }
 
   /**
-   * Builds the graphs and their sessions (decode; and prefill on WebGPU).
+   * Builds the fused graphs and their sessions (decode; and prefill on WebGPU).
    *
    * @param model Config, weights and tokenizer.
    * @param options Execution provider and LoRA sites.
@@ -187,30 +176,21 @@ export class LlamaGenerator {
   static async create(model: GeneratorModel, options: LlamaGeneratorOptions = {}): Promise<LlamaGenerator> {
     const loraSites = [...(options.loraSites ?? [])];
     const ep = await resolveExecutionProvider(options.ep ?? "auto");
-    const decodeModel = buildLlamaInferenceGraph(model, { kind: "decode", logits: "last", loraSites });
-    const presentNames = decodeModel.graph.outputs.map((o) => o.name).filter((n) => n.startsWith("present."));
-    const sessionOptions = { ep, keepOnDevice: presentNames };
-    const decode = await OnnxSession.create(decodeModel, sessionOptions);
-    let prefill: OnnxSession | undefined;
-    if (ep === "webgpu") {
-      try {
-        const prefillModel = buildLlamaInferenceGraph(model, { kind: "prefill", logits: "last", loraSites });
-        prefill = await OnnxSession.create(prefillModel, sessionOptions);
-      } catch (e) {
-        await decode.release();
-        throw e;
-      }
-    }
-    return new LlamaGenerator(
-      model,
-      { prefill, decode, decodeOps: decodeModel.graph.nodes.length },
-      loraSites,
-    );
+    const decode = buildLlamaFusedGraph(model, { kind: "decode", loraSites });
+    const prefill = ep === "webgpu" ? buildLlamaFusedGraph(model, { kind: "prefill", loraSites }) : undefined;
+    const decoder = await BatchDecoder.create({
+      decode,
+      prefill,
+      config: model.config,
+      ep,
+      label: "generator",
+    });
+    return new LlamaGenerator(model, decoder, loraSites);
   }
 
-  /** Releases both sessions. */
+  /** Releases the sessions. */
   async release(): Promise<void> {
-    await Promise.all([this.#prefill?.release(), this.#decode.release()]);
+    await this.#decoder.release();
   }
 
   /**
@@ -260,124 +240,83 @@ export class LlamaGenerator {
     }
     if (prompts.length === 0) throw new RangeError("Cannot generate: no prompts");
     const seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
-    const eos = new Set(options.eosTokenIds ?? [...this.tokenizer.eosIds, ...this.config.eosTokenIds]);
+    const eosIds = options.ignoreEos
+      ? []
+      : [...(options.eosTokenIds ?? [...this.tokenizer.eosIds, ...this.config.eosTokenIds])];
     const context = this.config.maxPositionEmbeddings;
-    const rows: RowState[] = prompts.map((prompt, i) => {
+    const env = {
+      tokenizer: this.tokenizer,
+      eosIds,
+      context,
+      sampledVocab: Math.min(this.config.vocabSize, this.tokenizer.vocabSize ?? this.config.vocabSize),
+    };
+    const rows = prompts.map((prompt, i) => {
       const ids = this.promptIds(prompt, options.addBos);
       if (ids.length >= context) {
         throw new RangeError(
           `Cannot generate for prompt ${i}: it has ${ids.length} tokens, the model's context is ${context}`,
         );
       }
-      const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
-      // prime the decoder with the prompt's tail so the first generated piece keeps its leading space
-      for (const id of ids.slice(-4)) decoder.push(id);
-      return {
-        ids,
-        generated: [],
-        rng: new Prng(seed),
-        decoder,
-        stop: new StopMatcher(options.stop ?? []),
-        done: false,
-        nextPosition: ids.length,
+      const request = {
+        ...options,
+        id: i,
+        promptIds: ids,
+        maxTokens,
+        seed,
+        stop: [...(options.stop ?? [])],
+        eosIds,
       };
+      return new Row(request, null, env);
     });
     const lora = this.loraSites.length > 0 ? this.#loraFeeds(options.adapter) : {};
-    const batch = rows.length;
-    const width = Math.max(...rows.map((r) => r.ids.length));
-    let mask = new BigInt64Array(batch * width);
-    const inputIds = new BigInt64Array(batch * width);
-    const positions = new BigInt64Array(batch * width);
-    rows.forEach((row, r) => {
-      const pad = width - row.ids.length;
-      for (let t = 0; t < width; t++) {
-        const real = t >= pad;
-        inputIds[r * width + t] = BigInt(real ? row.ids[t - pad] : 0);
-        positions[r * width + t] = BigInt(real ? t - pad : 0);
-        mask[r * width + t] = real ? 1n : 0n;
-      }
-    });
-    let total = width;
+    const decoder = this.#decoder;
+    if (decoder.rows > 0) {
+      throw new Error("Cannot generate: this generator is already generating (one request at a time)");
+    }
     const stats: GenerationStats = {
-      batch,
-      prefillTokens: width,
+      batch: rows.length,
+      prefillTokens: Math.max(...rows.map((r) => r.len)),
       prefillMs: 0,
       decodeSteps: 0,
       decodeMs: 0,
       decodeRunMs: 0,
     };
     this.stats = stats;
-    const started = performance.now();
-    const prefillFeeds: Record<string, OrtTensor> = {
-      input_ids: hostTensor(inputIds, [batch, width]),
-      position_ids: hostTensor(positions, [batch, width]),
-      attention_mask: hostTensor(mask, [batch, width]),
-      ...lora,
-    };
-    if (!this.#prefill) {
-      // the decode graph with an empty past (wasm handles zero-sized tensors)
-      const empty = hostTensor(new Float32Array(0), [
-        batch,
-        this.config.numKeyValueHeads,
-        0,
-        this.config.headDim,
-      ]);
-      for (let l = 0; l < this.config.numHiddenLayers; l++) {
-        const n = kvCacheNames(l);
-        prefillFeeds[n.pastKey] = empty;
-        prefillFeeds[n.pastValue] = empty;
-      }
-    }
-    let out: Record<string, OrtTensor> | undefined = await (this.#prefill ?? this.#decode).run(prefillFeeds);
+    const vocab = this.config.vocabSize;
     try {
-      let logits = (await out.logits.getData()) as Float32Array;
+      const started = performance.now();
+      let logits = await decoder.prefill(rows.map((r) => r.request.promptIds), lora);
       stats.prefillMs = performance.now() - started;
+      let active = rows;
       const decodeStart = performance.now();
-      const vocab = this.config.vocabSize;
-      const sampled = Math.min(vocab, this.tokenizer.vocabSize ?? vocab); // ids the tokenizer can decode
-      for (let step = 0;; step++) {
+      for (;;) {
         // sample one token per active row and turn it into text
-        const next: number[] = [];
-        for (const [r, row] of rows.entries()) {
-          if (row.done) {
-            next.push(row.ids[row.ids.length - 1]);
-            continue;
-          }
-          const token = sampleToken(logits.subarray(r * vocab, r * vocab + sampled), options, row.rng);
-          next.push(token);
-          const piece = this.#advance(row, r, token, { eos, maxTokens, context });
-          yield piece;
+        for (const [r, row] of active.entries()) {
+          const event = row.step(logits.subarray(r * vocab, (r + 1) * vocab));
+          yield {
+            row: row.request.id,
+            tokenId: event.tokenId!,
+            text: event.text,
+            finishReason: event.finishReason as FinishReason | undefined,
+          };
         }
-        if (rows.every((row) => row.done)) break;
+        // finished rows leave the batch
+        const keep = active.flatMap((row, r) => (row.done ? [] : [r]));
+        if (keep.length === 0) break;
+        if (keep.length < active.length) {
+          await decoder.keep(keep);
+          active = keep.map((r) => active[r]);
+        }
         options.signal?.throwIfAborted();
-        // decode step: the sampled tokens at each row's next position, over the grown cache
-        mask = growMask(mask, batch, total);
-        total++;
-        const feeds: Record<string, OrtTensor> = {
-          input_ids: hostTensor(BigInt64Array.from(next, BigInt), [batch, 1]),
-          position_ids: hostTensor(BigInt64Array.from(rows, (row) => BigInt(row.nextPosition - 1)), [
-            batch,
-            1,
-          ]),
-          attention_mask: hostTensor(mask, [batch, total]),
-          ...lora,
-        };
-        for (let l = 0; l < this.config.numHiddenLayers; l++) {
-          const n = kvCacheNames(l);
-          feeds[n.pastKey] = out[n.key];
-          feeds[n.pastValue] = out[n.value];
-        }
-        const runStart = performance.now();
-        const previous: Record<string, OrtTensor> = out;
-        out = await this.#decode.run(feeds);
-        stats.decodeRunMs += performance.now() - runStart;
-        disposeTensors(Object.values(previous));
-        logits = (await out.logits.getData()) as Float32Array;
-        stats.decodeSteps = step + 1;
+        // decode step: each row's sampled token at its next position
+        logits = await decoder.decode(active.map((row) => row.lastToken), lora);
+        for (const row of active) row.len++;
+        stats.decodeRunMs += decoder.lastPass!.runMs;
+        stats.decodeSteps++;
         stats.decodeMs = performance.now() - decodeStart;
       }
     } finally {
-      if (out) disposeTensors(Object.values(out));
+      decoder.clear();
     }
   }
 
@@ -408,39 +347,6 @@ export class LlamaGenerator {
     return results;
   }
 
-  /** Records a sampled token on a row and returns its piece (ending the row when it should). */
-  #advance(
-    row: RowState,
-    r: number,
-    token: number,
-    limits: { eos: ReadonlySet<number>; maxTokens: number; context: number },
-  ): GeneratedPiece {
-    row.ids.push(token);
-    row.generated.push(token);
-    row.nextPosition++;
-    if (limits.eos.has(token)) {
-      row.done = true;
-      const tail = row.stop.finish(row.decoder.flush());
-      return { row: r, tokenId: token, text: tail.text, finishReason: tail.stopped ? "stop" : "eos" };
-    }
-    const { text, stopped } = row.stop.push(row.decoder.push(token));
-    if (stopped) {
-      row.done = true;
-      return { row: r, tokenId: token, text, finishReason: "stop" };
-    }
-    if (row.generated.length >= limits.maxTokens || row.nextPosition >= limits.context) {
-      row.done = true;
-      const tail = row.stop.finish(row.decoder.flush());
-      return {
-        row: r,
-        tokenId: token,
-        text: text + tail.text,
-        finishReason: tail.stopped ? "stop" : "length",
-      };
-    }
-    return { row: r, tokenId: token, text };
-  }
-
   #loraFeeds(adapter: ReadonlyMap<string, LoraSiteTensors> | undefined): Record<string, OrtTensor> {
     if (!adapter) {
       throw new TypeError(
@@ -449,14 +355,4 @@ export class LlamaGenerator {
     }
     return loraFeeds(this.loraSites, adapter);
   }
-}
-
-/** The mask of the next step: each row's mask `[batch, total]` plus a 1 for the new token. */
-function growMask(mask: BigInt64Array, batch: number, total: number): BigInt64Array<ArrayBuffer> {
-  const grown = new BigInt64Array(batch * (total + 1));
-  for (let r = 0; r < batch; r++) {
-    grown.set(mask.subarray(r * total, (r + 1) * total), r * (total + 1));
-    grown[r * (total + 1) + total] = 1n;
-  }
-  return grown;
 }

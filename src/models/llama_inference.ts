@@ -38,15 +38,25 @@ export interface LlamaInferenceGraphOptions {
   adapter?: AdapterHook;
 }
 
+/** The graph names of one layer's cache tensors. */
+export interface KvCacheNames {
+  /** Input `past.N.key`. */
+  pastKey: string;
+  /** Input `past.N.value`. */
+  pastValue: string;
+  /** Output `present.N.key`. */
+  key: string;
+  /** Output `present.N.value`. */
+  value: string;
+}
+
 /**
  * The names of the past/present cache tensors of layer `layer`.
  *
  * @param layer Decoder block index.
  * @returns Input and output names.
  */
-export function kvCacheNames(
-  layer: number,
-): { pastKey: string; pastValue: string; key: string; value: string } {
+export function kvCacheNames(layer: number): KvCacheNames {
   return {
     pastKey: `past.${layer}.key`,
     pastValue: `past.${layer}.value`,

@@ -42,7 +42,9 @@ export function loraInputNames(site: string): LoraInputNames {
  * @param sites PEFT module paths of the sites that take an adapter.
  * @returns The hook; it throws at build time if a listed site never appears in the model.
  */
-export function loraInputAdapter(sites: Iterable<string>): AdapterHook & { unused(): string[] } {
+export function loraInputAdapter(
+  sites: Iterable<string>,
+): AdapterHook & { unused(): string[]; covers(name: string): boolean } {
   const wanted = new Set(sites);
   const seen = new Set<string>();
   const hook = (b: GraphBuilder, site: AdapterSite, x: Value, baseOut: Value): Value => {
@@ -58,7 +60,10 @@ export function loraInputAdapter(sites: Iterable<string>): AdapterHook & { unuse
       return b.add(baseOut, b.matmul(down, b.transpose(bMatrix, [1, 0])));
     });
   };
-  return Object.assign(hook, { unused: () => [...wanted].filter((s) => !seen.has(s)) });
+  return Object.assign(hook, {
+    unused: () => [...wanted].filter((s) => !seen.has(s)),
+    covers: (name: string) => wanted.has(name),
+  });
 }
 
 /** One site's LoRA tensors, ready to feed. */

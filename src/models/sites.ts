@@ -47,7 +47,13 @@ export interface AdapterSite {
  * @param baseOut The base layer's output `x Wᵀ (+ bias)`, `[..., outFeatures]`.
  * @returns The layer's output, `[..., outFeatures]` (return `baseOut` to leave a site unchanged).
  */
-export type AdapterHook = (b: GraphBuilder, site: AdapterSite, x: Value, baseOut: Value) => Value;
+export type AdapterHook = ((b: GraphBuilder, site: AdapterSite, x: Value, baseOut: Value) => Value) & {
+  /**
+   * Whether the hook changes site `name`'s output; fused graphs split a fused projection only where it does.
+   * Absent: every site may be changed.
+   */
+  covers?: (name: string) => boolean;
+};
 
 /**
  * The PEFT module path of a site.

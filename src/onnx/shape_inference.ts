@@ -357,7 +357,17 @@ const split: Rule = (node, inputs, fail) => {
   if (inputs[1]?.type) sizes = constInts(inputs[1], "split", fail);
   else {
     const d = x[axis];
-    if (typeof d !== "number") return fail(`cannot split symbolic dimension ${d} without sizes`);
+    if (typeof d !== "number") {
+      // equal parts of a symbolic dimension (opset 18's num_outputs): a new symbol per part size
+      if (attrInt(node, "num_outputs", 0) !== n) {
+        return fail(`cannot split symbolic dimension ${d} without sizes`);
+      }
+      return Array.from({ length: n }, () => {
+        const shape = [...x];
+        shape[axis] = `${d}/${n}`;
+        return { dtype: inputs[0].type!.dtype, shape };
+      });
+    }
     const chunk = Math.ceil(d / n);
     sizes = Array.from({ length: n }, (_, i) => Math.max(0, Math.min(chunk, d - i * chunk)));
   }
@@ -730,14 +740,16 @@ const groupQueryAttention: Rule = (node, inputs, fail) => {
   let headSize: number;
   if (typeof hidden !== "number") return fail(`query's hidden size must be static, got ${formatShape(q)}`);
   if (packed) {
-    if (hidden % (heads + 2 * kvHeads) !== 0) fail(`packed QKV width ${hidden} is not (heads + 2·kv_heads)·head_size`);
+    if (hidden % (heads + 2 * kvHeads) !== 0) {
+      fail(`packed QKV width ${hidden} is not (heads + 2·kv_heads)·head_size`);
+    }
     headSize = hidden / (heads + 2 * kvHeads);
   } else {
     if (hidden % heads !== 0) fail(`query width ${hidden} is not a multiple of num_heads ${heads}`);
     headSize = hidden / heads;
   }
   const dtype = inputs[0].type!.dtype;
-  const present = { dtype, shape: [q[0], kvHeads, `${node.name}.present`, headSize] };
+  const present = { dtype, shape: [q[0], kvHeads, "present", headSize] };
   return [{ dtype, shape: [q[0], q[1], heads * headSize] }, present, present];
 };
 
@@ -749,6 +761,8 @@ export const CONTRIB_SHAPE_RULES: Record<string, Rule> = {
   "/SimplifiedLayerNormalization": (_node, inputs) => [{ ...inputs[0].type! }],
   "com.microsoft/SkipSimplifiedLayerNormalization": skipSimplifiedLayerNorm,
   "com.microsoft/GroupQueryAttention": groupQueryAttention,
+  "com.microsoft/RotaryEmbedding": (_node, inputs) => [{ ...inputs[0].type! }],
+  "com.microsoft/QuickGelu": (_node, inputs) => [{ ...inputs[0].type! }],
 };
 
 /**

@@ -1,23 +1,83 @@
-// One generated sequence inside a batch: its sampler, incremental text, stop strings and limits.
+/**
+ * {@linkcode Row}: one generated sequence inside a batch — its sampler, incremental text, stop strings and
+ * limits — and the request and event types every decode loop (CLI generator, server batch runner) shares.
+ *
+ * @module
+ */
 
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { Prng, sampleToken } from "../models/sampling.ts";
-import { StopMatcher } from "../models/stop_matcher.ts";
-import type { PreparedAdapter } from "./prepared_adapter.ts";
-import type { RowEvent, RowRequest, TokenLogprob } from "./runner_types.ts";
+import { Prng, sampleToken, type SamplingOptions } from "./sampling.ts";
+import { StopMatcher } from "./stop_matcher.ts";
 
-/** The tokenizer members a runner uses. */
-export type RunnerTokenizer = Pick<Tokenizer, "eosIds" | "createStreamDecoder" | "idToToken">;
+/** One sequence to generate. */
+export interface RowRequest extends SamplingOptions {
+  /** Unique id (assigned by the engine). */
+  id: number;
+  /** Prompt token ids (BOS included when wanted), shorter than the model's context. */
+  promptIds: number[];
+  /** Most tokens to generate (the EOS token counts). */
+  maxTokens: number;
+  /** PRNG seed of this row. */
+  seed: number;
+  /** Stop strings (the row ends before the first; it is not emitted). */
+  stop: string[];
+  /** Report log-probabilities with this many alternatives (0: only the sampled token's); omit for none. */
+  logprobs?: number;
+  /** Token ids that end the row. @default the tokenizer's and the config's EOS ids */
+  eosIds?: number[];
+}
+
+/** A token alternative with its log-probability. */
+export interface TopLogprob {
+  /** Vocabulary text (`▁` shown as a space). */
+  token: string;
+  /** Token id. */
+  tokenId: number;
+  /** Natural log of its probability under the model (temperature 1). */
+  logprob: number;
+}
+
+/** The sampled token's log-probability and the most likely alternatives. */
+export interface TokenLogprob extends TopLogprob {
+  /** The most likely tokens, best first. */
+  top: TopLogprob[];
+}
+
+/** Why a row ended. */
+export type RowFinishReason = "eos" | "stop" | "length" | "cancelled" | "error";
+
+/** What a row produced at one step. */
+export interface RowEvent {
+  /** The row. */
+  id: number;
+  /** The sampled token (absent on `cancelled` and `error`). */
+  tokenId?: number;
+  /** Text this token completes (often `""`). */
+  text: string;
+  /** Present when the row asked for log-probabilities. */
+  logprob?: TokenLogprob;
+  /** Set on the row's last event. */
+  finishReason?: RowFinishReason;
+  /** The failure, on `error`. */
+  error?: string;
+}
+
+/** The tokenizer members a decode loop uses (`idToToken` only for log-probabilities). */
+export type RunnerTokenizer =
+  & Pick<Tokenizer, "eosIds" | "createStreamDecoder">
+  & Partial<Pick<Tokenizer, "idToToken">>;
 
 /** The text of one vocabulary entry for logprobs (SentencePiece's `▁` shown as a space). */
 export function tokenText(tokenizer: RunnerTokenizer, id: number): string {
-  return (tokenizer.idToToken(id) ?? "").replaceAll("\u2581", " ");
+  return (tokenizer.idToToken?.(id) ?? "").replaceAll("\u2581", " ");
 }
 
 /** A row of a running batch. */
-export class Row {
+export class Row<A = unknown> {
+  /** What was asked. */
   readonly request: RowRequest;
-  readonly adapter: PreparedAdapter | null;
+  /** The row's adapter (whatever the caller uses to feed it), or null for the base model. */
+  readonly adapter: A | null;
   /** Positions in the cache (prompt plus tokens fed back). */
   len: number;
   /** The latest sampled token, fed at the next decode step. */
@@ -32,11 +92,17 @@ export class Row {
   #eos: ReadonlySet<number>;
   #tokenizer: RunnerTokenizer;
   #context: number;
+  #sampledVocab: number;
 
+  /**
+   * @param request The row's prompt, limits and sampling.
+   * @param adapter Its adapter, or null.
+   * @param env Tokenizer, default EOS ids, the model's context and the ids that may be sampled.
+   */
   constructor(
     request: RowRequest,
-    adapter: PreparedAdapter | null,
-    env: { tokenizer: RunnerTokenizer; eosIds: readonly number[]; context: number },
+    adapter: A | null,
+    env: { tokenizer: RunnerTokenizer; eosIds: readonly number[]; context: number; sampledVocab?: number },
   ) {
     this.request = request;
     this.adapter = adapter;
@@ -49,11 +115,7 @@ export class Row {
     this.#stop = new StopMatcher(request.stop);
     this.#eos = new Set(request.eosIds ?? env.eosIds);
     this.#context = env.context;
-  }
-
-  /** The adapter slot key (`""` for the base model). */
-  get slotKey(): string {
-    return this.adapter?.key ?? "";
+    this.#sampledVocab = env.sampledVocab ?? Infinity;
   }
 
   /**
@@ -64,7 +126,11 @@ export class Row {
    */
   step(logits: Float32Array): RowEvent {
     const { request } = this;
-    const token = sampleToken(logits, request, this.#rng);
+    const token = sampleToken(
+      this.#sampledVocab < logits.length ? logits.subarray(0, this.#sampledVocab) : logits,
+      request,
+      this.#rng,
+    );
     const logprob = request.logprobs === undefined
       ? undefined
       : this.#logprob(logits, token, request.logprobs);
