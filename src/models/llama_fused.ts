@@ -238,7 +238,6 @@ function fusedForward(
   const { config } = model;
   const w = new WeightLoader(b, model.weights);
   const dim = config.hiddenSize;
-  const headDim = config.headDim;
   const nHeads = config.numAttentionHeads;
   const nKvHeads = config.numKeyValueHeads;
   const vocab = config.vocabSize;

@@ -3,7 +3,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { loadTokenizer } from "../io/tokenizer.ts";
+import { loadModelFolder } from "../io/model_folder.ts";
 import { BatchRunner } from "./batch_runner.ts";
 import { preloadOrtWasm } from "./ort_wasm.ts";
 import type { WorkerReply, WorkerRequest } from "./worker_runner.ts";
@@ -20,15 +20,15 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
     switch (msg.type) {
       case "init": {
         await preloadOrtWasm("wasm");
-        const tokenizer = await loadTokenizer(msg.dir, {
-          bosId: msg.config.bosTokenId,
-          eosIds: msg.config.eosTokenIds,
-        });
+        const model = await loadModelFolder(msg.dir);
+        if (JSON.stringify(model.config) !== JSON.stringify(msg.config)) {
+          throw new Error(
+            `Cannot start an inference worker: the model folder ${msg.dir} changed since the server loaded it`,
+          );
+        }
         runner = await BatchRunner.create({
-          prefill: msg.prefill,
-          decode: msg.decode,
-          config: msg.config,
-          tokenizer,
+          model,
+          tokenizer: model.tokenizer,
           ep: "wasm",
           maxBatch: msg.maxBatch,
           onEvents: (events) => reply({ type: "events", events }),

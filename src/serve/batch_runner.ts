@@ -1,46 +1,50 @@
 /**
- * {@linkcode BatchRunner}: continuous batching of many requests, each with its own adapter, over one
- * prefill and one decode session of the serving graphs (`bank_graph.ts`).
+ * {@linkcode BatchRunner}: continuous batching of many requests, each with its own adapter, on the toolkit's
+ * one decode path ({@linkcode BatchDecoder}) over graph variants that compute LoRA only where the batch's
+ * adapters attach (`variant_graphs.ts`).
  *
- * Rows join between decode steps: new rows are prefilled together (a mixed-adapter pass), then their
- * caches are merged into the running batch; finished rows leave, and the cache is narrowed to the
- * longest remaining row. Every row keeps its own positions, attention mask, sampler and stop strings, so
- * it gets the same tokens in a batch as alone (greedy), whatever its neighbours' adapters.
+ * Rows join between decode steps: new rows are prefilled together, then decoded with the running batch;
+ * finished rows leave. Every row keeps its own positions, sampler and stop strings, so it gets the same
+ * tokens in a batch as alone (greedy), whatever its neighbours' adapters. Each pass picks its variant — no
+ * adapter: the plain graph; one adapter: its sites only; several: a bank at the union of their sites — and
+ * the cache carries over between variants (they share its layout). Variants are built on first use and
+ * kept in a small LRU.
  *
- * Cache surgery happens on the host. On wasm the cache is on the host anyway; on WebGPU the cache stays
- * on the GPU between steps and is downloaded only when rows join, or when at least half of the rows have
- * finished. Adapter banks are fed as host tensors on wasm and as GPU buffers on WebGPU (uploaded once per
- * set of adapters, kept in a byte-bounded LRU).
+ * On WebGPU the cache stays on the GPU between steps and is downloaded only when rows join, or when at
+ * least half of the rows have finished; adapter inputs are uploaded once per composition (byte-bounded LRU).
  *
  * @module
  */
 
 import { setImmediate } from "node:timers";
+import { BatchDecoder, createDecoderSessions, type DecoderSessions } from "../models/batch_decoder.ts";
 import type { LlamaConfig } from "../models/config.ts";
-import { kvCacheNames } from "../models/llama_inference.ts";
-import { listAdapterSites } from "../models/sites.ts";
-import type { Model } from "../onnx/types.ts";
+import { Row, type RunnerTokenizer } from "../models/decode_row.ts";
+import type { LlamaWeights } from "../models/llama.ts";
+import { type AdapterSite, listAdapterSites } from "../models/sites.ts";
 import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
-import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
+import { resolveExecutionProvider } from "../runtime/execution_provider.ts";
+import type { OrtTensor } from "../runtime/session.ts";
 import { disposeTensors, hostTensor } from "../runtime/tensor.ts";
-import { LORA_INDEX_INPUT } from "./bank_graph.ts";
-import { bankArrays, composeSlots, type Composition } from "./_bank.ts";
 import { uploadFloat32 } from "./_device.ts";
-import { type HostCache, pickRows, rightAlignedMask, type RowPick } from "./_kv.ts";
-import { Row, type RunnerTokenizer } from "./_row.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
+import {
+  type BatchComposition,
+  buildVariantGraphs,
+  composeBatch,
+  LORA_INDEX_INPUT,
+  type ServingVariant,
+  variantArrays,
+  variantKey,
+} from "./variant_graphs.ts";
 
-export type { RunnerTokenizer } from "./_row.ts";
+export type { RunnerTokenizer } from "../models/decode_row.ts";
 
 /** Options of {@linkcode BatchRunner.create}. */
 export interface BatchRunnerOptions {
-  /** The prefill graph (a model, or its ONNX bytes). */
-  prefill: Model | Uint8Array;
-  /** The decode graph. */
-  decode: Model | Uint8Array;
-  /** The base model's shape. */
-  config: LlamaConfig;
+  /** The base model's shape and weights (variants are built from them on first use). */
+  model: { config: LlamaConfig; weights: LlamaWeights };
   /** Tokenizer (EOS ids, incremental text, token strings). */
   tokenizer: RunnerTokenizer;
   /**
@@ -54,7 +58,12 @@ export interface BatchRunnerOptions {
    */
   maxBatch?: number;
   /**
-   * Budget of adapter banks kept on the GPU (WebGPU only), bytes.
+   * Most graph variants kept (each holds its own sessions); the least recently used is released.
+   * @default {8}
+   */
+  maxVariants?: number;
+  /**
+   * Budget of adapter inputs kept on the GPU (WebGPU only), bytes.
    * @default {64 MiB}
    */
   deviceBankBytes?: number;
@@ -64,7 +73,15 @@ export interface BatchRunnerOptions {
   onStep?: (info: StepInfo) => void;
 }
 
-interface DeviceBank {
+interface Variant {
+  sessions: DecoderSessions;
+  /** Nodes of the decode graph. */
+  ops: number;
+  /** Time to build the graphs and create the sessions, ms. */
+  buildMs: number;
+}
+
+interface DeviceFeeds {
   feeds: Record<string, OrtTensor>;
   bytes: number;
 }
@@ -74,50 +91,50 @@ interface DeviceBank {
  *
  * @example
  * ```ts ignore
- * const graphs = buildServingGraphs(model);
- * const runner = await BatchRunner.create({ ...graphs, config, tokenizer, ep: "wasm", onEvents: console.log });
+ * const runner = await BatchRunner.create({ model, tokenizer, ep: "wasm", onEvents: console.log });
  * runner.submit([{ id: 1, promptIds: [1], maxTokens: 8, seed: 0, stop: [] }], null);
  * ```
  */
 export class BatchRunner {
-  /** The provider both sessions run on. */
+  /** The provider the sessions run on. */
   readonly ep: ExecutionProvider;
   /** Most rows in one batch. */
   readonly maxBatch: number;
-  #prefill: OnnxSession;
-  #decode: OnnxSession;
+  /** Most graph variants kept. */
+  readonly maxVariants: number;
+  #options: BatchRunnerOptions;
   #config: LlamaConfig;
+  #sites: AdapterSite[];
   #tokenizer: RunnerTokenizer;
   #eosIds: number[];
-  #sites;
-  #options: BatchRunnerOptions;
-  #pending: Row[] = [];
-  #active: Row[] = [];
-  #cache: OrtTensor[] = []; // [key0, value0, key1, value1, …] of the active rows, right-aligned
-  #width = 0;
+  #decoder: BatchDecoder;
+  #variants = new Map<string, Variant>(); // least recently used first
+  #pending: Row<PreparedAdapter>[] = [];
+  #active: Row<PreparedAdapter>[] = [];
   #loop: Promise<void> | undefined;
   #closed = false;
-  #hostBank: { key: string; feeds: Record<string, OrtTensor> } | undefined;
-  #deviceBanks = new Map<string, DeviceBank>();
-  #deviceBankBytes = 0;
+  #hostFeeds: { key: string; feeds: Record<string, OrtTensor> } | undefined;
+  #deviceFeeds = new Map<string, DeviceFeeds>();
+  #deviceFeedBytes = 0;
   #evicted = new Set<string>();
 
-  private constructor(options: BatchRunnerOptions, prefill: OnnxSession, decode: OnnxSession) {
+  private constructor(options: BatchRunnerOptions, ep: ExecutionProvider, base: Variant) {
     this.#options = options;
-    this.#prefill = prefill;
-    this.#decode = decode;
-    this.ep = decode.ep;
+    this.ep = ep;
     this.maxBatch = options.maxBatch ?? 8;
-    this.#config = options.config;
+    this.maxVariants = options.maxVariants ?? 8;
+    this.#config = options.model.config;
+    this.#sites = listAdapterSites(this.#config);
     this.#tokenizer = options.tokenizer;
-    this.#eosIds = [...new Set([...options.tokenizer.eosIds, ...options.config.eosTokenIds])];
-    this.#sites = listAdapterSites(options.config);
+    this.#eosIds = [...new Set([...options.tokenizer.eosIds, ...this.#config.eosTokenIds])];
+    this.#decoder = new BatchDecoder(this.#config, base.sessions, { decodeOps: base.ops });
+    this.#variants.set(variantKey({ sites: [], mode: "none" }), base);
   }
 
   /**
-   * Creates both sessions.
+   * Creates the runner with the plain (no adapter) variant's sessions.
    *
-   * @param options Graphs, model, tokenizer, provider, limits and the event sink.
+   * @param options Model, tokenizer, provider, limits and the event sink.
    * @returns The runner, idle.
    * @throws {Error} When onnxruntime rejects a graph.
    */
@@ -126,32 +143,23 @@ export class BatchRunner {
     if (!Number.isInteger(maxBatch) || maxBatch < 1) {
       throw new RangeError(`Invalid max batch ${maxBatch}: it must be a positive integer`);
     }
-    const keepOnDevice: string[] = [];
-    for (let l = 0; l < options.config.numHiddenLayers; l++) {
-      const n = kvCacheNames(l);
-      keepOnDevice.push(n.key, n.value);
+    const maxVariants = options.maxVariants ?? 8;
+    if (!Number.isInteger(maxVariants) || maxVariants < 1) {
+      throw new RangeError(`Invalid max variants ${maxVariants}: it must be a positive integer`);
     }
-    const prefill = await OnnxSession.create(options.prefill, {
-      ep: options.ep ?? "auto",
-      keepOnDevice,
-      label: "serving prefill graph",
-    });
-    try {
-      const decode = await OnnxSession.create(options.decode, {
-        ep: prefill.ep,
-        keepOnDevice,
-        label: "serving decode graph",
-      });
-      return new BatchRunner(options, prefill, decode);
-    } catch (e) {
-      await prefill.release();
-      throw e;
-    }
+    const ep = await resolveExecutionProvider(options.ep ?? "auto");
+    const base = await buildVariant(options.model, { sites: [], mode: "none" }, ep);
+    return new BatchRunner(options, ep, base);
   }
 
   /** Rows waiting or running. */
   get load(): number {
     return this.#pending.length + this.#active.filter((r) => !r.done).length;
+  }
+
+  /** The variants built so far, most recently used last: key, decode nodes and build time. */
+  get variants(): { key: string; ops: number; buildMs: number }[] {
+    return [...this.#variants].map(([key, v]) => ({ key, ops: v.ops, buildMs: v.buildMs }));
   }
 
   /**
@@ -172,11 +180,8 @@ export class BatchRunner {
         );
       }
     }
-    for (const request of rows) {
-      this.#pending.push(
-        new Row(request, adapter, { tokenizer: this.#tokenizer, eosIds: this.#eosIds, context }),
-      );
-    }
+    const env = { tokenizer: this.#tokenizer, eosIds: this.#eosIds, context };
+    for (const request of rows) this.#pending.push(new Row(request, adapter, env));
     this.#loop ??= this.#run().finally(() => (this.#loop = undefined));
   }
 
@@ -203,7 +208,7 @@ export class BatchRunner {
   }
 
   /**
-   * Forgets the GPU copies of an adapter (after the adapter cache evicted it); freed at the next step.
+   * Forgets the copies of an adapter's inputs (after the adapter cache evicted it); freed at the next step.
    *
    * @param key The adapter's cache key.
    */
@@ -217,16 +222,17 @@ export class BatchRunner {
     this.cancel([...this.#pending, ...this.#active].map((r) => r.request.id));
     this.#closed = true;
     await this.#loop;
-    this.#dropCache();
-    for (const bank of this.#deviceBanks.values()) disposeTensors(Object.values(bank.feeds));
-    this.#deviceBanks.clear();
-    await Promise.all([this.#prefill.release(), this.#decode.release()]);
+    this.#decoder.clear();
+    for (const entry of this.#deviceFeeds.values()) disposeTensors(Object.values(entry.feeds));
+    this.#deviceFeeds.clear();
+    await Promise.all([...this.#variants.values()].map((v) => releaseVariant(v)));
+    this.#variants.clear();
   }
 
   async #run(): Promise<void> {
     while (!this.#closed && (this.#pending.length > 0 || this.#active.length > 0)) {
       this.#freeEvicted();
-      let admitting: Row[] = [];
+      let admitting: Row<PreparedAdapter>[] = [];
       try {
         if (this.#pending.length > 0 && this.#active.length < this.maxBatch) {
           admitting = this.#pending.splice(0, this.maxBatch - this.#active.length);
@@ -242,75 +248,26 @@ export class BatchRunner {
       // nested timers are clamped)
       await new Promise((resolve) => setImmediate(resolve));
     }
-    if (this.#closed) this.#dropCache();
+    if (this.#closed) this.#decoder.clear();
   }
 
-  /** Prefills new rows together, samples their first tokens and merges their caches into the batch. */
-  async #admit(rows: Row[]): Promise<void> {
+  /** Prefills new rows together, samples their first tokens, and adds them to the batch. */
+  async #admit(rows: Row<PreparedAdapter>[]): Promise<void> {
     const started = performance.now();
-    const width = Math.max(...rows.map((r) => r.len));
-    const ids = new BigInt64Array(rows.length * width);
-    const positions = new BigInt64Array(rows.length * width);
-    rows.forEach((row, r) => {
-      const pad = width - row.len;
-      row.request.promptIds.forEach((id, t) => {
-        ids[r * width + pad + t] = BigInt(id);
-        positions[r * width + pad + t] = BigInt(t);
-      });
+    const comp = composeBatch(rows.map((r) => r.adapter), this.#sites);
+    const feeds = await this.#use(comp);
+    const logits = await this.#decoder.prefill(rows.map((r) => r.request.promptIds), feeds);
+    this.#active.push(...rows);
+    const vocab = this.#config.vocabSize;
+    const events = rows.map((row, r) => row.step(logits.subarray(r * vocab, (r + 1) * vocab)));
+    this.#options.onStep?.({
+      kind: "prefill",
+      rows: rows.length,
+      slots: comp.slots.length,
+      width: this.#decoder.lastPass!.width,
+      ms: performance.now() - started,
     });
-    const comp = composeSlots(rows.map((r) => r.adapter));
-    const out = await this.#prefill.run({
-      input_ids: hostTensor(ids, [rows.length, width]),
-      position_ids: hostTensor(positions, [rows.length, width]),
-      attention_mask: hostTensor(rightAlignedMask(rows.map((r) => r.len), width), [rows.length, width]),
-      ...(await this.#bankFeeds(comp)),
-    });
-    let kept = false;
-    try {
-      const logits = (await out.logits.getData()) as Float32Array;
-      const vocab = this.#config.vocabSize;
-      const events = rows.map((row, r) => row.step(logits.subarray(r * vocab, (r + 1) * vocab)));
-      this.#options.onStep?.({
-        kind: "prefill",
-        rows: rows.length,
-        slots: comp.slots.length,
-        width,
-        ms: performance.now() - started,
-      });
-      this.#options.onEvents(events);
-      const present = this.#cacheOf(out);
-      if (this.#active.length === 0 && rows.every((r) => !r.done)) {
-        this.#active = rows;
-        this.#cache = present;
-        this.#width = width;
-        kept = true;
-        return;
-      }
-      if (rows.every((r) => r.done)) return;
-      const sources = [{ tensors: present, width }];
-      const picks: RowPick[] = [];
-      const next: Row[] = [];
-      if (this.#active.length > 0) {
-        sources.push({ tensors: this.#cache, width: this.#width });
-        this.#active.forEach((row, r) => {
-          if (!row.done) {
-            picks.push({ source: 1, row: r });
-            next.push(row);
-          }
-        });
-      }
-      rows.forEach((row, r) => {
-        if (!row.done) {
-          picks.push({ source: 0, row: r });
-          next.push(row);
-        }
-      });
-      kept = true; // the rebuild disposes the sources
-      await this.#rebuildCache(sources, picks, next);
-    } finally {
-      if (!kept) disposeTensors(Object.values(out));
-      else disposeTensors([out.logits]);
-    }
+    this.#options.onEvents(events);
   }
 
   /** Drops finished rows from the batch (on WebGPU only once half of the rows have finished). */
@@ -318,74 +275,24 @@ export class BatchRunner {
     const done = this.#active.filter((r) => r.done).length;
     if (done === 0) return;
     if (done === this.#active.length) {
-      this.#dropCache();
+      this.#decoder.clear();
       this.#active = [];
       return;
     }
     if (this.ep === "webgpu" && done * 2 < this.#active.length) return;
-    const picks: RowPick[] = [];
-    const next: Row[] = [];
-    this.#active.forEach((row, r) => {
-      if (!row.done) {
-        picks.push({ source: 0, row: r });
-        next.push(row);
-      }
-    });
-    await this.#rebuildCache([{ tensors: this.#cache, width: this.#width }], picks, next);
-  }
-
-  /** Replaces the cache with the picked rows of the sources, narrowed to the longest row. */
-  async #rebuildCache(
-    sources: { tensors: OrtTensor[]; width: number }[],
-    picks: RowPick[],
-    rows: Row[],
-  ): Promise<void> {
-    const { numKeyValueHeads: heads, headDim } = this.#config;
-    const width = Math.max(...rows.map((r) => r.len));
-    const hostSources: HostCache[][] = await Promise.all(
-      sources.map(async (s) =>
-        await Promise.all(s.tensors.map(async (t) => ({
-          data: (await t.getData()) as Float32Array,
-          batch: t.dims[0],
-          width: s.width,
-        })))
-      ),
-    );
-    const cache = hostSources[0].map((_, i) => {
-      const merged = pickRows(hostSources.map((h) => h[i]), picks, { heads, headDim, width });
-      return hostTensor(merged.data, [merged.batch, heads, width, headDim]);
-    });
-    for (const s of sources) disposeTensors(s.tensors);
-    this.#cache = cache;
-    this.#width = width;
-    this.#active = rows;
+    const keep = this.#active.flatMap((row, r) => (row.done ? [] : [r]));
+    await this.#decoder.keep(keep);
+    this.#active = keep.map((r) => this.#active[r]);
   }
 
   /** One decode step for every active row. */
   async #decodeStep(): Promise<void> {
     const started = performance.now();
     const rows = this.#active;
-    const batch = rows.length;
-    const width = this.#width + 1;
-    const comp = composeSlots(rows.map((r) => r.adapter));
-    const feeds: Record<string, OrtTensor> = {
-      input_ids: hostTensor(BigInt64Array.from(rows, (r) => BigInt(r.lastToken)), [batch, 1]),
-      position_ids: hostTensor(BigInt64Array.from(rows, (r) => BigInt(r.len)), [batch, 1]),
-      attention_mask: hostTensor(rightAlignedMask(rows.map((r) => r.len + 1), width), [batch, width]),
-      ...(await this.#bankFeeds(comp)),
-    };
-    for (let l = 0; l < this.#config.numHiddenLayers; l++) {
-      const n = kvCacheNames(l);
-      feeds[n.pastKey] = this.#cache[2 * l];
-      feeds[n.pastValue] = this.#cache[2 * l + 1];
-    }
-    const out = await this.#decode.run(feeds);
-    disposeTensors(this.#cache);
-    this.#cache = this.#cacheOf(out);
-    this.#width = width;
+    const comp = composeBatch(rows.map((r) => r.adapter), this.#sites);
+    const feeds = await this.#use(comp);
+    const logits = await this.#decoder.decode(rows.map((r) => r.lastToken), feeds);
     for (const row of rows) row.len++;
-    const logits = (await out.logits.getData()) as Float32Array;
-    disposeTensors([out.logits]);
     const vocab = this.#config.vocabSize;
     const events: RowEvent[] = [];
     rows.forEach((row, r) => {
@@ -393,92 +300,117 @@ export class BatchRunner {
     });
     this.#options.onStep?.({
       kind: "decode",
-      rows: batch,
+      rows: rows.length,
       slots: comp.slots.length,
-      width,
+      width: this.#decoder.lastPass!.width,
       ms: performance.now() - started,
     });
     this.#options.onEvents(events);
   }
 
-  #cacheOf(out: Record<string, OrtTensor>): OrtTensor[] {
-    const cache: OrtTensor[] = [];
-    for (let l = 0; l < this.#config.numHiddenLayers; l++) {
-      const n = kvCacheNames(l);
-      cache.push(out[n.key], out[n.value]);
+  /** Switches the decoder to the composition's variant and returns its adapter feeds. */
+  async #use(comp: BatchComposition): Promise<Record<string, OrtTensor>> {
+    const variant = await this.#variant(comp.variant);
+    this.#decoder.use(variant.sessions);
+    if (comp.variant.mode === "none") return {};
+    const index: Record<string, OrtTensor> = comp.variant.mode === "bank"
+      ? { [LORA_INDEX_INPUT]: hostTensor(BigInt64Array.from(comp.index, BigInt), [comp.index.length]) }
+      : {};
+    if (this.ep === "wasm") {
+      if (this.#hostFeeds?.key !== comp.key) {
+        const feeds: Record<string, OrtTensor> = {};
+        for (const a of variantArrays(comp, this.#config)) feeds[a.name] = hostTensor(a.data, a.dims);
+        this.#hostFeeds = { key: comp.key, feeds };
+      }
+      return { ...this.#hostFeeds.feeds, ...index };
     }
-    return cache;
+    let entry = this.#deviceFeeds.get(comp.key);
+    if (entry) {
+      this.#deviceFeeds.delete(comp.key); // most recently used last
+    } else {
+      const feeds: Record<string, OrtTensor> = {};
+      let bytes = 0;
+      for (const a of variantArrays(comp, this.#config)) {
+        feeds[a.name] = await uploadFloat32(a.data, a.dims);
+        bytes += a.data.byteLength;
+      }
+      entry = { feeds, bytes };
+      this.#deviceFeedBytes += bytes;
+      const budget = this.#options.deviceBankBytes ?? 64 * 2 ** 20;
+      for (const [key, old] of this.#deviceFeeds) {
+        if (this.#deviceFeedBytes <= budget) break;
+        this.#dropDeviceFeeds(key, old);
+      }
+    }
+    this.#deviceFeeds.set(comp.key, entry);
+    return { ...entry.feeds, ...index };
   }
 
-  #dropCache(): void {
-    disposeTensors(this.#cache);
-    this.#cache = [];
-    this.#width = 0;
+  /** The sessions of a variant: cached (moved to most recent), or built now (evicting the least recent). */
+  async #variant(variant: ServingVariant): Promise<Variant> {
+    const key = variantKey(variant);
+    const cached = this.#variants.get(key);
+    if (cached) {
+      this.#variants.delete(key);
+      this.#variants.set(key, cached);
+      return cached;
+    }
+    const built = await buildVariant(this.#options.model, variant, this.ep);
+    this.#variants.set(key, built);
+    while (this.#variants.size > this.maxVariants) {
+      const [oldest, old] = this.#variants.entries().next().value!;
+      this.#variants.delete(oldest);
+      await releaseVariant(old);
+    }
+    return built;
   }
 
   /** Ends rows after a failed pass with an `error` event, and resets the batch. */
-  #fail(rows: Row[], error: Error): void {
+  #fail(rows: Row<PreparedAdapter>[], error: Error): void {
     const events: RowEvent[] = [];
     for (const row of rows) {
       if (row.done) continue;
       row.done = true;
       events.push({ id: row.request.id, text: "", finishReason: "error", error: error.message });
     }
-    this.#dropCache();
+    this.#decoder.clear();
     this.#active = [];
     if (events.length) this.#options.onEvents(events);
   }
 
-  /** The bank inputs and row index of a composition (host tensors on wasm, GPU buffers on WebGPU). */
-  async #bankFeeds(comp: Composition): Promise<Record<string, OrtTensor>> {
-    const index = {
-      [LORA_INDEX_INPUT]: hostTensor(BigInt64Array.from(comp.index, BigInt), [comp.index.length]),
-    };
-    if (this.ep === "wasm") {
-      if (this.#hostBank?.key !== comp.key) {
-        const feeds: Record<string, OrtTensor> = {};
-        for (const a of bankArrays(comp.slots, this.#sites)) feeds[a.name] = hostTensor(a.data, a.dims);
-        this.#hostBank = { key: comp.key, feeds };
-      }
-      return { ...this.#hostBank.feeds, ...index };
-    }
-    let bank = this.#deviceBanks.get(comp.key);
-    if (bank) {
-      this.#deviceBanks.delete(comp.key); // most recently used last
-    } else {
-      const feeds: Record<string, OrtTensor> = {};
-      let bytes = 0;
-      for (const a of bankArrays(comp.slots, this.#sites)) {
-        feeds[a.name] = await uploadFloat32(a.data, a.dims);
-        bytes += a.data.byteLength;
-      }
-      bank = { feeds, bytes };
-      this.#deviceBankBytes += bytes;
-      const budget = this.#options.deviceBankBytes ?? 64 * 2 ** 20;
-      for (const [key, old] of this.#deviceBanks) {
-        if (this.#deviceBankBytes <= budget) break;
-        this.#dropDeviceBank(key, old);
-      }
-    }
-    this.#deviceBanks.set(comp.key, bank);
-    return { ...bank.feeds, ...index };
+  #dropDeviceFeeds(key: string, entry: DeviceFeeds): void {
+    disposeTensors(Object.values(entry.feeds));
+    this.#deviceFeedBytes -= entry.bytes;
+    this.#deviceFeeds.delete(key);
   }
 
-  #dropDeviceBank(key: string, bank: DeviceBank): void {
-    disposeTensors(Object.values(bank.feeds));
-    this.#deviceBankBytes -= bank.bytes;
-    this.#deviceBanks.delete(key);
-  }
-
-  /** Frees GPU banks that use an evicted adapter (between steps, when no pass uses them). */
+  /** Frees adapter inputs that use an evicted adapter (between steps, when no pass uses them). */
   #freeEvicted(): void {
     if (this.#evicted.size === 0) return;
-    for (const [key, bank] of [...this.#deviceBanks]) {
-      if (key.split("\n").some((k) => this.#evicted.has(k))) this.#dropDeviceBank(key, bank);
-    }
-    if (this.#hostBank && this.#hostBank.key.split("\n").some((k) => this.#evicted.has(k))) {
-      this.#hostBank = undefined;
-    }
+    const uses = (key: string) => key.split("|")[1].split("\n").some((k) => this.#evicted.has(k));
+    for (const [key, entry] of [...this.#deviceFeeds]) if (uses(key)) this.#dropDeviceFeeds(key, entry);
+    if (this.#hostFeeds && uses(this.#hostFeeds.key)) this.#hostFeeds = undefined;
     this.#evicted.clear();
   }
+}
+
+/** Builds a variant's graphs and sessions (the prefill graph only on WebGPU). */
+async function buildVariant(
+  model: { config: LlamaConfig; weights: LlamaWeights },
+  variant: ServingVariant,
+  ep: ExecutionProvider,
+): Promise<Variant> {
+  const started = performance.now();
+  const graphs = buildVariantGraphs(model, variant, { prefill: ep === "webgpu" });
+  const sessions = await createDecoderSessions({
+    decode: graphs.decode,
+    prefill: graphs.prefill,
+    ep,
+    label: `serving variant ${variantKey(variant).slice(0, 80)}`,
+  });
+  return { sessions, ops: graphs.decode.graph.nodes.length, buildMs: performance.now() - started };
+}
+
+async function releaseVariant(variant: Variant): Promise<void> {
+  await Promise.all([variant.sessions.decode.release(), variant.sessions.prefill?.release()]);
 }

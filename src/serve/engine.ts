@@ -10,7 +10,6 @@
 import { loadModelFolder, type ModelFolder } from "../io/model_folder.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { LlamaConfig } from "../models/config.ts";
-import { encodeModel } from "../onnx/proto.ts";
 import {
   type ExecutionProvider,
   type ExecutionProviderChoice,
@@ -18,7 +17,6 @@ import {
 } from "../runtime/execution_provider.ts";
 import { type AdapterRecord, type AdapterStore, AdapterVersionGoneError } from "../store/adapter_store.ts";
 import { AdapterCache, adapterKey } from "./adapter_cache.ts";
-import { buildServingGraphs } from "./bank_graph.ts";
 import { BatchRunner } from "./batch_runner.ts";
 import { preloadOrtWasm } from "./ort_wasm.ts";
 import { parseAdapterFiles, prepareAdapter, type PreparedAdapter } from "./prepared_adapter.ts";
@@ -226,16 +224,13 @@ export class ServeEngine {
       shared: workers > 0,
       runnerCount: Math.max(1, workers),
     });
-    const graphs = buildServingGraphs(model);
     const maxBatch = engine.maxBatch;
     const onEvents = (slot: () => Slot) => (events: RowEvent[]) => engine.#deliver(slot(), events);
     try {
       if (workers === 0) {
         const slot: Slot = { runner: undefined as unknown as Runner, outstanding: new Set() };
         slot.runner = await BatchRunner.create({
-          prefill: graphs.prefill,
-          decode: graphs.decode,
-          config: model.config,
+          model,
           tokenizer: model.tokenizer,
           ep,
           maxBatch,
@@ -245,13 +240,7 @@ export class ServeEngine {
         });
         engine.#slots.push(slot);
       } else {
-        const init = {
-          dir: model.dir,
-          config: model.config,
-          prefill: encodeModel(graphs.prefill).model,
-          decode: encodeModel(graphs.decode).model,
-          maxBatch,
-        };
+        const init = { dir: model.dir, config: model.config, maxBatch };
         engine.#spawn = async () => {
           const slot: Slot = { runner: undefined as unknown as Runner, outstanding: new Set() };
           slot.runner = await WorkerRunner.create({

@@ -22,7 +22,7 @@
  */
 
 export * from "./adapter_cache.ts";
-export * from "./bank_graph.ts";
+export * from "./variant_graphs.ts";
 export * from "./batch_runner.ts";
 export * from "./engine.ts";
 export * from "./ort_wasm.ts";

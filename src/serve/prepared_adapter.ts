@@ -1,8 +1,9 @@
 /**
  * Adapters ready to feed: {@linkcode parseAdapterFiles} validates an uploaded or stored PEFT adapter
  * against the base model, and {@linkcode prepareAdapter} turns it into the per-site tensors the serving
- * graphs take — `A` `[r, in]` and `Bᵀ` `[r, out]` with the scale folded in (`Bᵀ = scale · Bᵀ`), so a
- * batch's adapters stack along their first axis (see `bank_graph.ts`).
+ * graphs take — `Aᵀ` `[in, r]` and `Bᵀ` `[r, out]` with the scale folded in (`Bᵀ = scale · Bᵀ`), so a
+ * site's update is two MatMuls, `(x · Aᵀ) · Bᵀ`, and a batch's adapters stack along a new first axis (see
+ * `variant_graphs.ts`).
  *
  * @module
  */
@@ -18,8 +19,8 @@ export interface PreparedSite {
   site: string;
   /** Rank r. */
   rank: number;
-  /** `lora_A`, `[rank, inFeatures]`, row-major. */
-  a: Float32Array;
+  /** `lora_Aᵀ`, `[inFeatures, rank]`, row-major. */
+  at: Float32Array;
   /** `scale · lora_Bᵀ`, `[rank, outFeatures]`, row-major. */
   bt: Float32Array;
 }
@@ -101,7 +102,7 @@ export interface PrepareAdapterOptions {
 }
 
 /**
- * Turns a parsed adapter into feedable tensors: `A` as is, `Bᵀ` transposed with the scale folded in.
+ * Turns a parsed adapter into feedable tensors: `Aᵀ` and `Bᵀ` transposed, the scale folded into `Bᵀ`.
  *
  * @param adapter The parsed adapter.
  * @param options Cache key and buffer kind.
@@ -118,14 +119,16 @@ export function prepareAdapter(adapter: PeftAdapter, options: PrepareAdapterOpti
   const sites: PreparedSite[] = [];
   let bytes = 0;
   for (const [site, t] of adapter.sites) {
-    const a = alloc(t.rank * t.inFeatures);
-    a.set(t.a);
+    const at = alloc(t.rank * t.inFeatures);
+    for (let r = 0; r < t.rank; r++) {
+      for (let i = 0; i < t.inFeatures; i++) at[i * t.rank + r] = t.a[r * t.inFeatures + i];
+    }
     const bt = alloc(t.rank * t.outFeatures);
     for (let o = 0; o < t.outFeatures; o++) {
       for (let r = 0; r < t.rank; r++) bt[r * t.outFeatures + o] = t.scale * t.b[o * t.rank + r];
     }
-    bytes += a.byteLength + bt.byteLength;
-    sites.push({ site, rank: t.rank, a, bt });
+    bytes += at.byteLength + bt.byteLength;
+    sites.push({ site, rank: t.rank, at, bt });
   }
   return { key: options.key, sites, bytes };
 }

@@ -38,14 +38,10 @@ export interface Runner {
 /** The worker's start message. */
 export interface WorkerInit {
   type: "init";
-  /** Model folder (the worker loads the tokenizer from it). */
+  /** Model folder (the worker loads the weights and tokenizer from it, and builds its graph variants). */
   dir: string;
-  /** Model shape. */
+  /** Model shape (checked against the folder's). */
   config: LlamaConfig;
-  /** ONNX bytes of the prefill graph. */
-  prefill: Uint8Array;
-  /** ONNX bytes of the decode graph. */
-  decode: Uint8Array;
   /** Most rows per batch. */
   maxBatch: number;
 }

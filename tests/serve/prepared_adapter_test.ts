@@ -7,7 +7,7 @@ import { GQA_CONFIG as MODEL } from "../models/_fixtures.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
-Deno.test("prepares A as is and Bᵀ with the scale folded in", () => {
+Deno.test("prepares Aᵀ and Bᵀ transposed, the scale folded into Bᵀ", () => {
   const files = randomAdapterFiles(MODEL, { seed: 3, rank: 2, alpha: 6, modules: ["q_proj", "down_proj"] });
   const peft = parseAdapterFiles(files, { model: MODEL, source: "demo" });
   const prepared = prepareAdapter(peft, { key: "t/demo@v1" });
@@ -21,16 +21,19 @@ Deno.test("prepares A as is and Bᵀ with the scale folded in", () => {
   const down = prepared.sites[1];
   const source = peft.sites.get(down.site)!;
   assert.equal(source.scale, 3); // alpha / r
-  assert.deepEqual(down.a, source.a);
+  const inFeatures = source.inFeatures;
+  for (let i = 0; i < inFeatures; i++) {
+    for (let r = 0; r < 2; r++) assert.equal(down.at[i * 2 + r], source.a[r * inFeatures + i]);
+  }
   for (let o = 0; o < source.outFeatures; o++) {
     for (let r = 0; r < 2; r++) {
       assert.equal(down.bt[r * source.outFeatures + o], Math.fround(3 * source.b[o * 2 + r]));
     }
   }
-  const bytes = prepared.sites.reduce((n, s) => n + s.a.byteLength + s.bt.byteLength, 0);
+  const bytes = prepared.sites.reduce((n, s) => n + s.at.byteLength + s.bt.byteLength, 0);
   assert.equal(prepared.bytes, bytes);
   const shared = prepareAdapter(peft, { key: "k", shared: true });
-  assert.ok(shared.sites[0].a.buffer instanceof SharedArrayBuffer);
+  assert.ok(shared.sites[0].at.buffer instanceof SharedArrayBuffer);
   assert.deepEqual([...shared.sites[0].bt], [...prepared.sites[0].bt]);
 });
 
