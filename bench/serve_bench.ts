@@ -21,8 +21,9 @@ import { startServer } from "../src/http/server.ts";
 import { loadModelFolder, type ModelFolder } from "../src/io/model_folder.ts";
 import { LlamaGenerator } from "../src/models/generate.ts";
 import { LLAMA_MODULES, type LlamaModule } from "../src/models/sites.ts";
-import { type JobRow, ServeEngine } from "../src/serve/engine.ts";
-import type { PreparedAdapter } from "../src/serve/prepared_adapter.ts";
+import { BatchRunner } from "../src/serve/batch_runner.ts";
+import { type JobRow, type ModelRef, ServeEngine } from "../src/serve/engine.ts";
+import { parseAdapterFiles, prepareAdapter } from "../src/serve/prepared_adapter.ts";
 import { FolderAdapterStore } from "../src/store/folder_adapter_store.ts";
 import { randomAdapterFiles, stories260kHf } from "../tests/serve/_fixtures.ts";
 import { figure, markdownTable } from "./_table.ts";
@@ -44,53 +45,111 @@ function row(maxTokens: number): JobRow {
   return { promptIds: [1, 403, 407, 261, 378], maxTokens, seed: 0, stop: [], temperature: 0, eosIds: [] };
 }
 
-async function generate(
-  engine: ServeEngine,
-  adapter: PreparedAdapter | null,
-  maxTokens: number,
-): Promise<number> {
+async function generate(engine: ServeEngine, model: ModelRef, maxTokens: number): Promise<number> {
   let tokens = 0;
-  for await (const events of engine.generate({ rows: [row(maxTokens)], adapter })) {
+  for await (const events of engine.generate({ rows: [row(maxTokens)], model })) {
     for (const e of events) if (e.tokenId !== undefined) tokens++;
   }
   return tokens;
 }
 
-/** Latency of single requests, adapter vs base, alternating. */
+/**
+ * Latency of single requests through the engine — base model, a K = 5 rank-8 adapter (one module per layer,
+ * as WeightLoRA keeps), a rank-8 LoRA at all 35 sites — and through the plain generator, alternating.
+ */
 async function benchLatency(
   engine: ServeEngine,
-  adapter: PreparedAdapter,
+  models: { base: ModelRef; k5: ModelRef; all: ModelRef },
   rounds: number,
   model: ModelFolder,
 ) {
   const maxTokens = 64;
-  // warm-up: V8 tiers the wasm kernels up only after many runs
-  for (let i = 0; i < 10; i++) await generate(engine, i % 2 ? adapter : null, maxTokens);
+  const cases = [models.base, models.k5, models.all];
+  // warm-up: V8 tiers the wasm kernels up only after many runs; every variant gets built
+  for (let i = 0; i < 12; i++) await generate(engine, cases[i % 3], maxTokens);
   const plain = await LlamaGenerator.create(model, { ep: "wasm" });
   const prompt = row(maxTokens).promptIds;
   const runPlain = () => plain.generate([prompt], { maxTokens, temperature: 0, eosTokenIds: [] });
   for (let i = 0; i < 5; i++) await runPlain();
-  const base: number[] = [];
-  const tuned: number[] = [];
-  const reference: number[] = [];
+  const samples: number[][] = [[], [], [], []];
   for (let r = 0; r < rounds * 2; r++) {
-    for (const [list, a] of [[base, null], [tuned, adapter]] as const) {
+    for (const [i, ref] of cases.entries()) {
       const t0 = performance.now();
-      await generate(engine, a, maxTokens);
-      list.push(performance.now() - t0);
+      await generate(engine, ref, maxTokens);
+      samples[i].push(performance.now() - t0);
     }
     const t0 = performance.now();
     await runPlain();
-    reference.push(performance.now() - t0);
+    samples[3].push(performance.now() - t0);
   }
   await plain.release();
-  return { maxTokens, baseMs: median(base), adapterMs: median(tuned), plainGraphMs: median(reference) };
+  const [baseMs, k5Ms, allSitesMs, plainGraphMs] = samples.map(median);
+  return { maxTokens, baseMs, k5Ms, allSitesMs, plainGraphMs };
+}
+
+/**
+ * Graph variants: build time and process memory as 1, 8 and 64 variants (distinct site sets of 5) exist
+ * in one runner.
+ */
+async function benchVariants(model: ModelFolder) {
+  const sites = [...LLAMA_MODULES].flatMap((m) =>
+    Array.from({ length: model.config.numHiddenLayers }, (_, l) => ({ layer: l, module: m }))
+  );
+  const adapters = Array.from({ length: 64 }, (_, i) => {
+    // five sites per adapter, a different set each time
+    const chosen = new Set<string>();
+    for (let k = 0; chosen.size < 5; k++) {
+      const s = sites[(i * 7 + k * 11 + ((i * k) % 5)) % sites.length];
+      chosen.add(`${s.layer}:${s.module}`);
+    }
+    const modules = [...new Set([...chosen].map((c) => c.split(":")[1] as LlamaModule))];
+    const files = randomAdapterFiles(model.config, { seed: i + 1, rank: 8, modules, scale: 0.1 });
+    const peft = parseAdapterFiles(files, { model: model.config, source: `v${i}` });
+    for (const name of [...peft.sites.keys()]) {
+      const layer = Number(name.split(".")[2]);
+      const module = name.split(".").at(-1)!;
+      if (!chosen.has(`${layer}:${module}`)) peft.sites.delete(name);
+    }
+    return prepareAdapter(peft, { key: `v${i}` });
+  });
+  let waiting: { id: number; resolve: () => void } | undefined;
+  const runner = await BatchRunner.create({
+    model,
+    tokenizer: model.tokenizer,
+    ep: "wasm",
+    maxVariants: 64,
+    onEvents: (events) => {
+      if (waiting && events.some((e) => e.id === waiting!.id && e.finishReason)) waiting.resolve();
+    },
+  });
+  const rows: { variants: number; buildMsMedian: number; rssMiB: number; rssPerVariantMiB: number }[] = [];
+  const rss0 = Deno.memoryUsage().rss;
+  let id = 1;
+  for (const target of [1, 8, 64]) {
+    for (let i = runner.variants.length - 1; i < target; i++) {
+      const rowId = id++;
+      await new Promise<void>((resolve) => {
+        waiting = { id: rowId, resolve };
+        runner.submit([{ ...row(1), id: rowId }], adapters[i]);
+      });
+    }
+    const built = runner.variants.filter((v) => !v.key.startsWith("none"));
+    const rss = Deno.memoryUsage().rss;
+    rows.push({
+      variants: built.length,
+      buildMsMedian: median(built.map((v) => v.buildMs)),
+      rssMiB: rss / 2 ** 20,
+      rssPerVariantMiB: (rss - rss0) / 2 ** 20 / built.length,
+    });
+  }
+  await runner.close();
+  return rows;
 }
 
 /** Tokens/s with `concurrency` requests in flight, adapters chosen round-robin from `adapters`. */
 async function benchThroughput(
   engine: ServeEngine,
-  adapters: PreparedAdapter[],
+  adapters: ModelRef[],
   concurrency: number,
   requests: number,
 ) {
@@ -212,11 +271,30 @@ async function main(): Promise<void> {
       );
     }
     await store.put("default", "story", randomAdapterFiles(config, { seed: 99, rank: 8, scale: 0.1 }));
+    await store.put(
+      "bench",
+      "k5",
+      randomAdapterFiles(config, { seed: 5, rank: 8, modules: ["up_proj"], scale: 0.1 }),
+    );
+    await store.put(
+      "bench",
+      "all",
+      randomAdapterFiles(config, { seed: 6, rank: 8, modules: [...LLAMA_MODULES], scale: 0.1 }),
+    );
 
     // latency and cold loads: one in-process engine
     const engine = await ServeEngine.create({ model, store, ep: "wasm", workers: 0, maxBatch: 16 });
-    const adapter = (await engine.adapter("tenant0", "story"))!.adapter;
-    const latency = await benchLatency(engine, adapter, rounds, await loadModelFolder(model));
+    const folder = await loadModelFolder(model);
+    const latency = await benchLatency(
+      engine,
+      {
+        base: await engine.resolveModel("bench", engine.modelId),
+        k5: await engine.resolveModel("bench", "k5"),
+        all: await engine.resolveModel("bench", "all"),
+      },
+      rounds,
+      folder,
+    );
     const cold: number[] = [];
     const warm: number[] = [];
     for (let t = 1; t < 20; t++) {
@@ -229,21 +307,36 @@ async function main(): Promise<void> {
     }
     await engine.close();
 
-    console.log("\n## One greedy request, 64 tokens, in-process (wasm, one core)\n");
-    console.log(markdownTable(["model", "ms per request", "tokens/s"], [
-      ["base alone", latency.baseMs, latency.maxTokens / (latency.baseMs / 1000)],
+    const perSecond = (ms: number) => latency.maxTokens / (ms / 1000);
+    console.log("\n## One greedy request, 64 tokens, in-process (wasm, one core), alternating\n");
+    console.log(markdownTable(["request", "ms per request", "tokens/s", "ratio"], [
+      ["server, base model", latency.baseMs, perSecond(latency.baseMs), "1"],
       [
-        "with a rank-8 adapter (q, v, down)",
-        latency.adapterMs,
-        latency.maxTokens / (latency.adapterMs / 1000),
+        "server, K = 5 rank-8 adapter (up_proj of each layer)",
+        latency.k5Ms,
+        perSecond(latency.k5Ms),
+        latency.k5Ms / latency.baseMs,
       ],
-      ["adapter / base", latency.adapterMs / latency.baseMs, "—"],
       [
-        "reference: LlamaGenerator, graph without adapter inputs",
+        "server, rank-8 LoRA at all 35 sites",
+        latency.allSitesMs,
+        perSecond(latency.allSitesMs),
+        latency.allSitesMs / latency.baseMs,
+      ],
+      [
+        "plain LlamaGenerator (no server)",
         latency.plainGraphMs,
-        latency.maxTokens / (latency.plainGraphMs / 1000),
+        perSecond(latency.plainGraphMs),
+        latency.plainGraphMs / latency.baseMs,
       ],
+      ["server base / plain generator", latency.baseMs / latency.plainGraphMs, "—", "—"],
     ]));
+    const variants = await benchVariants(folder);
+    console.log("\n## Graph variants in one runner (stories260K, wasm): build time and memory\n");
+    console.log(markdownTable(
+      ["variants", "median build ms", "process RSS MiB", "RSS per variant MiB"],
+      variants.map((v) => [v.variants, v.buildMsMedian, v.rssMiB, v.rssPerVariantMiB]),
+    ));
     console.log("\n## Adapter resolution (store + validation + preparation), rank 8 on q, v, down\n");
     console.log(
       markdownTable(["case", "median ms"], [["cold (cache miss)", median(cold)], [
@@ -274,9 +367,9 @@ async function main(): Promise<void> {
     const throughput = [];
     for (const workers of [0, 2]) {
       const loaded = await ServeEngine.create({ model, store, ep: "wasm", workers, maxBatch: 16 });
-      const one = [(await loaded.adapter("tenant0", "story"))!.adapter];
+      const one = [await loaded.resolveModel("tenant0", "story")];
       const twenty = await Promise.all(
-        Array.from({ length: 20 }, async (_, t) => (await loaded.adapter(`tenant${t}`, "story"))!.adapter),
+        Array.from({ length: 20 }, (_, t) => loaded.resolveModel(`tenant${t}`, "story")),
       );
       for (let i = 0; i < 3; i++) await benchThroughput(loaded, twenty, 20, 40); // warm-up (wasm tier-up)
       const a: number[] = [];
@@ -322,6 +415,7 @@ async function main(): Promise<void> {
     const results = {
       environment,
       latency,
+      variants,
       adapterLoad: { coldMs: median(cold), warmMs: median(warm) },
       bytes: bytesRows,
       throughput,

@@ -8,9 +8,11 @@ import {
   EngineClosedError,
   type JobEvent,
   type JobRow,
+  ModelNotFoundError,
+  type ModelRef,
   type ServeEngine,
 } from "../serve/engine.ts";
-import { InvalidAdapterError, type PreparedAdapter } from "../serve/prepared_adapter.ts";
+import { InvalidAdapterError } from "../serve/prepared_adapter.ts";
 import type { TokenLogprob } from "../serve/runner_types.ts";
 import { validateStoreName } from "../store/adapter_store.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -29,27 +31,27 @@ export interface InferenceContext {
   maxTokensCap: number;
 }
 
-/** The model a request names: the base (adapter `null`) or one of the tenant's adapters. */
-export async function resolveModel(
-  ctx: InferenceContext,
-  tenant: string,
-  model: string,
-): Promise<PreparedAdapter | null> {
-  if (model === ctx.engine.modelId) return null;
+/**
+ * The model a request names: the base model or one of the tenant's adapters, resolved by the engine (which
+ * keeps the adapter's tensors; the route only holds the reference).
+ */
+export async function resolveModel(ctx: InferenceContext, tenant: string, model: string): Promise<ModelRef> {
   const notFound = () =>
     new ApiError(404, `The model "${model}" does not exist or you do not have access to it`, {
       param: "model",
       code: "model_not_found",
     });
-  try {
-    validateStoreName("adapter name", model);
-  } catch {
-    throw notFound();
+  if (model !== ctx.engine.modelId) {
+    try {
+      validateStoreName("adapter name", model);
+    } catch {
+      throw notFound();
+    }
   }
-  let resolved;
   try {
-    resolved = await ctx.engine.adapter(tenant, model);
+    return await ctx.engine.resolveModel(tenant, model);
   } catch (e) {
+    if (e instanceof ModelNotFoundError) throw notFound();
     if (e instanceof InvalidAdapterError) {
       throw new ApiError(500, `The stored adapter "${model}" cannot be used: ${e.message}`, {
         code: "adapter_invalid",
@@ -57,8 +59,6 @@ export async function resolveModel(
     }
     throw e;
   }
-  if (!resolved) throw notFound();
-  return resolved.adapter;
 }
 
 /** Refuses an option this server does not implement. */
@@ -181,7 +181,7 @@ export function applyEvents(choices: ChoiceState[], events: JobEvent[], signal: 
 /** Starts a job, turning engine refusals into 503s. */
 export function startJob(
   ctx: InferenceContext,
-  job: { rows: JobRow[]; adapter: PreparedAdapter | null; signal: AbortSignal },
+  job: { rows: JobRow[]; model: ModelRef; signal: AbortSignal },
 ): AsyncGenerator<JobEvent[]> {
   try {
     return ctx.engine.generate(job);
@@ -198,7 +198,7 @@ export function startJob(
 /** Runs a job to the end. */
 export async function collect(
   ctx: InferenceContext,
-  job: { rows: JobRow[]; adapter: PreparedAdapter | null; signal: AbortSignal },
+  job: { rows: JobRow[]; model: ModelRef; signal: AbortSignal },
 ): Promise<ChoiceState[]> {
   const choices = job.rows.map((): ChoiceState => ({ text: "", tokens: 0, finish: null, logprobs: [] }));
   for await (const events of startJob(ctx, job)) applyEvents(choices, events, job.signal);
@@ -240,7 +240,7 @@ export function responseId(prefix: string): string {
 export function streamJob(
   c: Context<AppEnv>,
   ctx: InferenceContext,
-  job: { rows: JobRow[]; adapter: PreparedAdapter | null; signal: AbortSignal },
+  job: { rows: JobRow[]; model: ModelRef; signal: AbortSignal },
   shape: {
     chunks: (events: JobEvent[], choices: ChoiceState[]) => unknown[];
     final: (choices: ChoiceState[]) => unknown[];

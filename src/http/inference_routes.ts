@@ -116,7 +116,7 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
     if (body.logit_bias && Object.keys(body.logit_bias).length > 0) unsupported("logit_bias", "logit_bias");
     if (body.presence_penalty) unsupported("presence_penalty", "A non-zero presence_penalty");
     if (body.frequency_penalty) unsupported("frequency_penalty", "A non-zero frequency_penalty");
-    const adapter = await resolveModel(ctx, c.get("tenant"), body.model);
+    const model = await resolveModel(ctx, c.get("tenant"), body.model);
     const raw = body.prompt;
     const list: (string | number[])[] = typeof raw === "string"
       ? [raw]
@@ -162,7 +162,7 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
     });
     const id = responseId("cmpl");
     const now = Math.floor(Date.now() / 1000);
-    const job = { rows, adapter, signal: c.get("signal") };
+    const job = { rows, model, signal: c.get("signal") };
     const choice = (index: number, s: ChoiceState, text: string, full: boolean) => ({
       index,
       text,
@@ -212,7 +212,7 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
     if (body.logit_bias && Object.keys(body.logit_bias).length > 0) unsupported("logit_bias", "logit_bias");
     if (body.presence_penalty) unsupported("presence_penalty", "A non-zero presence_penalty");
     if (body.frequency_penalty) unsupported("frequency_penalty", "A non-zero frequency_penalty");
-    const adapter = await resolveModel(ctx, c.get("tenant"), body.model);
+    const model = await resolveModel(ctx, c.get("tenant"), body.model);
     const template = engine.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
     const messages = body.messages.map((m) => ({
       role: m.role === "developer" ? "system" : m.role,
@@ -249,7 +249,7 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
     });
     const id = responseId("chatcmpl");
     const now = Math.floor(Date.now() / 1000);
-    const job = { rows, adapter, signal: c.get("signal") };
+    const job = { rows, model, signal: c.get("signal") };
     const wantTop = body.top_logprobs != null;
     if (body.stream) {
       const includeUsage = body.stream_options?.include_usage === true;

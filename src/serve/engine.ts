@@ -68,12 +68,25 @@ export interface ServeEngineOptions {
 /** One row of a {@linkcode GenerationJob} (the engine assigns ids). */
 export type JobRow = Omit<RowRequest, "id">;
 
-/** A request's rows, all with the same adapter. */
+/**
+ * A model a request may use, as resolved by {@linkcode ServeEngine.resolveModel}: the base model, or a
+ * stored version of one of the tenant's adapters. It names the version; the engine keeps the tensors.
+ */
+export interface ModelRef {
+  /** The tenant that asked. */
+  tenant: string;
+  /** The model name as asked (the base model's id or an adapter name). */
+  name: string;
+  /** The adapter's stored version, or `null` for the base model. */
+  record: AdapterRecord | null;
+}
+
+/** A request's rows, all on the same model. */
 export interface GenerationJob {
   /** Rows (prompts × choices). */
   rows: JobRow[];
-  /** Their adapter, or `null` for the base model. */
-  adapter: PreparedAdapter | null;
+  /** The model (see {@linkcode ServeEngine.resolveModel}). */
+  model: ModelRef;
   /** Cancels the rows still running. */
   signal?: AbortSignal;
 }
@@ -90,6 +103,15 @@ export class EngineBusyError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "EngineBusyError";
+  }
+}
+
+/** Thrown by {@linkcode ServeEngine.resolveModel} when the tenant has no model of that name. */
+export class ModelNotFoundError extends Error {
+  /** @param message Why. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ModelNotFoundError";
   }
 }
 
@@ -115,6 +137,8 @@ interface Registration {
 interface QueuedJob {
   requests: RowRequest[];
   adapter: PreparedAdapter | null;
+  /** The adapter is resolved: the job may run. */
+  ready: boolean;
 }
 
 /** An adapter resolved for a request: the stored version and its prepared tensors. */
@@ -133,8 +157,8 @@ export interface ResolvedAdapter {
  * import { ServeEngine } from "./engine.ts";
  * import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
  * const engine = await ServeEngine.create({ model: "models/stories260K", store: new FolderAdapterStore("adapters") });
- * const resolved = await engine.adapter("acme", "story");
- * for await (const events of engine.generate({ rows: [{ promptIds: [1], maxTokens: 16, seed: 0, stop: [] }], adapter: resolved?.adapter ?? null })) {
+ * const model = await engine.resolveModel("acme", "story");
+ * for await (const events of engine.generate({ rows: [{ promptIds: [1], maxTokens: 16, seed: 0, stop: [] }], model })) {
  *   console.log(events.map((e) => e.text).join(""));
  * }
  * await engine.close();
@@ -290,6 +314,38 @@ export class ServeEngine {
   }
 
   /**
+   * Resolves the model a tenant asks for: the base model's id, or the name of one of its adapters (whose
+   * current version is loaded into the cache, so that a broken stored adapter fails here).
+   *
+   * @param tenant Tenant id.
+   * @param model The base model's id or an adapter name.
+   * @returns The model reference to pass to {@linkcode ServeEngine.generate}.
+   * @throws {ModelNotFoundError} When the tenant has no such model.
+   * @throws {InvalidAdapterError} When the stored files do not fit the model.
+   */
+  async resolveModel(tenant: string, model: string): Promise<ModelRef> {
+    if (model === this.modelId) return { tenant, name: model, record: null };
+    const resolved = await this.adapter(tenant, model);
+    if (!resolved) {
+      throw new ModelNotFoundError(`The model "${model}" does not exist or you do not have access to it`);
+    }
+    return { tenant, name: model, record: resolved.record };
+  }
+
+  /** The prepared tensors of a model reference (the version it names, or the current one if that is gone). */
+  async #prepared(model: ModelRef): Promise<PreparedAdapter | null> {
+    if (!model.record) return null;
+    try {
+      return await this.cache.get(model.record);
+    } catch (e) {
+      if (!(e instanceof AdapterVersionGoneError)) throw e;
+    }
+    const current = await this.adapter(model.tenant, model.name);
+    if (!current) throw new ModelNotFoundError(`The model "${model.name}" was deleted`);
+    return current.adapter;
+  }
+
+  /**
    * Starts the rows of a job and returns their events as each forward pass produces them. Ending the
    * iteration early (or aborting `signal`) cancels the rows still running; iterate the result to the end
    * or call its `return()`.
@@ -319,21 +375,31 @@ export class ServeEngine {
         },
       });
     });
-    this.#queue.push({ requests, adapter: job.adapter });
-    this.#pump();
-    return this.#stream(requests, inbox, state, job.signal);
+    const entry: QueuedJob = { requests, adapter: null, ready: false };
+    this.#queue.push(entry);
+    return this.#stream(entry, job.model, inbox, state, job.signal);
   }
 
   async *#stream(
-    requests: RowRequest[],
+    queued: QueuedJob,
+    model: ModelRef,
     inbox: JobEvent[][],
     state: { wake?: () => void },
     signal: AbortSignal | undefined,
   ): AsyncGenerator<JobEvent[]> {
+    const requests = queued.requests;
     const remaining = new Set(requests.map((r) => r.id));
     const onAbort = () => this.#cancel([...remaining]);
     signal?.addEventListener("abort", onAbort);
     try {
+      try {
+        queued.adapter = await this.#prepared(model);
+      } catch (e) {
+        this.#queue = this.#queue.filter((j) => j !== queued);
+        throw e;
+      }
+      queued.ready = true;
+      this.#pump();
       if (signal?.aborted) onAbort();
       while (remaining.size > 0) {
         if (inbox.length === 0) await new Promise<void>((resolve) => (state.wake = resolve));
@@ -385,14 +451,16 @@ export class ServeEngine {
 
   /** Hands queued jobs to the least-loaded runners that have room. */
   #pump(): void {
-    while (this.#queue.length > 0) {
+    for (;;) {
+      const at = this.#queue.findIndex((j) => j.ready); // jobs still resolving their adapter wait
+      if (at < 0) return;
       let best: Slot | undefined;
       for (const slot of this.#slots) {
         if (slot.outstanding.size >= this.maxBatch) continue;
         if (!best || slot.outstanding.size < best.outstanding.size) best = slot;
       }
       if (!best) return;
-      const job = this.#queue.shift()!;
+      const [job] = this.#queue.splice(at, 1);
       for (const r of job.requests) best.outstanding.add(r.id);
       best.runner.submit(job.requests, job.adapter);
     }

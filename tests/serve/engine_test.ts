@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
-import { EngineBusyError, EngineClosedError, type JobRow, ServeEngine } from "../../src/serve/engine.ts";
-import type { PreparedAdapter } from "../../src/serve/prepared_adapter.ts";
+import {
+  EngineBusyError,
+  EngineClosedError,
+  type JobRow,
+  ModelNotFoundError,
+  type ModelRef,
+  ServeEngine,
+} from "../../src/serve/engine.ts";
 import { FolderAdapterStore } from "../../src/store/folder_adapter_store.ts";
 import { requireStories260k } from "../_util/fixtures.ts";
 import { randomAdapterFiles, stories260kHf } from "./_fixtures.ts";
@@ -9,13 +15,9 @@ function row(maxTokens = 20): JobRow {
   return { promptIds: [1], maxTokens, seed: 0, stop: [], temperature: 0 };
 }
 
-async function tokensOf(
-  engine: ServeEngine,
-  adapter: PreparedAdapter | null,
-  maxTokens = 20,
-): Promise<number[]> {
+async function tokensOf(engine: ServeEngine, model: ModelRef, maxTokens = 20): Promise<number[]> {
   const tokens: number[] = [];
-  for await (const events of engine.generate({ rows: [row(maxTokens)], adapter })) {
+  for await (const events of engine.generate({ rows: [row(maxTokens)], model })) {
     for (const e of events) {
       assert.equal(e.error, undefined);
       if (e.tokenId !== undefined) tokens.push(e.tokenId);
@@ -41,17 +43,19 @@ Deno.test({
       const v1 = randomAdapterFiles(engine.config, { seed: 5, scale: 0.15 });
       const v2 = randomAdapterFiles(engine.config, { seed: 6, scale: 0.15 });
       await store.put("t", "a", v1);
-      const old = (await engine.adapter("t", "a"))!;
-      const oldAlone = await tokensOf(engine, old.adapter, 40);
+      const old = await engine.resolveModel("t", "a");
+      const base = await engine.resolveModel("t", engine.modelId);
+      assert.equal(base.record, null);
+      const oldAlone = await tokensOf(engine, old, 40);
       // start a long request on v1, replace the adapter while it runs
-      const stream = engine.generate({ rows: [row(40)], adapter: old.adapter });
+      const stream = engine.generate({ rows: [row(40)], model: old });
       const first = await stream.next();
       assert.equal(first.done, false);
       await store.put("t", "a", v2);
       engine.cache.invalidate("t", "a");
-      const fresh = (await engine.adapter("t", "a"))!;
-      assert.notEqual(fresh.record.version, old.record.version);
-      const newTokens = await tokensOf(engine, fresh.adapter, 40);
+      const fresh = await engine.resolveModel("t", "a");
+      assert.notEqual(fresh.record!.version, old.record!.version);
+      const newTokens = await tokensOf(engine, fresh, 40);
       const inFlight = first.value!.flatMap((e) => (e.tokenId === undefined ? [] : [e.tokenId]));
       for await (const events of stream) {
         for (const e of events) if (e.tokenId !== undefined) inFlight.push(e.tokenId);
@@ -60,14 +64,14 @@ Deno.test({
       assert.notDeepEqual(newTokens, oldAlone, "a new request uses v2");
       // too many waiting rows is a clear refusal, not a crash
       assert.throws(
-        () => engine.generate({ rows: Array.from({ length: 9 }, () => row()), adapter: null }),
+        () => engine.generate({ rows: Array.from({ length: 9 }, () => row()), model: base }),
         EngineBusyError,
       );
       // aborting a request cancels its rows
       const controller = new AbortController();
       const events = [];
       for await (
-        const batch of engine.generate({ rows: [row(300)], adapter: null, signal: controller.signal })
+        const batch of engine.generate({ rows: [row(300)], model: base, signal: controller.signal })
       ) {
         events.push(...batch);
         if (events.length === 3) controller.abort();
@@ -78,7 +82,10 @@ Deno.test({
       await engine.close();
       await Deno.remove(storeDir, { recursive: true });
     }
-    assert.throws(() => engine.generate({ rows: [row()], adapter: null }), EngineClosedError);
+    assert.throws(
+      () => engine.generate({ rows: [row()], model: { tenant: "t", name: "stories260K", record: null } }),
+      EngineClosedError,
+    );
   },
 });
 
@@ -106,24 +113,32 @@ Deno.test({
       await store.put("acme", "story", randomAdapterFiles(engine.config, { seed: 1, scale: 0.15 }));
       await store.put("beta", "story", randomAdapterFiles(engine.config, { seed: 2, rank: 4, scale: 0.15 }));
       assert.equal(await engine.adapter("acme", "missing"), undefined);
+      await assert.rejects(engine.resolveModel("acme", "missing"), ModelNotFoundError);
+      await assert.rejects(
+        engine.resolveModel("gamma", "story"),
+        ModelNotFoundError,
+        "tenants see only theirs",
+      );
       const acme = (await engine.adapter("acme", "story"))!;
       const beta = (await engine.adapter("beta", "story"))!;
+      const refs = [
+        await engine.resolveModel("acme", engine.modelId),
+        await engine.resolveModel("acme", "story"),
+        await engine.resolveModel("beta", "story"),
+      ];
       assert.notEqual(acme.adapter.key, beta.adapter.key, "tenants' adapters of the same name are distinct");
       assert.ok(beta.adapter.bytes <= 60_000 && acme.adapter.bytes + beta.adapter.bytes > 60_000);
       const alone = [
-        await tokensOf(engine, null),
-        await tokensOf(engine, acme.adapter),
-        await tokensOf(engine, beta.adapter),
+        await tokensOf(engine, refs[0]),
+        await tokensOf(engine, refs[1]),
+        await tokensOf(engine, refs[2]),
       ];
       assert.notDeepEqual(alone[1], alone[0]);
       assert.notDeepEqual(alone[2], alone[1]);
       // 12 concurrent requests over 2 workers × 4 rows: mixed batches, all rows as alone
       const jobs = Array.from({ length: 12 }, async (_, i) => {
         const which = i % 3;
-        const adapter = which === 0
-          ? null
-          : (await engine.adapter(which === 1 ? "acme" : "beta", "story"))!.adapter;
-        return { which, tokens: await tokensOf(engine, adapter) };
+        return { which, tokens: await tokensOf(engine, refs[which]) };
       });
       for (const { which, tokens } of await Promise.all(jobs)) assert.deepEqual(tokens, alone[which]);
       assert.ok(steps.some((s) => s.slots > 1), "some forward passes mixed adapters");
