@@ -11,7 +11,11 @@
  * fresh child process (`--measure SPEC`), because the number of wasm threads is fixed per process
  * (`WEIGHTLORA_WASM_THREADS`).
  *
- * Reference (DESIGN.md): llama2.c `run.c` decodes stories260K at ~6,000–7,100 tokens/s on this machine
+ * Before/after in the same process: a decode loop over the **standard** decode graph (the one generation
+ * used before the fused graphs: 288 ops per step on stories260K, one past/present tensor per layer) and the
+ * same loop over the **fused** graph, alternating rounds, batch as the row says, greedy argmax on the host.
+ *
+ * Reference (DESIGN.md): llama2.c `run.c` decodes stories260K at ~3,400–7,100 tokens/s on this machine
  * (one thread), and a random model of stories15M's shape at ~115 tokens/s (one core, -O3).
  *
  * @module
@@ -19,9 +23,13 @@
 
 import { convertLlama2c } from "../src/io/convert.ts";
 import { loadModelFolder } from "../src/io/model_folder.ts";
+import type { LlamaConfig } from "../src/models/config.ts";
 import { type GenerationTokenizer, LlamaGenerator } from "../src/models/generate.ts";
+import type { LlamaWeights } from "../src/models/llama.ts";
+import { buildLlamaFusedGraph, FUSED_CACHE, FUSED_INPUTS } from "../src/models/llama_fused.ts";
+import { buildLlamaInferenceGraph, kvCacheNames } from "../src/models/llama_inference.ts";
 import { randomLlamaWeights } from "../src/models/random_weights.ts";
-import { hasWebGpu } from "../src/runtime/mod.ts";
+import { hasWebGpu, hostTensor, OnnxSession, type OrtTensor } from "../src/runtime/mod.ts";
 import { markdownTable } from "./_table.ts";
 import { STORIES15M_SHAPE } from "./_models.ts";
 
@@ -107,6 +115,94 @@ async function measure(
   };
 }
 
+/** Decode tokens/s of a bare loop (greedy argmax on the host) over the standard or the fused graph. */
+async function rawLoops(
+  model: { config: LlamaConfig; weights: LlamaWeights },
+  options: { batch: number; steps: number; rounds: number },
+): Promise<{ standardOps: number; fusedOps: number; standardTokensPerS: number; fusedTokensPerS: number }> {
+  const { config } = model;
+  const { numHiddenLayers: layers, numKeyValueHeads: heads, headDim } = config;
+  const batch = options.batch;
+  const standardGraph = buildLlamaInferenceGraph(model, { kind: "decode", logits: "last" });
+  const fusedGraph = buildLlamaFusedGraph(model, { kind: "decode" });
+  const standard = await OnnxSession.create(standardGraph, { ep: "wasm" });
+  const fused = await OnnxSession.create(fusedGraph, { ep: "wasm" });
+  const fusedInputs = new Set(fused.inputNames);
+  const argmax = async (logits: OrtTensor) => {
+    const data = (await logits.getData()) as Float32Array;
+    const vocab = data.length / batch;
+    return Array.from({ length: batch }, (_, r) => {
+      let best = 0;
+      for (let i = 1; i < vocab; i++) if (data[r * vocab + i] > data[r * vocab + best]) best = i;
+      return best;
+    });
+  };
+  const ids = (tokens: number[]) => hostTensor(BigInt64Array.from(tokens, BigInt), [batch, 1]);
+  const runStandard = async (steps: number) => {
+    let past: OrtTensor[] = [];
+    for (let l = 0; l < 2 * layers; l++) {
+      past.push(hostTensor(new Float32Array(0), [batch, heads, 0, headDim]));
+    }
+    let tokens = new Array(batch).fill(1);
+    const t0 = performance.now();
+    for (let t = 0; t < steps; t++) {
+      const feeds: Record<string, OrtTensor> = {
+        input_ids: ids(tokens),
+        position_ids: hostTensor(new BigInt64Array(batch).fill(BigInt(t)), [batch, 1]),
+        attention_mask: hostTensor(new BigInt64Array(batch * (t + 1)).fill(1n), [batch, t + 1]),
+      };
+      for (let l = 0; l < layers; l++) {
+        const n = kvCacheNames(l);
+        feeds[n.pastKey] = past[2 * l];
+        feeds[n.pastValue] = past[2 * l + 1];
+      }
+      const out = await standard.run(feeds);
+      past = [];
+      for (let l = 0; l < layers; l++) past.push(out[kvCacheNames(l).key], out[kvCacheNames(l).value]);
+      tokens = await argmax(out.logits);
+    }
+    return (steps * batch) / ((performance.now() - t0) / 1000);
+  };
+  const runFused = async (steps: number) => {
+    let past = hostTensor(new Float32Array(0), [2 * layers * batch, heads, 0, headDim]);
+    let tokens = new Array(batch).fill(1);
+    const t0 = performance.now();
+    for (let t = 0; t < steps; t++) {
+      const feeds: Record<string, OrtTensor> = {
+        input_ids: ids(tokens),
+        [FUSED_INPUTS.seqlensK]: hostTensor(new Int32Array(batch).fill(t), [batch]),
+        [FUSED_INPUTS.totalSequenceLength]: hostTensor(new Int32Array([t + 1]), []),
+        [FUSED_INPUTS.logitsIndex]: hostTensor(BigInt64Array.from({ length: batch }, (_, r) => BigInt(r)), [
+          batch,
+        ]),
+        [FUSED_CACHE.past]: past,
+      };
+      if (fusedInputs.has(FUSED_INPUTS.positionIds)) {
+        feeds[FUSED_INPUTS.positionIds] = hostTensor(new BigInt64Array(batch).fill(BigInt(t)), [batch, 1]);
+      }
+      const out = await fused.run(feeds);
+      past = out[FUSED_CACHE.present];
+      tokens = await argmax(out.logits);
+    }
+    return (steps * batch) / ((performance.now() - t0) / 1000);
+  };
+  await runStandard(16);
+  await runFused(16);
+  const a: number[] = [], b: number[] = [];
+  for (let r = 0; r < options.rounds; r++) {
+    a.push(await runStandard(options.steps));
+    b.push(await runFused(options.steps));
+  }
+  await standard.release();
+  await fused.release();
+  return {
+    standardOps: standardGraph.graph.nodes.length,
+    fusedOps: fusedGraph.graph.nodes.length,
+    standardTokensPerS: median(a),
+    fusedTokensPerS: median(b),
+  };
+}
+
 /** One configuration to measure, in its own process (wasm threads are fixed per process). */
 interface Spec {
   model: "stories260K" | "stories15M";
@@ -117,21 +213,21 @@ interface Spec {
 
 const SPECS: Spec[] = [
   { model: "stories260K", ep: "wasm", batch: 1, threads: 1 },
-  { model: "stories260K", ep: "wasm", batch: 4, threads: 1 },
+  { model: "stories260K", ep: "wasm", batch: 8, threads: 1 },
   { model: "stories260K", ep: "webgpu", batch: 1, threads: 1 },
   { model: "stories15M", ep: "wasm", batch: 1, threads: 1 },
   { model: "stories15M", ep: "wasm", batch: 1, threads: 2 },
 ];
 
+/** Figures of one spec: the generator's, and the bare standard/fused loops' (wasm only). */
+type Measured = Row & { threads: number; raw?: Awaited<ReturnType<typeof rawLoops>> };
+
 /** Measures one spec in this process and prints its row as JSON. */
-async function measureSpec(spec: Spec): Promise<Row & { threads: number }> {
+async function measureSpec(spec: Spec): Promise<Measured> {
   if (spec.model === "stories15M") {
+    const weights = randomLlamaWeights(STORIES15M_SHAPE, { seed: 1 });
     const generator = await LlamaGenerator.create(
-      {
-        config: STORIES15M_SHAPE,
-        weights: randomLlamaWeights(STORIES15M_SHAPE, { seed: 1 }),
-        tokenizer: IDS_ONLY,
-      },
+      { config: STORIES15M_SHAPE, weights, tokenizer: IDS_ONLY },
       { ep: spec.ep },
     );
     try {
@@ -140,14 +236,20 @@ async function measureSpec(spec: Spec): Promise<Row & { threads: number }> {
         decode: 128,
         repeats: 3,
       });
-      return { ...row, threads: spec.threads };
+      const raw = await rawLoops({ config: STORIES15M_SHAPE, weights }, {
+        batch: spec.batch,
+        steps: 64,
+        rounds: 3,
+      });
+      return { ...row, threads: spec.threads, raw };
     } finally {
       await generator.release();
     }
   }
   const { dir, cleanup } = await stories260K();
   try {
-    const generator = await LlamaGenerator.create(await loadModelFolder(dir), { ep: spec.ep });
+    const folder = await loadModelFolder(dir);
+    const generator = await LlamaGenerator.create(folder, { ep: spec.ep });
     try {
       const gpu = spec.ep === "webgpu";
       const row = await measure(generator, { model: "stories260K", batch: spec.batch }, {
@@ -155,7 +257,8 @@ async function measureSpec(spec: Spec): Promise<Row & { threads: number }> {
         decode: gpu ? 64 : 256,
         repeats: gpu ? 3 : 5,
       });
-      return { ...row, threads: spec.threads };
+      const raw = gpu ? undefined : await rawLoops(folder, { batch: spec.batch, steps: 256, rounds: 5 });
+      return { ...row, threads: spec.threads, raw };
     } finally {
       await generator.release();
     }
@@ -165,7 +268,7 @@ async function measureSpec(spec: Spec): Promise<Row & { threads: number }> {
 }
 
 async function report(): Promise<void> {
-  const rows: (Row & { threads: number })[] = [];
+  const rows: Measured[] = [];
   const gpu = await hasWebGpu();
   for (const spec of SPECS) {
     if (spec.ep === "webgpu" && !gpu) {
@@ -226,6 +329,29 @@ async function report(): Promise<void> {
     new URL("results/models.json", import.meta.url),
     JSON.stringify(json, null, 2) + "\n",
   );
+  console.log("\n## Decode loop before/after: standard graph vs fused graph (same process, alternating)\n");
+  console.log(markdownTable(
+    [
+      "model",
+      "wasm threads",
+      "batch",
+      "ops/step standard",
+      "ops/step fused",
+      "standard tok/s",
+      "fused tok/s",
+      "fused / standard",
+    ],
+    rows.filter((r) => r.raw).map((r) => [
+      r.model,
+      String(r.threads),
+      r.batch,
+      r.raw!.standardOps,
+      r.raw!.fusedOps,
+      r.raw!.standardTokensPerS,
+      r.raw!.fusedTokensPerS,
+      r.raw!.fusedTokensPerS / r.raw!.standardTokensPerS,
+    ]),
+  ));
   console.log("\nwrote bench/results/models.json");
 }
 
