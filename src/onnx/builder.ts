@@ -79,6 +79,8 @@ export interface NodeOptions {
   name?: string;
   /** Output value names (fresh names when omitted). */
   outputNames?: string[];
+  /** Operator domain (`"com.microsoft"` for onnxruntime's contrib ops); the default ONNX domain when omitted. */
+  domain?: string;
 }
 
 /** Options for {@linkcode GraphBuilder.toModel}. */
@@ -421,7 +423,7 @@ export class GraphBuilder {
   }
 
   /**
-   * Adds a node of any default-domain op and infers its outputs.
+   * Adds a node of any op (default domain, or `options.domain`) and infers its outputs.
    *
    * @param opType Operator name.
    * @param inputs Inputs in order; `undefined` or `""` for an omitted optional input.
@@ -445,7 +447,9 @@ export class GraphBuilder {
     const count = options.outputNames?.length ?? options.outputs ?? 1;
     const outputs = options.outputNames ??
       Array.from({ length: count }, (_, i) => this.freshName(`${opType}_out${i}`));
-    return this.#addNode({ opType, name, inputs: names, outputs, attributes });
+    const node: Node = { opType, name, inputs: names, outputs, attributes };
+    if (options.domain) node.domain = options.domain;
+    return this.#addNode(node);
   }
 
   #addNode(node: Node): Value[] {

@@ -154,6 +154,54 @@ const matmul: Rule = (_node, inputs, fail) => {
   return [{ dtype: inputs[0].type!.dtype, shape: out }];
 };
 
+/**
+ * onnxruntime's `com.microsoft` MatMulNBits: `A [..., K]` times a weight `[K, N]` stored blockwise
+ * quantized as `B` uint8 `[N, ceil(K / block_size), block_size · bits / 8]`, `scales` (A's dtype,
+ * `N · k_blocks` elements), optional `zero_points` (uint8 packed `N · ceil(k_blocks · bits / 8)`, or A's
+ * dtype `N · k_blocks`) and optional `bias [N]` → `[..., N]`.
+ */
+const matMulNBits: Rule = (node, inputs, fail) => {
+  const a = shapeOf(inputs[0], "A", fail);
+  const b = shapeOf(inputs[1], "B", fail);
+  const dtype = inputs[0].type!.dtype;
+  const k = attrInt(node, "K", 0), n = attrInt(node, "N", 0);
+  const bits = attrInt(node, "bits", 4), blockSize = attrInt(node, "block_size", 0);
+  if (k < 1 || n < 1) fail(`attributes K (${k}) and N (${n}) must be positive`);
+  if (bits < 2 || bits > 8) fail(`attribute bits is ${bits}, expected 2 to 8`);
+  if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
+    fail(`attribute block_size is ${blockSize}, expected a power of 2 ≥ 16`);
+  }
+  if (a.length === 0) fail("A must have rank ≥ 1");
+  const inner = a[a.length - 1];
+  if (typeof inner === "number" && inner !== k) fail(`A ${formatShape(a)} has ${inner} features, K is ${k}`);
+  const kBlocks = Math.ceil(k / blockSize), blob = (blockSize * bits) / 8;
+  if (inputs[1].type!.dtype !== "uint8") fail(`B is ${inputs[1].type!.dtype}, expected uint8`);
+  if (b.length !== 3 || b[0] !== n || b[1] !== kBlocks || b[2] !== blob) {
+    fail(`B is ${formatShape(b)}, expected [${n}, ${kBlocks}, ${blob}] (N, k_blocks, blob_size)`);
+  }
+  const count = (info: InputInfo, what: string) => dimProduct(shapeOf(info, what, fail));
+  if (inputs[2]?.type?.dtype !== dtype) fail(`scales are ${inputs[2]?.type?.dtype}, expected ${dtype} (A's)`);
+  if (count(inputs[2], "scales") !== n * kBlocks) {
+    fail(`scales ${formatShape(inputs[2].type!.shape)} do not hold N · k_blocks = ${n * kBlocks} values`);
+  }
+  const zp = inputs[3];
+  if (zp?.type) {
+    const packed = zp.type.dtype === "uint8";
+    const want = packed ? n * Math.ceil((kBlocks * bits) / 8) : n * kBlocks;
+    if (!packed && zp.type.dtype !== dtype) {
+      fail(`zero_points are ${zp.type.dtype}, expected uint8 or ${dtype}`);
+    }
+    if (count(zp, "zero_points") !== want) {
+      fail(`zero_points ${formatShape(zp.type.shape)} do not hold ${want} ${zp.type.dtype} values`);
+    }
+  }
+  const bias = inputs[5];
+  if (bias?.type && (bias.type.dtype !== dtype || count(bias, "bias") !== n)) {
+    fail(`bias is ${bias.type.dtype}${formatShape(bias.type.shape)}, expected ${dtype}[${n}]`);
+  }
+  return [{ dtype, shape: [...a.slice(0, -1), n] }];
+};
+
 const gemm: Rule = (node, inputs, fail) => {
   const a = shapeOf(inputs[0], "A", fail);
   const b = shapeOf(inputs[1], "B", fail);
@@ -609,7 +657,10 @@ const gatherElements: Rule = (_node, inputs, fail) => [
 
 const boolOut = broadcastRule("bool");
 
-/** The shape-inference rule of every op the builder can emit (ONNX default domain, opset 17/18). */
+/**
+ * The shape-inference rule of every op the builder can emit: ONNX default domain (opset 17/18), plus the
+ * onnxruntime contrib ops listed in {@linkcode OP_DOMAINS}.
+ */
 export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   // elementwise, same type as input 0
   Identity: same,
@@ -665,6 +716,7 @@ export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   MatMul: matmul,
   Gemm: gemm,
   Einsum: einsum,
+  MatMulNBits: matMulNBits,
   // reductions
   ReduceSum: reduceRule(),
   ReduceMean: reduceRule(),
@@ -703,6 +755,9 @@ export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   SoftmaxCrossEntropyLoss: softmaxCrossEntropy,
 };
 
+/** The ops of {@linkcode SHAPE_RULES} that live outside the default domain, with their domain. */
+export const OP_DOMAINS: Readonly<Record<string, string>> = { MatMulNBits: "com.microsoft" };
+
 /**
  * Infers the output types of one node.
  *
@@ -715,7 +770,10 @@ export function inferNode(node: Node, inputs: InputInfo[]): TensorType[] {
   const fail = (message: string): never => {
     throw new ShapeError(node, message);
   };
-  if (node.domain) fail(`domain "${node.domain}" is not supported by shape inference`);
+  const domain = node.domain ?? "";
+  if (domain !== (Object.hasOwn(OP_DOMAINS, node.opType) ? OP_DOMAINS[node.opType] : "")) {
+    fail(`domain "${domain}" is not supported by shape inference for this op`);
+  }
   const rule = SHAPE_RULES[node.opType] ?? fail("no shape-inference rule for this op");
   for (const [i, name] of node.inputs.entries()) {
     if (name !== "" && !inputs[i]?.type) fail(`input "${name}" is not defined before this node`);
