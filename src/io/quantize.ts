@@ -162,7 +162,7 @@ export function quantizeNBits(
       if (!symmetric) {
         raw[b] = (hi - lo) / levels;
         lows![b] = lo;
-      } else raw[b] = bits === 8 ? amax / 127 : m / -8;
+      } else raw[b] = amax === 0 ? 0 : bits === 8 ? amax / 127 : m / -8;
     }
   }
   const scales = toF16Precision(raw, !symmetric);
