@@ -79,7 +79,9 @@ interface SpeedRow {
 function bytesOf(config: LlamaConfig, weights: LlamaWeights): { total: number; linear: number } {
   let total = 0, linear = 0;
   for (const [name, t] of weights) {
-    const stored = name.endsWith(".scales") && t.dtype === "float32" ? t.data.byteLength / 2 : t.data.byteLength;
+    const stored = name.endsWith(".scales") && t.dtype === "float32"
+      ? t.data.byteLength / 2
+      : t.data.byteLength;
     total += stored;
     const isLinear = /_proj\.(weight|qweight|scales|qzeros)$/.test(name) ||
       (!config.tieWordEmbeddings && name.startsWith("lm_head."));
@@ -154,7 +156,8 @@ async function quality(): Promise<QualityRow[]> {
     } finally {
       await generator.release();
     }
-    const encode = (texts: readonly string[]) => texts.map((t) => model.tokenizer.encode(t, { addBos: true }));
+    const encode = (texts: readonly string[]) =>
+      texts.map((t) => model.tokenizer.encode(t, { addBos: true }));
     const heldout = encode(HELDOUT_STORIES), samples = encode(sampled);
     const rows: QualityRow[] = [];
     for (const variant of QUALITY_VARIANTS) {
@@ -265,7 +268,10 @@ function tables(json: { quality: QualityRow[]; speed: SpeedRow[]; load: string }
       json.speed[0]?.decodeTokens
     } tokens (load average ${json.load})`,
     "",
-    markdownTable(["variant", "weight bytes", "decode tok/s (median)", "vs f32 (median of per-round ratios)"], s),
+    markdownTable(
+      ["variant", "weight bytes", "decode tok/s (median)", "vs f32 (median of per-round ratios)"],
+      s,
+    ),
   ].join("\n");
 }
 

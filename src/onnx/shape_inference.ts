@@ -657,10 +657,7 @@ const gatherElements: Rule = (_node, inputs, fail) => [
 
 const boolOut = broadcastRule("bool");
 
-/**
- * The shape-inference rule of every op the builder can emit: ONNX default domain (opset 17/18), plus the
- * onnxruntime contrib ops listed in {@linkcode OP_DOMAINS}.
- */
+/** The shape-inference rule of every op the builder can emit (ONNX default domain, opset 17/18). */
 export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   // elementwise, same type as input 0
   Identity: same,
@@ -716,7 +713,6 @@ export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   MatMul: matmul,
   Gemm: gemm,
   Einsum: einsum,
-  MatMulNBits: matMulNBits,
   // reductions
   ReduceSum: reduceRule(),
   ReduceMean: reduceRule(),
@@ -755,8 +751,16 @@ export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   SoftmaxCrossEntropyLoss: softmaxCrossEntropy,
 };
 
-/** The ops of {@linkcode SHAPE_RULES} that live outside the default domain, with their domain. */
-export const OP_DOMAINS: Readonly<Record<string, string>> = { MatMulNBits: "com.microsoft" };
+/** Shape-inference rules of onnxruntime's contrib ops (domain `com.microsoft`, version 1) the builder emits. */
+export const CONTRIB_SHAPE_RULES: Readonly<Record<string, Rule>> = {
+  MatMulNBits: matMulNBits,
+};
+
+/** The rule tables by node domain (`""` is the default ONNX domain). */
+const RULES_BY_DOMAIN: Readonly<Record<string, Readonly<Record<string, Rule>>>> = {
+  "": SHAPE_RULES,
+  "com.microsoft": CONTRIB_SHAPE_RULES,
+};
 
 /**
  * Infers the output types of one node.
@@ -771,10 +775,14 @@ export function inferNode(node: Node, inputs: InputInfo[]): TensorType[] {
     throw new ShapeError(node, message);
   };
   const domain = node.domain ?? "";
-  if (domain !== (Object.hasOwn(OP_DOMAINS, node.opType) ? OP_DOMAINS[node.opType] : "")) {
-    fail(`domain "${domain}" is not supported by shape inference for this op`);
-  }
-  const rule = SHAPE_RULES[node.opType] ?? fail("no shape-inference rule for this op");
+  const rules = Object.hasOwn(RULES_BY_DOMAIN, domain)
+    ? RULES_BY_DOMAIN[domain]
+    : fail(`domain "${domain}" is not supported by shape inference`);
+  const rule = Object.hasOwn(rules, node.opType) ? rules[node.opType] : fail(
+    domain
+      ? `domain "${domain}" has no shape-inference rule for this op`
+      : "no shape-inference rule for this op",
+  );
   for (const [i, name] of node.inputs.entries()) {
     if (name !== "" && !inputs[i]?.type) fail(`input "${name}" is not defined before this node`);
   }
