@@ -8,8 +8,9 @@
  *   inference graph (prefill, every position's logits), so quantized variants run MatMulNBits as served.
  *   Weight bytes are the tensor bytes of the model folder (quantization scales stored as F16).
  * - Decode tokens/s of a random-weight model of stories15M's shape (dim 288, 6 layers, vocab 32000; tied
- *   embeddings, so the classifier stays float32) in float32, int8 and int4, wasm, one generator per variant,
- *   measured A/B alternating in rounds; ratios against float32 from the same rounds.
+ *   embeddings, so the classifier stays float32) in float32, int8 and int4, on wasm and (when an adapter
+ *   exists) WebGPU, one generator per variant, measured A/B alternating in rounds; ratios against float32
+ *   from the same rounds.
  *
  *     deno task bench quant          # or: deno run -A bench/quant_bench.ts --write
  *
@@ -27,6 +28,7 @@ import { type GenerationTokenizer, LlamaGenerator } from "../src/models/generate
 import type { LlamaWeights } from "../src/models/llama.ts";
 import { buildLlamaInferenceGraph } from "../src/models/llama_inference.ts";
 import { randomLlamaWeights } from "../src/models/random_weights.ts";
+import { hasWebGpu } from "../src/runtime/execution_provider.ts";
 import { ort } from "../src/runtime/ort.ts";
 import { OnnxSession } from "../src/runtime/session.ts";
 import { type Cell, markdownTable } from "./_table.ts";
@@ -67,6 +69,7 @@ interface QualityRow {
 
 /** A speed row. */
 interface SpeedRow {
+  ep: string;
   variant: string;
   weightBytes: number;
   decodeTokensPerS: number;
@@ -192,7 +195,9 @@ const IDS_ONLY: GenerationTokenizer = {
   createStreamDecoder: () => ({ push: () => "", flush: () => "" }),
 };
 
-async function speed(options: { rounds: number; decode: number }): Promise<SpeedRow[]> {
+async function speed(
+  options: { ep: "wasm" | "webgpu"; rounds: number; decode: number },
+): Promise<SpeedRow[]> {
   const weights = randomLlamaWeights(STORIES15M_SHAPE, { seed: 1 });
   const base = { config: STORIES15M_SHAPE, weights };
   const variants: Variant[] = [
@@ -204,7 +209,7 @@ async function speed(options: { rounds: number; decode: number }): Promise<Speed
   try {
     for (const variant of variants) {
       const m = variant.quantization ? quantizeModelWeights(base, variant.quantization) : base;
-      const generator = await LlamaGenerator.create({ ...m, tokenizer: IDS_ONLY }, { ep: "wasm" });
+      const generator = await LlamaGenerator.create({ ...m, tokenizer: IDS_ONLY }, { ep: options.ep });
       await generator.generate([[1]], { maxTokens: 4, temperature: 0, eosTokenIds: [] }); // warm-up
       generators.push({ variant, generator, bytes: bytesOf(m.config, m.weights).total, perStep: [] });
     }
@@ -224,6 +229,7 @@ async function speed(options: { rounds: number; decode: number }): Promise<Speed
   // the ratio is the median of per-round ratios (each round's variants ran side by side)
   const f32 = generators[0].perStep;
   return generators.map((g) => ({
+    ep: options.ep,
     variant: g.variant.label,
     weightBytes: g.bytes,
     decodeTokensPerS: 1000 / median(g.perStep),
@@ -246,6 +252,8 @@ function tables(json: { quality: QualityRow[]; speed: SpeedRow[]; load: string }
     pct(r.sampledPerplexity, f32.sampledPerplexity),
   ]);
   const s: Cell[][] = json.speed.map((r) => [
+    r.ep,
+    `${r.rounds} × ${r.decodeTokens}`,
     r.variant,
     r.weightBytes,
     r.decodeTokensPerS,
@@ -264,21 +272,25 @@ function tables(json: { quality: QualityRow[]; speed: SpeedRow[]; load: string }
       "vs f32",
     ], q),
     "",
-    `stories15M shape (random weights), wasm decode, ${json.speed[0]?.rounds} A/B rounds of ${
-      json.speed[0]?.decodeTokens
-    } tokens (load average ${json.load})`,
+    `stories15M shape (random weights), decode at batch 1, A/B rounds (load average ${json.load}; WebGPU here is lavapipe, a CPU renderer)`,
     "",
-    markdownTable(
-      ["variant", "weight bytes", "decode tok/s (median)", "vs f32 (median of per-round ratios)"],
-      s,
-    ),
+    markdownTable([
+      "ep",
+      "rounds × tokens",
+      "variant",
+      "weight bytes",
+      "decode tok/s (median)",
+      "vs f32 (median of per-round ratios)",
+    ], s),
   ].join("\n");
 }
 
 async function main(): Promise<void> {
   const write = Deno.args.includes("--write");
   const qualityRows = await quality();
-  const speedRows = await speed({ rounds: 5, decode: 48 });
+  const speedRows = await speed({ ep: "wasm", rounds: 5, decode: 48 });
+  if (await hasWebGpu()) speedRows.push(...await speed({ ep: "webgpu", rounds: 3, decode: 16 }));
+  else console.error("no WebGPU adapter: skipping the WebGPU decode rows");
   const load = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
   const f32 = qualityRows[0];
   const sideBySide: SideBySideEntry[] = [];
@@ -293,11 +305,11 @@ async function main(): Promise<void> {
       higherIsBetter: false,
     });
   }
-  for (const r of speedRows.slice(1)) {
-    const base = speedRows[0];
+  for (const r of speedRows.filter((x) => x.variant !== "f32")) {
+    const base = speedRows.find((x) => x.ep === r.ep && x.variant === "f32")!;
     sideBySide.push({
       area: "quantization",
-      metric: `stories15M shape ${r.variant}: decode tokens/s (wasm)`,
+      metric: `stories15M shape ${r.variant}: decode tokens/s (${r.ep})`,
       value: base.decodeTokensPerS * r.ratioToF32,
       baseline: "f32, same rounds",
       baselineValue: base.decodeTokensPerS,
