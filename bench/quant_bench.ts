@@ -14,6 +14,9 @@
  *
  *     deno task bench quant          # or: deno run -A bench/quant_bench.ts --write
  *
+ * - Per op on wasm: one `[1, K] × [K, N]` product as float32 MatMul, MatMulNBits (8/4-bit) and
+ *   DynamicQuantizeMatMul (per-channel int8), to show where quantized decode time goes on wasm.
+ *
  * Prints Markdown tables; with `--write` also writes `bench/results/quant.json` and `bench/results/quant.md`
  * (the tables, generated from the JSON).
  *
@@ -24,6 +27,10 @@ import { convertLlama2c } from "../src/io/convert.ts";
 import { loadModelFolder, type ModelFolder } from "../src/io/model_folder.ts";
 import { quantizeModelWeights } from "../src/io/quantized_weights.ts";
 import type { LlamaConfig, QuantizationConfig } from "../src/models/config.ts";
+import { attr } from "../src/onnx/builder.ts";
+import { modelFromGraph } from "../src/onnx/model.ts";
+import type { Model, Node, TensorData } from "../src/onnx/types.ts";
+import { quantizeNBits } from "../src/io/quantize.ts";
 import { type GenerationTokenizer, LlamaGenerator } from "../src/models/generate.ts";
 import type { LlamaWeights } from "../src/models/llama.ts";
 import { buildLlamaInferenceGraph } from "../src/models/llama_inference.ts";
@@ -225,7 +232,6 @@ async function speed(
   } finally {
     for (const g of generators) await g.generator.release();
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   // the ratio is the median of per-round ratios (each round's variants ran side by side)
   const f32 = generators[0].perStep;
   return generators.map((g) => ({
@@ -239,7 +245,134 @@ async function speed(
   }));
 }
 
-function tables(json: { quality: QualityRow[]; speed: SpeedRow[]; load: string }): string {
+/** One per-op row: a `[1, K] × [K, N]` product in one form. */
+interface OpRow {
+  shape: string;
+  form: string;
+  microsPerProduct: number;
+  ratioToF32: number;
+}
+
+/**
+ * Why quantized decode is slow on wasm: one `[1, K] × [K, N]` product as float32 MatMul, MatMulNBits (8 and
+ * 4 bits) and DynamicQuantizeMatMul (per-channel int8, MLAS's integer GEMM), each a graph of 8 independent
+ * products (so weights do not stay in cache), run A/B alternating on wasm.
+ */
+async function perOp(options: { rounds: number; runs: number }): Promise<OpRow[]> {
+  const shapes: [number, number][] = [[288, 768], [1024, 1024]];
+  const products = 8;
+  const rows: OpRow[] = [];
+  for (const [k, n] of shapes) {
+    let seed = 7;
+    const next = () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed / 2 ** 32 - 0.5;
+    };
+    const w = Float32Array.from({ length: n * k }, next);
+    const forms: Record<string, Model> = {};
+    const graph = (nodes: Node[], initializers: TensorData[]): Model =>
+      modelFromGraph({
+        name: "per_op",
+        nodes: [...nodes, {
+          opType: "Concat",
+          name: "concat",
+          inputs: nodes.map((x) => x.outputs[0]),
+          outputs: ["y"],
+          attributes: { axis: attr.int(1) },
+        }],
+        inputs: [{ name: "a", type: { dtype: "float32", shape: [1, k] } }],
+        outputs: [{ name: "y", type: { dtype: "float32", shape: [1, n * products] } }],
+        initializers,
+        valueInfo: [],
+      });
+    const tensor = (name: string, dtype: TensorData["dtype"], dims: number[], data: ArrayBufferView) => ({
+      name,
+      dtype,
+      dims,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
+    const wt = new Float32Array(k * n);
+    for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) wt[i * n + o] = w[o * k + i];
+    const ids = Array.from({ length: products }, (_, p) => p);
+    forms["f32 MatMul"] = graph(
+      ids.map((p) => ({
+        opType: "MatMul",
+        name: `m${p}`,
+        inputs: ["a", `w${p}`],
+        outputs: [`y${p}`],
+        attributes: {},
+      })),
+      ids.map((p) => tensor(`w${p}`, "float32", [k, n], wt)),
+    );
+    for (const bits of [8, 4] as const) {
+      const q = quantizeNBits(w, { rows: n, cols: k }, { bits, blockSize: 32, symmetric: bits === 8 });
+      const kBlocks = Math.ceil(k / 32);
+      forms[`MatMulNBits ${bits}-bit`] = graph(
+        ids.map((p) => ({
+          opType: "MatMulNBits",
+          domain: "com.microsoft",
+          name: `q${p}`,
+          inputs: ["a", `b${p}`, `s${p}`],
+          outputs: [`y${p}`],
+          attributes: { K: attr.int(k), N: attr.int(n), bits: attr.int(bits), block_size: attr.int(32) },
+        })),
+        ids.flatMap((p) => [
+          tensor(`b${p}`, "uint8", [n, kBlocks, 4 * bits], q.qweight),
+          tensor(`s${p}`, "float32", [n, kBlocks], q.scales),
+        ]),
+      );
+    }
+    const int8 = Int8Array.from(wt, (v) => Math.round(v * 254));
+    forms["DynamicQuantizeMatMul int8"] = graph(
+      ids.map((p) => ({
+        opType: "DynamicQuantizeMatMul",
+        domain: "com.microsoft",
+        name: `d${p}`,
+        inputs: ["a", `i${p}`, `c${p}`],
+        outputs: [`y${p}`],
+        attributes: {},
+      })),
+      ids.flatMap((p) => [
+        tensor(`i${p}`, "int8", [k, n], int8),
+        tensor(`c${p}`, "float32", [n], new Float32Array(n).fill(1 / 254)),
+      ]),
+    );
+    const sessions = new Map<string, OnnxSession>();
+    try {
+      for (const [form, model] of Object.entries(forms)) {
+        sessions.set(form, await OnnxSession.create(model, { ep: "wasm" }));
+      }
+      const a = { a: new ort.Tensor("float32", Float32Array.from({ length: k }, next), [1, k]) };
+      const times = new Map<string, number[]>([...sessions.keys()].map((f) => [f, []]));
+      for (let r = 0; r < options.rounds; r++) {
+        for (const [form, session] of sessions) {
+          await session.run(a);
+          const t0 = performance.now();
+          for (let i = 0; i < options.runs; i++) await session.run(a);
+          times.get(form)!.push(((performance.now() - t0) * 1000) / (options.runs * products));
+        }
+      }
+      const f32 = times.get("f32 MatMul")!;
+      for (const [form, t] of times) {
+        rows.push({
+          shape: `[1, ${k}] × [${k}, ${n}]`,
+          form,
+          microsPerProduct: median(t),
+          ratioToF32: median(t.map((x, r) => x / f32[r])),
+        });
+      }
+    } finally {
+      for (const session of sessions.values()) await session.release();
+    }
+  }
+  return rows;
+}
+
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
+
+function tables(json: { quality: QualityRow[]; speed: SpeedRow[]; perOp: OpRow[]; load: string }): string {
   const f32 = json.quality.find((r) => r.bits === 32)!;
   const pct = (x: number, ref: number) => `${x >= ref ? "+" : ""}${((x / ref - 1) * 100).toFixed(1)}%`;
   const q: Cell[][] = json.quality.map((r) => [
@@ -282,6 +415,13 @@ function tables(json: { quality: QualityRow[]; speed: SpeedRow[]; load: string }
       "decode tok/s (median)",
       "vs f32 (median of per-round ratios)",
     ], s),
+    "",
+    "One `[1, K] × [K, N]` product on wasm (8 independent products per graph, A/B rounds): onnxruntime-web 1.30's wasm build has no n-bit kernels, so MatMulNBits dequantizes the whole weight on every call",
+    "",
+    markdownTable(
+      ["product", "form", "µs per product (median)", "vs f32 MatMul"],
+      json.perOp.map((r) => [r.shape, r.form, r.microsPerProduct, `${r.ratioToF32.toFixed(2)}×`]),
+    ),
   ].join("\n");
 }
 
@@ -289,6 +429,7 @@ async function main(): Promise<void> {
   const write = Deno.args.includes("--write");
   const qualityRows = await quality();
   const speedRows = await speed({ ep: "wasm", rounds: 5, decode: 48 });
+  const opRows = await perOp({ rounds: 5, runs: 10 });
   if (await hasWebGpu()) speedRows.push(...await speed({ ep: "webgpu", rounds: 3, decode: 16 }));
   else console.error("no WebGPU adapter: skipping the WebGPU decode rows");
   const load = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
@@ -317,7 +458,14 @@ async function main(): Promise<void> {
       higherIsBetter: true,
     });
   }
-  const json = { date: new Date().toISOString(), load, quality: qualityRows, speed: speedRows, sideBySide };
+  const json = {
+    date: new Date().toISOString(),
+    load,
+    quality: qualityRows,
+    speed: speedRows,
+    perOp: opRows,
+    sideBySide,
+  };
   const text = tables(json);
   console.log(text);
   if (write) {
