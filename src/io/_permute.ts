@@ -11,17 +11,20 @@
  * does with `w.view(heads, headDim/2, 2, cols).transpose(1, 2).reshape(heads * headDim, cols)`:
  * HF row `h*headDim + i*headDim/2 + j` is Meta row `h*headDim + 2j + i`.
  *
- * Works on bytes, so any 4-byte element type is permuted exactly.
+ * Works on bytes, so any 4-byte element type is permuted exactly; `rowBytes` (default `cols · 4`) permutes
+ * rows of any other layout (a quantized weight's packed rows, its per-row scales).
  */
 export function permuteRowsForRotateHalf(
   bytes: Uint8Array,
-  shape: { heads: number; headDim: number; cols: number },
+  shape: { heads: number; headDim: number; cols: number; rowBytes?: number },
 ): Uint8Array {
   const { heads, headDim, cols } = shape;
-  const rowBytes = cols * 4;
+  const rowBytes = shape.rowBytes ?? cols * 4;
   if (bytes.byteLength !== heads * headDim * rowBytes) {
     throw new RangeError(
-      `Cannot permute q/k rows: ${bytes.byteLength} bytes do not hold [${heads * headDim}, ${cols}] float32`,
+      `Cannot permute q/k rows: ${bytes.byteLength} bytes do not hold ${
+        heads * headDim
+      } rows of ${rowBytes} bytes`,
     );
   }
   const out = new Uint8Array(bytes.byteLength);

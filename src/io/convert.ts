@@ -1,16 +1,46 @@
 /**
  * Converters to Hugging Face model folders: {@linkcode convertLlama2c} (a llama2.c checkpoint and
- * `tokenizer.bin`) and {@linkcode convertGguf} (a `llama` GGUF file with F32/F16/BF16 tensors).
- * Both write the folder atomically and give byte-identical `model.safetensors` for the same weights.
+ * `tokenizer.bin`) and {@linkcode convertGguf} (a `llama` GGUF file with F32/F16/BF16 tensors, or Q8_0/Q4_0
+ * linear layers). Both write the folder atomically and give byte-identical `model.safetensors` for the same
+ * weights; with `quantization`, linear weights are stored blockwise-quantized (`quantized_weights.ts`).
  *
  * @module
  */
 
+import type { LlamaConfig, QuantizationConfig } from "../models/config.ts";
+import type { TensorData } from "../onnx/types.ts";
 import { parseGguf } from "./gguf.ts";
+import { f32ToF16, float32Values } from "./half.ts";
+import { llamaWeightShapes } from "./llama_weights.ts";
+import { nbitsLayout } from "./quantize.ts";
+import { quantizeModelWeights } from "./quantized_weights.ts";
 import { ggufToHf } from "./gguf_llama.ts";
 import { parseLlama2cCheckpoint, parseLlama2cTokenizer } from "./llama2c.ts";
 import { sentencePieceTokenizerConfig, sentencePieceTokenizerJson } from "./sentencepiece_bpe.ts";
 import { writeModelFolder } from "./write_model_folder.ts";
+
+/** Named quantization presets of `deno task convert --quantize`. */
+export type QuantizePreset = "int8" | "int4";
+
+/**
+ * The quantization of a preset: `int8` is symmetric 8-bit (llama.cpp `Q8_0` style), `int4` asymmetric
+ * 4-bit (a zero point per block), both with 32 weights per block unless `blockSize` says otherwise.
+ *
+ * @param preset `int8` or `int4`.
+ * @param blockSize Weights per block (a power of two ≥ 16).
+ * @returns Bits, block size and symmetry.
+ * @throws {RangeError} On another preset or block size.
+ */
+export function quantizationPreset(preset: string, blockSize = 32): QuantizationConfig {
+  if (preset !== "int8" && preset !== "int4") {
+    throw new RangeError(`Unknown quantization ${JSON.stringify(preset)}: use int8 or int4`);
+  }
+  const config: QuantizationConfig = preset === "int8"
+    ? { bits: 8, blockSize, symmetric: true }
+    : { bits: 4, blockSize, symmetric: false };
+  nbitsLayout(blockSize, config);
+  return config;
+}
 
 /** Options of {@linkcode convertLlama2c}. */
 export interface ConvertLlama2cOptions {
@@ -22,6 +52,8 @@ export interface ConvertLlama2cOptions {
   out: string;
   /** Replace a non-empty destination. @default false */
   force?: boolean;
+  /** Quantize the linear weights (see {@linkcode quantizationPreset}). @default float32 */
+  quantization?: QuantizationConfig;
 }
 
 /** Options of {@linkcode convertGguf}. */
@@ -32,6 +64,11 @@ export interface ConvertGgufOptions {
   out: string;
   /** Replace a non-empty destination. @default false */
   force?: boolean;
+  /**
+   * Quantize the linear weights of a float GGUF file; a file whose linear layers are `Q8_0`/`Q4_0` keeps
+   * them as they are (and refuses this option). @default as stored
+   */
+  quantization?: QuantizationConfig;
 }
 
 /** A summary of a conversion. */
@@ -42,6 +79,10 @@ export interface ConversionSummary {
   tensors: number;
   /** Number of parameters written. */
   parameters: number;
+  /** Bytes of tensor data written (quantized weights count their codes, scales and zero points). */
+  weightBytes: number;
+  /** The quantization of the linear weights, when quantized. */
+  quantization?: QuantizationConfig;
 }
 
 /** Reads a file with an error that names it. */
@@ -79,15 +120,18 @@ export async function convertLlama2c(options: ConvertLlama2cOptions): Promise<Co
     file: options.tokenizer,
     vocabSize: checkpoint.config.vocabSize,
   });
+  const model = options.quantization
+    ? quantizeModelWeights(checkpoint, options.quantization)
+    : { config: checkpoint.config, weights: checkpoint.weights };
   await writeModelFolder(options.out, {
-    config: checkpoint.config,
-    weights: checkpoint.weights.values(),
+    config: model.config,
+    weights: storedTensors(model.weights),
     tokenizerJson: sentencePieceTokenizerJson(vocab),
     tokenizerConfig: sentencePieceTokenizerConfig(vocab, {
       modelMaxLength: checkpoint.config.maxPositionEmbeddings,
     }),
   }, { force: options.force });
-  return summary(options.out, checkpoint.weights);
+  return summary(options.out, model);
 }
 
 /**
@@ -108,21 +152,45 @@ export async function convertLlama2c(options: ConvertLlama2cOptions): Promise<Co
 export async function convertGguf(options: ConvertGgufOptions): Promise<ConversionSummary> {
   const gguf = parseGguf(await readInput(options.model, "GGUF file"), { file: options.model });
   const converted = ggufToHf(gguf, { file: options.model });
+  if (options.quantization && converted.config.quantization) {
+    throw new Error(
+      `Cannot convert GGUF file ${options.model} with quantization: its linear layers are already quantized (${converted.config.quantization.bits}-bit); convert it without --quantize`,
+    );
+  }
+  const model = options.quantization
+    ? quantizeModelWeights(converted, options.quantization)
+    : { config: converted.config, weights: converted.weights };
   await writeModelFolder(options.out, {
-    config: converted.config,
-    weights: converted.weights.values(),
+    config: model.config,
+    weights: storedTensors(model.weights),
     tokenizerJson: sentencePieceTokenizerJson(converted.vocab),
     tokenizerConfig: sentencePieceTokenizerConfig(converted.vocab, {
       modelMaxLength: converted.config.maxPositionEmbeddings,
       chatTemplate: converted.chatTemplate,
     }),
   }, { force: options.force });
-  return summary(options.out, converted.weights);
+  return summary(options.out, model);
 }
 
-/** Counts tensors and parameters. */
-function summary(out: string, weights: Map<string, { data: Uint8Array }>): ConversionSummary {
+/** The tensors as the folder stores them: quantization scales as F16 (they are float16-exact). */
+function* storedTensors(weights: ReadonlyMap<string, TensorData>): Iterable<TensorData> {
+  for (const t of weights.values()) {
+    if (t.name.endsWith(".scales") && t.dtype === "float32") {
+      yield { ...t, dtype: "float16", data: f32ToF16(float32Values(t)) };
+    } else yield t;
+  }
+}
+
+/** Counts tensors, parameters and stored bytes. */
+function summary(
+  out: string,
+  model: { config: LlamaConfig; weights: ReadonlyMap<string, TensorData> },
+): ConversionSummary {
   let parameters = 0;
-  for (const t of weights.values()) parameters += t.data.byteLength / 4;
-  return { out, tensors: weights.size, parameters };
+  for (const dims of llamaWeightShapes(model.config).values()) parameters += dims.reduce((a, d) => a * d, 1);
+  let weightBytes = 0;
+  for (const t of storedTensors(model.weights)) weightBytes += t.data.byteLength;
+  const result: ConversionSummary = { out, tensors: model.weights.size, parameters, weightBytes };
+  if (model.config.quantization) result.quantization = model.config.quantization;
+  return result;
 }

@@ -1,6 +1,6 @@
 /**
  * A GGUF reader (versions 1–3, little-endian): metadata key/values including arrays, tensor infos, and
- * zero-copy views of F32, F16 and BF16 tensor data.
+ * zero-copy views of F32, F16 and BF16 tensor data and of `Q8_0`/`Q4_0` block data.
  *
  * Layout: magic `GGUF`, version u32, tensor count and KV count (u32 in v1, u64 after), the KVs
  * (string key, u32 value type, value; strings and arrays carry u32 lengths in v1, u64 after), the
@@ -56,6 +56,15 @@ const READABLE_TYPES: Readonly<Record<number, { dtype: "float32" | "float16" | "
     30: { dtype: "bfloat16", bytes: 2 },
   };
 
+/**
+ * The block-quantized types whose data this reader exposes (raw blocks, see `gguf_blocks.ts`): 32 values
+ * per block along the innermost axis, `Q8_0` = f16 scale + 32 int8, `Q4_0` = f16 scale + 16 bytes of nibbles.
+ */
+export const GGUF_BLOCK_TYPES: Readonly<Record<number, { blockSize: number; bytes: number }>> = {
+  2: { blockSize: 32, bytes: 18 },
+  8: { blockSize: 32, bytes: 34 },
+};
+
 /** One tensor of a GGUF file. */
 export interface GgufTensor {
   /** Tensor name (e.g. `blk.0.attn_q.weight`). */
@@ -72,7 +81,7 @@ export interface GgufTensor {
   offset: number;
   /** Element type, for the readable types (F32, F16, BF16). */
   dtype?: "float32" | "float16" | "bfloat16";
-  /** The tensor bytes (a view into the file), for the readable types only. */
+  /** The tensor bytes (a view into the file), for the readable types and `Q8_0`/`Q4_0` (raw blocks). */
   data?: Uint8Array;
 }
 
@@ -233,8 +242,8 @@ function readValue(c: Cursor, type: number, what: string, file: string): GgufVal
 }
 
 /**
- * Parses a GGUF file. Tensor data of F32/F16/BF16 tensors are zero-copy views; other types are listed
- * (name, type, dims) without data.
+ * Parses a GGUF file. Tensor data of F32/F16/BF16 and Q8_0/Q4_0 tensors are zero-copy views; other types
+ * are listed (name, type, dims) without data.
  *
  * @param bytes The whole file.
  * @param options File name for errors.
@@ -316,8 +325,17 @@ export function parseGguf(bytes: Uint8Array, options: ParseGgufOptions = {}): Gg
       throw new Error(`Cannot read GGUF file ${file}: tensor "${t.name}" appears twice`);
     }
     const readable = READABLE_TYPES[t.type];
-    if (readable !== undefined) {
-      const n = t.ne.reduce((a, b) => a * b, 1) * readable.bytes;
+    const blocks = GGUF_BLOCK_TYPES[t.type];
+    if (blocks !== undefined && (t.ne[0] ?? 0) % blocks.blockSize !== 0) {
+      throw new Error(
+        `Cannot read GGUF file ${file}: tensor "${t.name}" (${t.typeName}) has ${
+          t.ne[0]
+        } values per row, not a multiple of its block size ${blocks.blockSize}`,
+      );
+    }
+    if (readable !== undefined || blocks !== undefined) {
+      const count = t.ne.reduce((a, b) => a * b, 1);
+      const n = readable !== undefined ? count * readable.bytes : (count / blocks.blockSize) * blocks.bytes;
       const begin = dataStart + t.offset;
       if (t.offset % alignment !== 0 || begin + n > bytes.byteLength) {
         throw new Error(
@@ -328,7 +346,7 @@ export function parseGguf(bytes: Uint8Array, options: ParseGgufOptions = {}): Gg
           }`,
         );
       }
-      t.dtype = readable.dtype;
+      if (readable !== undefined) t.dtype = readable.dtype;
       t.data = bytes.subarray(begin, begin + n);
     }
     tensors.set(t.name, t);

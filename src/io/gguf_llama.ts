@@ -1,7 +1,9 @@
 /**
  * A `llama`-architecture GGUF file converted to Hugging Face names and layout: config from `llama.*`
  * metadata, float32 weights (F16/BF16 widened), q/k rows permuted to rotate-half, and the SentencePiece
- * vocabulary from `tokenizer.ggml.*`.
+ * vocabulary from `tokenizer.ggml.*`. Linear layers stored as `Q8_0` or `Q4_0` become MatMulNBits tensors
+ * (`X.qweight`, `X.scales`; 8 or 4 bits, block 32, symmetric) with the same codes and scales, and the
+ * config gets `quantization`; a `Q8_0`/`Q4_0` token embedding is dequantized (embeddings stay float).
  *
  * llama.cpp keeps q/k of `llama` models in Meta's interleaved-RoPE row order (its converter permutes
  * Hugging Face checkpoints back into it; `llama.tensor_data_layout` says "Meta AI original pth" for files
@@ -13,7 +15,10 @@
 import type { LlamaConfig, RopeScaling } from "../models/config.ts";
 import type { TensorData } from "../onnx/types.ts";
 import { permuteRowsForRotateHalf } from "./_permute.ts";
-import { type GgufFile, ggufMetadata, type GgufTensor } from "./gguf.ts";
+import { GGUF_BLOCK_TYPES, type GgufFile, ggufMetadata, type GgufTensor } from "./gguf.ts";
+import { GGML_Q8_0, ggufBlocksToNBits } from "./gguf_blocks.ts";
+import { dequantizeNBits } from "./quantize.ts";
+import { nbitsTensors, quantizableLinears } from "./quantized_weights.ts";
 import { toFloat32Tensor } from "./half.ts";
 import type { ConvertedCheckpoint } from "./llama2c.ts";
 import { llamaWeightShapes } from "./llama_weights.ts";
@@ -57,9 +62,11 @@ function shortestFloat32(x: number): number {
  *
  * @param gguf The parsed file.
  * @param options File name for errors.
- * @returns Config, weights (float32, Hugging Face names, {@linkcode llamaWeightShapes} order) and vocabulary.
+ * @returns Config, weights (float32 or, for Q8_0/Q4_0 linear layers, MatMulNBits tensors; Hugging Face
+ *   names, {@linkcode llamaWeightShapes} order) and vocabulary.
  * @throws {Error} On another architecture or tokenizer model, missing metadata, a missing tensor, a
- *   tensor of an unsupported type (naming the tensor and the type) or a shape that does not match.
+ *   tensor of an unsupported type (naming the tensor and the type), linear layers of both Q8_0 and Q4_0,
+ *   or a shape that does not match.
  *
  * @example
  * ```ts ignore
@@ -121,11 +128,12 @@ export function ggufToHf(gguf: GgufFile, options: GgufToHfOptions = {}): Convert
   const scaling = readRopeScaling(gguf, file);
   if (scaling !== undefined) config.ropeScaling = scaling;
 
-  const tensor = (name: string, dims: number[]): Uint8Array => {
+  const tensorInfo = (name: string): GgufTensor => {
     const t = gguf.tensors.get(name);
     if (t === undefined) throw new Error(`Cannot convert GGUF file ${file}: tensor "${name}" is missing`);
-    return float32Bytes(t, dims, file);
+    return t;
   };
+  const tensor = (name: string, dims: number[]): Uint8Array => float32Bytes(tensorInfo(name), dims, file);
   const embed = tensor("token_embd.weight", [vocabSize, hiddenSize]);
   const output = gguf.tensors.has("output.weight")
     ? tensor("output.weight", [vocabSize, hiddenSize])
@@ -144,22 +152,61 @@ export function ggufToHf(gguf: GgufFile, options: GgufToHfOptions = {}): Convert
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
   };
+  const linears = quantizableLinears(config);
   const weights = new Map<string, TensorData>();
+  let quantizedBy: GgufTensor | undefined; // the first Q8_0/Q4_0 linear: every other one must match its type
   for (const [name, dims] of shapes) {
     let data: Uint8Array;
+    const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
+    const source = name === "lm_head.weight"
+      ? "output.weight"
+      : m
+      ? `blk.${m[1]}.${sources[m[2]]}`
+      : undefined;
+    const module = name.slice(0, -".weight".length);
+    const info = source === undefined ? undefined : tensorInfo(source);
+    const rotary = m?.[2] === "self_attn.q_proj.weight"
+      ? numAttentionHeads
+      : m?.[2] === "self_attn.k_proj.weight"
+      ? numKeyValueHeads
+      : undefined;
+    if (info !== undefined && linears.has(module) && GGUF_BLOCK_TYPES[info.type] !== undefined) {
+      checkDims(info, dims, file);
+      if (quantizedBy !== undefined && quantizedBy.type !== info.type) {
+        throw new Error(
+          `Cannot convert GGUF file ${file}: tensor "${info.name}" is ${info.typeName} but "${quantizedBy.name}" is ${quantizedBy.typeName}; one quantized type per model is supported`,
+        );
+      }
+      quantizedBy ??= info;
+      const q = ggufBlocksToNBits(info.type, info.data!, { rows: dims[0], cols: dims[1] });
+      if (rotary !== undefined) {
+        const rows = { heads: rotary, headDim, cols: hiddenSize };
+        q.qweight = permuteRowsForRotateHalf(q.qweight, {
+          ...rows,
+          rowBytes: q.qweight.byteLength / dims[0],
+        });
+        const scales = permuteRowsForRotateHalf(new Uint8Array(q.scales.buffer), {
+          ...rows,
+          rowBytes: q.scales.byteLength / dims[0],
+        });
+        q.scales = new Float32Array(scales.buffer);
+      }
+      for (const t of nbitsTensors(module, q)) weights.set(t.name, t);
+      continue;
+    }
     if (name === "model.embed_tokens.weight") data = embed;
     else if (name === "model.norm.weight") data = tensor("output_norm.weight", dims);
     else if (name === "lm_head.weight") data = output!;
     else {
-      const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name)!;
-      data = tensor(`blk.${m[1]}.${sources[m[2]]}`, dims);
-      if (m[2] === "self_attn.q_proj.weight") {
-        data = permuteRowsForRotateHalf(data, { heads: numAttentionHeads, headDim, cols: hiddenSize });
-      } else if (m[2] === "self_attn.k_proj.weight") {
-        data = permuteRowsForRotateHalf(data, { heads: numKeyValueHeads, headDim, cols: hiddenSize });
+      data = float32Bytes(info!, dims, file);
+      if (rotary !== undefined) {
+        data = permuteRowsForRotateHalf(data, { heads: rotary, headDim, cols: hiddenSize });
       }
     }
     weights.set(name, { name, dtype: "float32", dims, data });
+  }
+  if (quantizedBy !== undefined) {
+    config.quantization = { bits: quantizedBy.type === GGML_Q8_0 ? 8 : 4, blockSize: 32, symmetric: true };
   }
   const chat = gguf.metadata.get("tokenizer.chat_template");
   const result: ConvertedGguf = { config, weights, vocab: readVocab(gguf, file) };
@@ -188,17 +235,26 @@ function readRopeScaling(gguf: GgufFile, file: string): RopeScaling | undefined 
   );
 }
 
-/** A tensor's bytes as float32, checked against the expected row-major dims. */
-function float32Bytes(t: GgufTensor, dims: number[], file: string): Uint8Array {
-  if (t.data === undefined || t.dtype === undefined) {
-    throw new Error(
-      `Cannot convert GGUF file ${file}: tensor "${t.name}" has type ${t.typeName}; only F32, F16 and BF16 tensors are supported`,
-    );
-  }
+/** Checks a tensor's row-major dims. */
+function checkDims(t: GgufTensor, dims: number[], file: string): void {
   if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
     throw new Error(
       `Cannot convert GGUF file ${file}: tensor "${t.name}" has shape [${t.dims}], expected [${dims}]`,
     );
+  }
+}
+
+/** A tensor's bytes as float32 (Q8_0/Q4_0 blocks dequantized), checked against the expected row-major dims. */
+function float32Bytes(t: GgufTensor, dims: number[], file: string): Uint8Array {
+  if (t.data === undefined) {
+    throw new Error(
+      `Cannot convert GGUF file ${file}: tensor "${t.name}" has type ${t.typeName}; only F32, F16, BF16, Q8_0 and Q4_0 tensors are supported`,
+    );
+  }
+  checkDims(t, dims, file);
+  if (t.dtype === undefined) {
+    const values = dequantizeNBits(ggufBlocksToNBits(t.type, t.data, { rows: dims[0], cols: dims[1] }));
+    return new Uint8Array(values.buffer);
   }
   const f32 = toFloat32Tensor({ name: t.name, dtype: t.dtype, dims: t.dims, data: t.data });
   return f32.data;

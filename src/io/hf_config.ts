@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { LlamaConfig, RopeScaling } from "../models/config.ts";
+import type { LlamaConfig, QuantizationConfig, RopeScaling } from "../models/config.ts";
 
 const ARCHITECTURES: Record<string, LlamaConfig["architecture"]> = {
   LlamaForCausalLM: "llama",
@@ -37,13 +37,46 @@ export interface ParseHfConfigOptions {
   generationConfig?: Record<string, unknown>;
 }
 
+/** The `quant_method` of folders written by `deno task convert --quantize` (onnxruntime MatMulNBits layout). */
+export const MATMUL_NBITS_QUANT_METHOD = "matmul_nbits";
+
+/** `quantization_config`: only this toolkit's MatMulNBits layout (`quant_method: "matmul_nbits"`). */
+function readQuantization(
+  value: unknown,
+  fail: (field: string, value: unknown, why: string) => never,
+): QuantizationConfig | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "object" || Array.isArray(value)) {
+    return fail("quantization_config", value, "expected an object or null");
+  }
+  const q = value as Record<string, unknown>;
+  if (q.quant_method !== MATMUL_NBITS_QUANT_METHOD) {
+    return fail(
+      "quantization_config.quant_method",
+      q.quant_method,
+      `only "${MATMUL_NBITS_QUANT_METHOD}" (deno task convert --quantize) is supported; other quantized checkpoints (GPTQ, AWQ, bitsandbytes) are not`,
+    );
+  }
+  if (q.bits !== 4 && q.bits !== 8) return fail("quantization_config.bits", q.bits, "expected 4 or 8");
+  const blockSize = q.group_size;
+  if (
+    typeof blockSize !== "number" || !Number.isInteger(blockSize) || blockSize < 16 ||
+    (blockSize & (blockSize - 1)) !== 0
+  ) {
+    return fail("quantization_config.group_size", blockSize, "expected a power of two ≥ 16");
+  }
+  if (typeof q.sym !== "boolean") return fail("quantization_config.sym", q.sym, "expected true or false");
+  return { bits: q.bits, blockSize, symmetric: q.sym };
+}
+
 /**
  * Parses a Hugging Face `config.json` object into a {@linkcode LlamaConfig}.
  *
  * Reads `num_key_value_heads` (GQA; default: `num_attention_heads`), `head_dim` (default
  * hidden / heads), `rope_theta` (or `rope_parameters.rope_theta`), `rope_scaling` (`llama3`, `linear`;
  * `default` or null mean none), `rms_norm_eps`, `tie_word_embeddings`, `max_position_embeddings`,
- * `bos_token_id` and `eos_token_id` (a number or a list). Qwen2 gets q/k/v biases. A Mistral
+ * `bos_token_id` and `eos_token_id` (a number or a list), and `quantization_config` of the
+ * `"matmul_nbits"` method (bits, `group_size`, `sym`). Qwen2 gets q/k/v biases. A Mistral
  * `sliding_window` shorter than `max_position_embeddings` lowers `maxPositionEmbeddings` to the window,
  * so that full attention is exact for every accepted length.
  *
@@ -92,9 +125,7 @@ export function parseHfConfig(json: unknown, options: ParseHfConfigOptions = {})
 
   const hiddenAct = c.hidden_act ?? c.hidden_activation ?? "silu";
   if (hiddenAct !== "silu") fail("hidden_act", hiddenAct, 'only "silu" (SwiGLU) is supported');
-  if (c.quantization_config !== undefined && c.quantization_config !== null) {
-    fail("quantization_config", c.quantization_config, "quantized checkpoints are not supported");
-  }
+  const quantization = readQuantization(c.quantization_config, fail);
   if (c.mlp_bias === true) fail("mlp_bias", c.mlp_bias, "MLP biases are not supported");
   if (architecture !== "qwen2" && c.attention_bias === true) {
     fail(
@@ -194,6 +225,7 @@ export function parseHfConfig(json: unknown, options: ParseHfConfigOptions = {})
   };
   if (ropeScaling !== undefined) config.ropeScaling = ropeScaling;
   if (bosTokenId !== undefined) config.bosTokenId = bosTokenId;
+  if (quantization !== undefined) config.quantization = quantization;
   return config;
 }
 
@@ -333,6 +365,16 @@ export function llamaConfigToHf(config: LlamaConfig): Record<string, unknown> {
   if (config.architecture === "llama") {
     out.attention_bias = false;
     out.mlp_bias = false;
+  }
+  if (config.quantization !== undefined) {
+    out.quantization_config = {
+      quant_method: MATMUL_NBITS_QUANT_METHOD,
+      bits: config.quantization.bits,
+      group_size: config.quantization.blockSize,
+      sym: config.quantization.symmetric,
+      format: "onnxruntime MatMulNBits: X.qweight uint8 [out, in / group_size, group_size * bits / 8], " +
+        "X.scales [out, in / group_size], X.qzeros uint8 (asymmetric only)",
+    };
   }
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

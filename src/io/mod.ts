@@ -1,6 +1,7 @@
 /**
  * Model files: safetensors (single and sharded), Hugging Face `config.json` and model folders,
- * hub downloads, tokenizers and chat templates, and the llama2.c and GGUF converters.
+ * hub downloads, tokenizers and chat templates, the llama2.c and GGUF converters, and blockwise weight
+ * quantization (MatMulNBits layout).
  *
  * @example
  * ```ts ignore
@@ -25,5 +26,8 @@ export * from "./sentencepiece_bpe.ts";
 export * from "./llama2c.ts";
 export * from "./gguf.ts";
 export * from "./gguf_llama.ts";
+export * from "./gguf_blocks.ts";
+export * from "./quantize.ts";
+export * from "./quantized_weights.ts";
 export * from "./write_model_folder.ts";
 export * from "./convert.ts";

@@ -13,6 +13,7 @@ import { baseName, exists, joinPath, readJsonFile } from "./_fs.ts";
 import { toFloat32Tensor } from "./half.ts";
 import { parseHfConfig } from "./hf_config.ts";
 import { llamaWeightShapes } from "./llama_weights.ts";
+import { nbitsTensorNames, nbitsTensors, quantizableLinears, readNBitsWeight } from "./quantized_weights.ts";
 import { readSafetensors } from "./safetensors.ts";
 import { readSafetensorsIndex, readShardedSafetensors } from "./sharded_safetensors.ts";
 import { loadTokenizer, readTokenizerConfig, type Tokenizer } from "./tokenizer.ts";
@@ -43,6 +44,8 @@ export interface ModelFolder {
    * Every tensor of {@linkcode llamaWeightShapes}(config), by Hugging Face name
    * (`model.layers.0.self_attn.q_proj.weight`, `[out, in]`), float32 (F16/BF16 widened on load).
    * `lm_head.weight` is absent when `config.tieWordEmbeddings` (use `model.embed_tokens.weight`).
+   * In a quantized folder (`config.quantization`), a quantized linear layer `X` has `X.qweight`, `X.scales`
+   * (float32) and, when asymmetric, `X.qzeros` instead of `X.weight` (see `quantized_weights.ts`).
    */
   weights: Map<string, TensorData>;
   /** The tokenizer (BOS/EOS ids agree with `config`). */
@@ -76,7 +79,8 @@ export interface LoadModelFolderOptions {
  * @returns Config, float32 weights, tokenizer, chat template and generation defaults.
  * @throws {Error} When a file is missing or malformed, the architecture or an option is unsupported,
  *   or a tensor the config implies is missing, has another shape (naming file, tensor and both shapes)
- *   or a non-float dtype.
+ *   or a non-float dtype; for a quantized layer, when its tensors disagree with the config's bits and
+ *   block size, or the config has no `quantization_config`.
  *
  * @example
  * ```ts ignore
@@ -154,7 +158,36 @@ async function loadWeights(
   }
   const expected = llamaWeightShapes(config);
   const weights = new Map<string, TensorData>();
+  const linears = quantizableLinears(config);
+  const consumed = new Set<string>();
   for (const [name, dims] of expected) {
+    const module = name.slice(0, -".weight".length);
+    const names = nbitsTensorNames(module);
+    if (name.endsWith(".weight") && linears.has(module) && tensors.has(names.qweight)) {
+      if (config.quantization === undefined) {
+        throw new Error(
+          `Cannot load model folder ${root}: tensor "${names.qweight}" in ${
+            fileOf(names.qweight)
+          } is quantized, but config.json has no quantization_config`,
+        );
+      }
+      if (tensors.has(name)) {
+        throw new Error(
+          `Cannot load model folder ${root}: both "${name}" and "${names.qweight}" are in the checkpoint; keep one`,
+        );
+      }
+      const q = readNBitsWeight(tensors, module, {
+        outFeatures: dims[0],
+        inFeatures: dims[1],
+        quantization: config.quantization,
+        context: `Cannot load model folder ${root} (${fileOf(names.qweight)})`,
+      })!;
+      for (const t of nbitsTensors(module, q)) {
+        weights.set(t.name, t);
+        consumed.add(t.name);
+      }
+      continue;
+    }
     const t = tensors.get(name);
     if (t === undefined) {
       throw new Error(
@@ -179,7 +212,7 @@ async function loadWeights(
   }
   const unusedTensors: string[] = [];
   for (const name of tensors.keys()) {
-    if (expected.has(name)) continue;
+    if (expected.has(name) || consumed.has(name)) continue;
     const layer = /^model\.layers\.(\d+)\./.exec(name);
     if (layer !== null && Number(layer[1]) >= config.numHiddenLayers) {
       throw new Error(

@@ -16,6 +16,20 @@ export type RopeScaling =
     originalMaxPositionEmbeddings: number;
   };
 
+/**
+ * Blockwise-quantized linear weights (`config.json` `quantization_config` with `quant_method`
+ * `"matmul_nbits"`): each quantized layer `X` stores `X.qweight`, `X.scales` and, when asymmetric,
+ * `X.qzeros` in onnxruntime's MatMulNBits layout instead of `X.weight`.
+ */
+export interface QuantizationConfig {
+  /** Bits per weight. */
+  bits: 4 | 8;
+  /** Weights per block along the input axis (`group_size`): a power of two ≥ 16. */
+  blockSize: number;
+  /** No zero points (the implicit zero point is 2^(bits−1)). */
+  symmetric: boolean;
+}
+
 /** A Llama-family decoder's shape. Weights use Hugging Face names (`model.layers.0.self_attn.q_proj.weight`). */
 export interface LlamaConfig {
   /** Hugging Face architecture family. */
@@ -50,4 +64,6 @@ export interface LlamaConfig {
   bosTokenId?: number;
   /** End-of-sequence token ids. */
   eosTokenIds: number[];
+  /** Set when linear weights are stored blockwise-quantized (see {@linkcode QuantizationConfig}). */
+  quantization?: QuantizationConfig;
 }

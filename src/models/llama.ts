@@ -13,11 +13,14 @@
 import { attr, type GraphBuilder, type Value } from "../onnx/builder.ts";
 import type { TensorData } from "../onnx/types.ts";
 import type { LlamaConfig } from "./config.ts";
-import { type AdapterHook, adapterSite, linear, type LlamaModule } from "./sites.ts";
+import { type AdapterHook, adapterSite, linear, type LlamaModule, projectionMatMul } from "./sites.ts";
 import { applyRope, ropeInverseFrequencies, ropeTables } from "./rope.ts";
 import { WeightLoader } from "./_weights.ts";
 
-/** Model weights by Hugging Face name (`model.layers.0.self_attn.q_proj.weight`), float32. */
+/**
+ * Model weights by Hugging Face name (`model.layers.0.self_attn.q_proj.weight`), float32; a quantized
+ * model (`config.quantization`) has `X.qweight`/`X.scales`/`X.qzeros` in place of linear `X.weight`.
+ */
 export type LlamaWeights = ReadonlyMap<string, TensorData>;
 
 /** One layer's key/value cache, `[batch, numKeyValueHeads, positions, headDim]` each. */
@@ -87,7 +90,7 @@ export function llamaForward(
   options: LlamaForwardOptions = {},
 ): LlamaForwardResult {
   const { config } = model;
-  const w = new WeightLoader(b, model.weights);
+  const w = new WeightLoader(b, model.weights, { quantization: config.quantization });
   const dim = config.hiddenSize;
   const headDim = config.headDim;
   const nHeads = config.numAttentionHeads;
@@ -129,7 +132,7 @@ export function llamaForward(
     const site = (module: LlamaModule) => adapterSite(config, l, module);
     const proj = (module: LlamaModule, input: Value, biasName?: string) => {
       const s = site(module);
-      const weight = w.transposed(`${s.name}.weight`, s.outFeatures, s.inFeatures);
+      const weight = w.projection([s.name], [s.outFeatures], s.inFeatures);
       const bias = biasName ? w.plain(`${s.name}.${biasName}`, [s.outFeatures]) : undefined;
       return linear(b, s, input, weight, { bias, adapter: options.adapter });
     };
@@ -208,7 +211,9 @@ export function llamaForward(
         outputNames,
       })[0];
     }
-    return b.node("MatMul", [x, w.transposed("lm_head.weight", vocab, dim)], {}, { outputNames })[0];
+    return projectionMatMul(b, x, w.projection(["lm_head"], [vocab], dim), {
+      outputName: options.names?.logits,
+    });
   });
   return { logits, present };
 }

@@ -36,8 +36,14 @@ import type { LlamaConfig } from "./config.ts";
 import type { LlamaWeights } from "./llama.ts";
 import { loraInputAdapter } from "./lora_inputs.ts";
 import { applyRope, ropeInverseFrequencies, type RopeTables, ropeTables } from "./rope.ts";
-import { type AdapterHook, type AdapterSite, adapterSite, type LlamaModule } from "./sites.ts";
-import { WeightLoader } from "./_weights.ts";
+import {
+  type AdapterHook,
+  type AdapterSite,
+  adapterSite,
+  type LlamaModule,
+  projectionMatMul,
+} from "./sites.ts";
+import { type ProjectionWeight, WeightLoader } from "./_weights.ts";
 
 /** The onnxruntime contrib-op domain. */
 const MS = "com.microsoft";
@@ -236,7 +242,7 @@ function fusedForward(
   inputs: FusedForwardInputs,
 ): { logits: Value; present: { key: Value; value: Value }[] } {
   const { config } = model;
-  const w = new WeightLoader(b, model.weights);
+  const w = new WeightLoader(b, model.weights, { quantization: config.quantization });
   const dim = config.hiddenSize;
   const nHeads = config.numAttentionHeads;
   const nKvHeads = config.numKeyValueHeads;
@@ -276,7 +282,7 @@ function fusedForward(
       // q, k, v in one MatMul (Qwen2 adds biases); split only where an adapter attaches
       const qkvSites = [qSite, kSite, vSite];
       let qkv = b.withScope("self_attn.qkv_proj", () => {
-        const out = b.matmul(xn, fusedWeight(b, w, model.weights, qkvSites));
+        const out = projectionMatMul(b, xn, projection(w, qkvSites));
         if (!config.attentionBias) return out;
         return b.add(out, fusedBias(b, model.weights, qkvSites));
       });
@@ -322,7 +328,7 @@ function fusedForward(
       present.push(attention.present);
 
       // output projection, then residual add + FFN RMSNorm in one node
-      const oProj = b.withScope(oSite.name, () => b.matmul(attention.out, projWeight(w, oSite)));
+      const oProj = b.withScope(oSite.name, () => projectionMatMul(b, attention.out, projection(w, [oSite])));
       const attnOut = adapt(oSite, attention.out, oProj);
       const postNorm = w.plain(`${p}.post_attention_layernorm.weight`, [dim]);
       let xf: Value;
@@ -332,7 +338,7 @@ function fusedForward(
       const gateUpSites = [gateSite, upSite];
       const gateUp = b.withScope(
         "mlp.gate_up_proj",
-        () => b.matmul(xf, fusedWeight(b, w, model.weights, gateUpSites)),
+        () => projectionMatMul(b, xf, projection(w, gateUpSites)),
       );
       const [gateBase, upBase] = b.split(gateUp, [gateSite.outFeatures, upSite.outFeatures], -1);
       const gate = adapt(gateSite, xf, gateBase);
@@ -345,7 +351,7 @@ function fusedForward(
       const down = adapt(
         downSite,
         act,
-        b.withScope(downSite.name, () => b.matmul(act, projWeight(w, downSite))),
+        b.withScope(downSite.name, () => projectionMatMul(b, act, projection(w, [downSite]))),
       );
 
       // residual add + the next block's attention RMSNorm (or the final norm) in one node
@@ -537,28 +543,13 @@ function ropeCaches(b: GraphBuilder, config: LlamaConfig): { cos: Value; sin: Va
   };
 }
 
-/** One site's weight as a MatMul operand `[in, out]`. */
-function projWeight(w: WeightLoader, site: AdapterSite): Value {
-  return w.transposed(`${site.name}.weight`, site.outFeatures, site.inFeatures);
-}
-
-/** Several sites' weights that share an input, concatenated along the output axis: `[in, Σ out]`. */
-function fusedWeight(b: GraphBuilder, w: WeightLoader, weights: LlamaWeights, sites: AdapterSite[]): Value {
-  const inFeatures = sites[0].inFeatures;
-  const total = sites.reduce((n, s) => n + s.outFeatures, 0);
-  const fused = new Float32Array(inFeatures * total);
-  let column = 0;
-  for (const s of sites) {
-    const name = `${s.name}.weight`;
-    w.check(name, [s.outFeatures, inFeatures]);
-    const source = float32Of(weights, name);
-    for (let o = 0; o < s.outFeatures; o++) {
-      const row = o * inFeatures;
-      for (let i = 0; i < inFeatures; i++) fused[i * total + column + o] = source[row + i];
-    }
-    column += s.outFeatures;
-  }
-  return b.initializer(`${sites.map((s) => s.name).join("+")}.weight.T`, fused, [inFeatures, total]);
+/** The base weight of one or several sites that share an input, concatenated along the output axis. */
+function projection(w: WeightLoader, sites: AdapterSite[]): ProjectionWeight {
+  return w.projection(
+    sites.map((s) => s.name),
+    sites.map((s) => s.outFeatures),
+    sites[0].inFeatures,
+  );
 }
 
 /** Several sites' biases concatenated: `[Σ out]`. */

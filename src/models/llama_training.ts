@@ -17,6 +17,7 @@ import type { Model } from "../onnx/types.ts";
 import type { LlamaConfig } from "./config.ts";
 import { llamaForward, type LlamaWeights } from "./llama.ts";
 import type { AdapterHook } from "./sites.ts";
+import { dequantizeModelWeights } from "../io/quantized_weights.ts";
 
 /** The label id the loss ignores (PyTorch's and Hugging Face's convention). */
 export const IGNORE_INDEX = -100;
@@ -39,7 +40,9 @@ export interface LlamaTrainingGraphOptions {
 /**
  * Builds the training forward (loss graph). Positions are `0 … seq − 1` in every row (right padding).
  *
- * @param model Model shape and Hugging Face-named float32 weights.
+ * @param quantizedOrFloat Model shape and Hugging Face-named weights; quantized linear weights
+ *   (`config.quantization`) are dequantized to float32 first ({@linkcode dequantizeModelWeights}), so the
+ *   graph holds float base weights and only standard ops.
  * @param options Static batch and sequence sizes, adapter hook, logits output.
  * @returns The ONNX model: inputs `input_ids`, `labels`, `attention_mask` (plus the hook's), outputs
  *   `loss` (float32 scalar) and optionally `logits`.
@@ -50,9 +53,11 @@ export interface LlamaTrainingGraphOptions {
  * ```
  */
 export function buildLlamaTrainingGraph(
-  model: { config: LlamaConfig; weights: LlamaWeights },
+  quantizedOrFloat: { config: LlamaConfig; weights: LlamaWeights },
   options: LlamaTrainingGraphOptions,
 ): Model {
+  // autodiff has rules for standard ops only: a quantized base is dequantized to float32 here
+  const model = dequantizeModelWeights(quantizedOrFloat);
   const { batchSize: batch, seqLen: seq } = options;
   if (!Number.isInteger(batch) || batch < 1) {
     throw new RangeError(

@@ -6,8 +6,9 @@
  * @module
  */
 
-import type { GraphBuilder, Value } from "../onnx/builder.ts";
+import { attr, type GraphBuilder, type Value } from "../onnx/builder.ts";
 import type { LlamaConfig } from "./config.ts";
+import type { ProjectionWeight } from "./_weights.ts";
 
 /** The linear modules of a Llama block, in forward order (Hugging Face / PEFT names). */
 export const LLAMA_MODULES = [
@@ -125,13 +126,46 @@ export function listAdapterSites(config: LlamaConfig): AdapterSite[] {
   return sites;
 }
 
+/** Options of {@linkcode projectionMatMul}. */
+export interface ProjectionMatMulOptions {
+  /** The output value's graph name (fresh when omitted). */
+  outputName?: string;
+}
+
+/**
+ * `x Wᵀ` for a base weight from `WeightLoader.projection`: a MatMul for a float weight, onnxruntime's
+ * `com.microsoft` MatMulNBits for a quantized one (it dequantizes blockwise inside the kernel).
+ *
+ * @param b The graph builder.
+ * @param x Input `[..., inFeatures]`.
+ * @param weight The projection's weight.
+ * @param options The output's name.
+ * @returns `[..., outFeatures]`.
+ */
+export function projectionMatMul(
+  b: GraphBuilder,
+  x: Value,
+  weight: ProjectionWeight,
+  options: ProjectionMatMulOptions = {},
+): Value {
+  const outputNames = options.outputName ? [options.outputName] : undefined;
+  if (weight.kind === "float") return b.node("MatMul", [x, weight.value], {}, { outputNames })[0];
+  return b.node("MatMulNBits", [x, weight.b, weight.scales, weight.zeroPoints], {
+    K: attr.int(weight.inFeatures),
+    N: attr.int(weight.outFeatures),
+    bits: attr.int(weight.bits),
+    block_size: attr.int(weight.blockSize),
+  }, { domain: "com.microsoft", outputNames })[0];
+}
+
 /**
  * A linear layer: `x Wᵀ + bias`, then the adapter hook (when one is given) decides the output.
  *
  * @param b The graph builder.
  * @param site The layer (its name is used for node scoping).
  * @param x Input `[..., inFeatures]`.
- * @param weight The weight as a MatMul right operand, `[inFeatures, outFeatures]` (pre-transposed).
+ * @param weight The base weight: a MatMul right operand `[inFeatures, outFeatures]` (pre-transposed), or a
+ *   {@linkcode ProjectionWeight} (float or quantized; quantized layers run as MatMulNBits).
  * @param options Optional bias `[outFeatures]` and adapter hook.
  * @returns The output `[..., outFeatures]`.
  */
@@ -139,11 +173,11 @@ export function linear(
   b: GraphBuilder,
   site: AdapterSite,
   x: Value,
-  weight: Value,
+  weight: Value | ProjectionWeight,
   options: LinearOptions = {},
 ): Value {
   return b.withScope(site.name, () => {
-    let out = b.matmul(x, weight);
+    let out = "kind" in weight ? projectionMatMul(b, x, weight) : b.matmul(x, weight);
     if (options.bias) out = b.add(out, options.bias);
     return options.adapter ? options.adapter(b, site, x, out) : out;
   });

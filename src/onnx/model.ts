@@ -16,8 +16,12 @@ export interface ModelFromGraphOptions {
   metadata?: Record<string, string>;
 }
 
+/** Opset versions of the non-default domains a graph may use (onnxruntime's contrib ops are version 1). */
+const DOMAIN_VERSIONS: Readonly<Record<string, number>> = { "com.microsoft": 1 };
+
 /**
- * Wraps a graph in a model with the matching IR version.
+ * Wraps a graph in a model with the matching IR version; every non-default domain its nodes use is
+ * imported too (`com.microsoft` version 1).
  *
  * @param graph The main graph.
  * @param options Opset and producer.
@@ -25,9 +29,13 @@ export interface ModelFromGraphOptions {
  */
 export function modelFromGraph(graph: Graph, options: ModelFromGraphOptions = {}): Model {
   const opset = options.opset ?? 18;
+  const domains = new Set(graph.nodes.map((n) => n.domain ?? "").filter((d) => d !== ""));
   return {
     irVersion: opset >= 21 ? 10 : opset >= 19 ? 9 : 8,
-    opsetImports: [{ domain: "", version: opset }, ...contribImports(graph)],
+    opsetImports: [
+      { domain: "", version: opset },
+      ...[...domains].sort().map((domain) => ({ domain, version: DOMAIN_VERSIONS[domain] ?? 1 })),
+    ],
     producerName: options.producerName ?? "weightlora",
     producerVersion: "0.1.0",
     domain: "",
@@ -36,11 +44,4 @@ export function modelFromGraph(graph: Graph, options: ModelFromGraphOptions = {}
     metadataProps: options.metadata ?? {},
     graph,
   };
-}
-
-/** The opset imports of the non-default domains the graph's nodes use (`com.microsoft` is version 1). */
-function contribImports(graph: Graph): { domain: string; version: number }[] {
-  const domains = new Set<string>();
-  for (const node of graph.nodes) if (node.domain) domains.add(node.domain);
-  return [...domains].sort().map((domain) => ({ domain, version: 1 }));
 }

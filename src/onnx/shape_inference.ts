@@ -154,6 +154,54 @@ const matmul: Rule = (_node, inputs, fail) => {
   return [{ dtype: inputs[0].type!.dtype, shape: out }];
 };
 
+/**
+ * onnxruntime's `com.microsoft` MatMulNBits: `A [..., K]` times a weight `[K, N]` stored blockwise
+ * quantized as `B` uint8 `[N, ceil(K / block_size), block_size · bits / 8]`, `scales` (A's dtype,
+ * `N · k_blocks` elements), optional `zero_points` (uint8 packed `N · ceil(k_blocks · bits / 8)`, or A's
+ * dtype `N · k_blocks`) and optional `bias [N]` → `[..., N]`.
+ */
+const matMulNBits: Rule = (node, inputs, fail) => {
+  const a = shapeOf(inputs[0], "A", fail);
+  const b = shapeOf(inputs[1], "B", fail);
+  const dtype = inputs[0].type!.dtype;
+  const k = attrInt(node, "K", 0), n = attrInt(node, "N", 0);
+  const bits = attrInt(node, "bits", 4), blockSize = attrInt(node, "block_size", 0);
+  if (k < 1 || n < 1) fail(`attributes K (${k}) and N (${n}) must be positive`);
+  if (bits < 2 || bits > 8) fail(`attribute bits is ${bits}, expected 2 to 8`);
+  if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
+    fail(`attribute block_size is ${blockSize}, expected a power of 2 ≥ 16`);
+  }
+  if (a.length === 0) fail("A must have rank ≥ 1");
+  const inner = a[a.length - 1];
+  if (typeof inner === "number" && inner !== k) fail(`A ${formatShape(a)} has ${inner} features, K is ${k}`);
+  const kBlocks = Math.ceil(k / blockSize), blob = (blockSize * bits) / 8;
+  if (inputs[1].type!.dtype !== "uint8") fail(`B is ${inputs[1].type!.dtype}, expected uint8`);
+  if (b.length !== 3 || b[0] !== n || b[1] !== kBlocks || b[2] !== blob) {
+    fail(`B is ${formatShape(b)}, expected [${n}, ${kBlocks}, ${blob}] (N, k_blocks, blob_size)`);
+  }
+  const count = (info: InputInfo, what: string) => dimProduct(shapeOf(info, what, fail));
+  if (inputs[2]?.type?.dtype !== dtype) fail(`scales are ${inputs[2]?.type?.dtype}, expected ${dtype} (A's)`);
+  if (count(inputs[2], "scales") !== n * kBlocks) {
+    fail(`scales ${formatShape(inputs[2].type!.shape)} do not hold N · k_blocks = ${n * kBlocks} values`);
+  }
+  const zp = inputs[3];
+  if (zp?.type) {
+    const packed = zp.type.dtype === "uint8";
+    const want = packed ? n * Math.ceil((kBlocks * bits) / 8) : n * kBlocks;
+    if (!packed && zp.type.dtype !== dtype) {
+      fail(`zero_points are ${zp.type.dtype}, expected uint8 or ${dtype}`);
+    }
+    if (count(zp, "zero_points") !== want) {
+      fail(`zero_points ${formatShape(zp.type.shape)} do not hold ${want} ${zp.type.dtype} values`);
+    }
+  }
+  const bias = inputs[5];
+  if (bias?.type && (bias.type.dtype !== dtype || count(bias, "bias") !== n)) {
+    fail(`bias is ${bias.type.dtype}${formatShape(bias.type.shape)}, expected ${dtype}[${n}]`);
+  }
+  return [{ dtype, shape: [...a.slice(0, -1), n] }];
+};
+
 const gemm: Rule = (node, inputs, fail) => {
   const a = shapeOf(inputs[0], "A", fail);
   const b = shapeOf(inputs[1], "B", fail);
@@ -753,16 +801,20 @@ const groupQueryAttention: Rule = (node, inputs, fail) => {
   return [{ dtype, shape: [q[0], q[1], heads * headSize] }, present, present];
 };
 
-/**
- * The shape-inference rule of every contrib op the builder can emit, by `domain/op`
- * (`SimplifiedLayerNormalization` is registered by onnxruntime in the ONNX domain).
- */
-export const CONTRIB_SHAPE_RULES: Record<string, Rule> = {
-  "/SimplifiedLayerNormalization": (_node, inputs) => [{ ...inputs[0].type! }],
-  "com.microsoft/SkipSimplifiedLayerNormalization": skipSimplifiedLayerNorm,
-  "com.microsoft/GroupQueryAttention": groupQueryAttention,
-  "com.microsoft/RotaryEmbedding": (_node, inputs) => [{ ...inputs[0].type! }],
-  "com.microsoft/QuickGelu": (_node, inputs) => [{ ...inputs[0].type! }],
+/** Shape-inference rules of onnxruntime's contrib ops (domain `com.microsoft`, version 1) the builder emits. */
+export const CONTRIB_SHAPE_RULES: Readonly<Record<string, Rule>> = {
+  MatMulNBits: matMulNBits,
+  SkipSimplifiedLayerNormalization: skipSimplifiedLayerNorm,
+  GroupQueryAttention: groupQueryAttention,
+  RotaryEmbedding: (_node, inputs) => [{ ...inputs[0].type! }],
+  QuickGelu: (_node, inputs) => [{ ...inputs[0].type! }],
+};
+
+/** The rule tables by node domain (`""` is the default ONNX domain, where onnxruntime also registers
+ * its contrib op `SimplifiedLayerNormalization`). */
+const RULES_BY_DOMAIN: Readonly<Record<string, Readonly<Record<string, Rule>>>> = {
+  "": { ...SHAPE_RULES, SimplifiedLayerNormalization: (_node, inputs) => [{ ...inputs[0].type! }] },
+  "com.microsoft": CONTRIB_SHAPE_RULES,
 };
 
 /**
@@ -777,9 +829,15 @@ export function inferNode(node: Node, inputs: InputInfo[]): TensorType[] {
   const fail = (message: string): never => {
     throw new ShapeError(node, message);
   };
-  const rule = CONTRIB_SHAPE_RULES[`${node.domain ?? ""}/${node.opType}`] ??
-    (node.domain ? undefined : SHAPE_RULES[node.opType]) ??
-    fail(`no shape-inference rule for this op${node.domain ? ` in domain "${node.domain}"` : ""}`);
+  const domain = node.domain ?? "";
+  const rules = Object.hasOwn(RULES_BY_DOMAIN, domain)
+    ? RULES_BY_DOMAIN[domain]
+    : fail(`domain "${domain}" is not supported by shape inference`);
+  const rule = Object.hasOwn(rules, node.opType) ? rules[node.opType] : fail(
+    domain
+      ? `domain "${domain}" has no shape-inference rule for this op`
+      : "no shape-inference rule for this op",
+  );
   for (const [i, name] of node.inputs.entries()) {
     if (name !== "" && !inputs[i]?.type) fail(`input "${name}" is not defined before this node`);
   }

@@ -26,7 +26,12 @@ Deno.test({
       const s = stories();
       const a = await convertLlama2c({ model: s.bin, tokenizer: s.tok, out: `${dir}/from-llama2c` });
       const b = await convertGguf({ model: s.gguf, out: `${dir}/from-gguf` });
-      assert.deepEqual(a, { out: `${dir}/from-llama2c`, tensors: 47, parameters: 260032 });
+      assert.deepEqual(a, {
+        out: `${dir}/from-llama2c`,
+        tensors: 47,
+        parameters: 260032,
+        weightBytes: 1040128,
+      });
       assert.deepEqual({ ...b, out: "" }, { ...a, out: "" });
       assert.deepEqual(listDir(dir), ["from-gguf", "from-llama2c"], "no temporary folders are left");
       assert.deepEqual(listDir(`${dir}/from-llama2c`), FILES);

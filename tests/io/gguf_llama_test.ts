@@ -119,12 +119,17 @@ Deno.test({
     const convert = async (options: Parameters<typeof rewriteStories>[0]) =>
       ggufToHf(parseGguf(await rewriteStories(options)), { file: "m.gguf" });
     await assert.rejects(
-      convert({ tensors: { "blk.3.attn_k.weight": { type: 8, data: new Uint8Array(32 * 64 / 32 * 34) } } }),
-      /Cannot convert GGUF file m\.gguf: tensor "blk\.3\.attn_k\.weight" has type Q8_0; only F32, F16 and BF16 tensors are supported/,
+      convert({
+        tensors: {
+          "blk.3.attn_k.weight": { type: 8, data: new Uint8Array(32 * 64 / 32 * 34) },
+          "blk.3.attn_v.weight": { type: 2, data: new Uint8Array(32 * 64 / 32 * 18) },
+        },
+      }),
+      /Cannot convert GGUF file m\.gguf: tensor "blk\.3\.attn_v\.weight" is Q4_0 but "blk\.3\.attn_k\.weight" is Q8_0; one quantized type per model is supported/,
     );
     await assert.rejects(
       convert({ tensors: { "blk.0.ffn_up.weight": { type: 12, data: new Uint8Array(64) } } }),
-      /tensor "blk\.0\.ffn_up\.weight" has type Q4_K/,
+      /tensor "blk\.0\.ffn_up\.weight" has type Q4_K; only F32, F16, BF16, Q8_0 and Q4_0 tensors are supported/,
     );
     await assert.rejects(
       convert({ metadata: { "general.architecture": { type: 8, value: "qwen2" } } }),

@@ -118,7 +118,15 @@ Deno.test("unsupported architectures and options fail naming the field and value
     [{ mlp_bias: true }, /field "mlp_bias" is true/],
     [
       { quantization_config: { quant_method: "gptq" } },
-      /field "quantization_config" .* quantized checkpoints are not supported/,
+      /field "quantization_config\.quant_method" is "gptq": only "matmul_nbits" .*\(GPTQ, AWQ, bitsandbytes\) are not/,
+    ],
+    [
+      { quantization_config: { quant_method: "matmul_nbits", bits: 3, group_size: 32, sym: true } },
+      /field "quantization_config\.bits" is 3: expected 4 or 8/,
+    ],
+    [
+      { quantization_config: { quant_method: "matmul_nbits", bits: 4, group_size: 24, sym: true } },
+      /field "quantization_config\.group_size" is 24: expected a power of two ≥ 16/,
     ],
     [
       { num_key_value_heads: 5 },
@@ -146,6 +154,7 @@ Deno.test("llamaConfigToHf writes a config.json that parses back to the same con
     parseHfConfig(fixture("llama3.2-1b-config.json")),
     parseHfConfig(fixture("qwen2-0.5b-instruct-config.json")),
     { ...TINY_CONFIG, ropeScaling: { type: "linear", factor: 2 }, eosTokenIds: [2, 3] },
+    { ...TINY_CONFIG, quantization: { bits: 4, blockSize: 32, symmetric: false } },
   ];
   for (const c of configs) assert.deepEqual(parseHfConfig(JSON.parse(JSON.stringify(llamaConfigToHf(c)))), c);
   const hf = llamaConfigToHf(TINY_CONFIG);

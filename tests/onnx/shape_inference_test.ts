@@ -7,6 +7,7 @@ import {
   attr,
   type Attribute,
   broadcastShapes,
+  CONTRIB_SHAPE_RULES,
   type DType,
   GraphBuilder,
   inferNode,
@@ -434,3 +435,61 @@ Deno.test("shape inference: sliceLength follows ONNX clamping", () => {
   assert.equal(sliceLength(10, 5, 5, 1), 0);
   assert.equal(sliceLength(10, 5, 2, 1), 0);
 });
+
+Deno.test("shape inference: com.microsoft MatMulNBits checks B, scales, zero points and bias", () => {
+  const node = {
+    opType: "MatMulNBits",
+    domain: "com.microsoft",
+    name: "mm",
+    inputs: ["a", "b", "s", "z"],
+    outputs: ["y"],
+    attributes: { K: attr.int(40), N: attr.int(6), bits: attr.int(4), block_size: attr.int(16) },
+  };
+  const u8 = (...shape: Shape): TensorType => ({ dtype: "uint8", shape });
+  // K = 40 → 3 blocks of 16 (8 bytes each at 4 bits); packed 4-bit zero points: ⌈3 · 4 / 8⌉ = 2 per row
+  const ok = [{ type: fl("batch", "seq", 40) }, { type: u8(6, 3, 8) }, { type: fl(6, 3) }, {
+    type: u8(6, 2),
+  }];
+  assert.equal(typeof CONTRIB_SHAPE_RULES.MatMulNBits, "function");
+  assert.deepEqual(inferNode(node, ok), [fl("batch", "seq", 6)]);
+  assert.deepEqual(inferNode({ ...node, inputs: ["a", "b", "s"] }, ok.slice(0, 3)), [fl("batch", "seq", 6)]);
+  const bad: [InputInfoLike[], Record<string, Attribute>, RegExp][] = [
+    [[ok[0], { type: u8(6, 3, 16) }, ok[2], ok[3]], {}, /B is \[6, 3, 16\], expected \[6, 3, 8\]/],
+    [[{ type: fl(2, 32) }, ok[1], ok[2], ok[3]], {}, /A \[2, 32\] has 32 features, K is 40/],
+    [[ok[0], ok[1], { type: fl(6, 2) }, ok[3]], {}, /scales \[6, 2\] do not hold N · k_blocks = 18 values/],
+    [[ok[0], ok[1], ok[2], { type: u8(6, 3) }], {}, /zero_points \[6, 3\] do not hold 12 uint8 values/],
+    [ok, { block_size: attr.int(24) }, /block_size is 24, expected a power of 2 ≥ 16/],
+    [ok, { bits: attr.int(9) }, /bits is 9, expected 2 to 8/],
+  ];
+  for (const [inputs, attributes, pattern] of bad) {
+    assert.throws(
+      () => inferNode({ ...node, attributes: { ...node.attributes, ...attributes } }, inputs),
+      (e: Error) =>
+        e instanceof ShapeError && /Cannot add node "mm" \(MatMulNBits\)/.test(e.message) &&
+        pattern.test(e.message),
+    );
+  }
+  assert.throws(() => inferNode({ ...node, domain: undefined }, ok), /no shape-inference rule for this op/);
+  // the builder puts the node in its domain and the model imports com.microsoft
+  const b = new GraphBuilder("nbits");
+  const a = b.input("a", "float32", [1, 40]);
+  const [y] = b.node(
+    "MatMulNBits",
+    [
+      a,
+      b.initializer("b", new Uint8Array(6 * 3 * 8), [6, 3, 8], "uint8"),
+      b.initializer("s", new Float32Array(18), [6, 3]),
+    ],
+    node.attributes,
+    { domain: "com.microsoft" },
+  );
+  b.output(y);
+  const model = b.toModel();
+  assert.equal(model.graph.nodes[0].domain, "com.microsoft");
+  assert.deepEqual(model.opsetImports, [{ domain: "", version: 18 }, {
+    domain: "com.microsoft",
+    version: 1,
+  }]);
+});
+
+type InputInfoLike = { type?: TensorType };
