@@ -73,6 +73,13 @@ export interface GenerateOptions extends SamplingOptions {
   stop?: readonly string[];
   /** Token ids that end a row (not emitted). @default the tokenizer's and the config's EOS ids */
   eosTokenIds?: readonly number[];
+  /**
+   * Do not stop at EOS: every row generates exactly `maxTokens` tokens (EOS and BOS are sampled, emitted
+   * and counted like any token; stop strings still stop), as benchmarks need. The prompt plus `maxTokens`
+   * must then fit the model's context.
+   * @default {false}
+   */
+  ignoreEos?: boolean;
   /** Put BOS before text prompts. @default the tokenizer's habit */
   addBos?: boolean;
   /** The LoRA tensors of this request, for every site the generator was created with. */
@@ -113,7 +120,7 @@ export interface GenerationStats {
   prefillTokens: number;
   /** Wall time of the prefill step (feeds, run, reading logits), ms. */
   prefillMs: number;
-  /** Decode steps run. */
+  /** Decode steps run (each gives one token per active row; the first token of a row comes from the prefill). */
   decodeSteps: number;
   /** Wall time of all decode steps including sampling and text, ms. */
   decodeMs: number;
@@ -260,13 +267,20 @@ export class LlamaGenerator {
     }
     if (prompts.length === 0) throw new RangeError("Cannot generate: no prompts");
     const seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
-    const eos = new Set(options.eosTokenIds ?? [...this.tokenizer.eosIds, ...this.config.eosTokenIds]);
+    const eos = new Set(
+      options.ignoreEos ? [] : options.eosTokenIds ?? [...this.tokenizer.eosIds, ...this.config.eosTokenIds],
+    );
     const context = this.config.maxPositionEmbeddings;
     const rows: RowState[] = prompts.map((prompt, i) => {
       const ids = this.promptIds(prompt, options.addBos);
       if (ids.length >= context) {
         throw new RangeError(
           `Cannot generate for prompt ${i}: it has ${ids.length} tokens, the model's context is ${context}`,
+        );
+      }
+      if (options.ignoreEos && ids.length + maxTokens > context) {
+        throw new RangeError(
+          `Cannot generate exactly ${maxTokens} tokens (ignoreEos) for prompt ${i}: its ${ids.length} tokens plus ${maxTokens} exceed the model's context of ${context}`,
         );
       }
       const decoder = this.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
