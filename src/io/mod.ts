@@ -25,5 +25,6 @@ export * from "./sentencepiece_bpe.ts";
 export * from "./llama2c.ts";
 export * from "./gguf.ts";
 export * from "./gguf_llama.ts";
+export * from "./gguf_writer.ts";
 export * from "./write_model_folder.ts";
 export * from "./convert.ts";
