@@ -179,6 +179,7 @@ export const EXPECTED_RESULTS: Readonly<Record<string, string>> = {
   "training.json": "train step vs forward, wasm vs WebGPU (training_bench.ts)",
   "models.json": "decode and prefill tokens/s (models_bench.ts --write)",
   "serve.json": "adapter-vs-base latency, multi-tenant throughput (serve_bench.ts)",
+  "peers.json": "decode tokens/s against wllama and transformers.js (peers_bench.ts --write)",
 };
 
 /**
