@@ -108,7 +108,7 @@ export async function runWllama(options: RunWllamaOptions): Promise<PeerRun> {
     const loadStart = performance.now();
     await wllama.loadModel([new Blob([bytes])], {
       n_threads: options.threads,
-      n_ctx: 1024,
+      n_ctx: 512,
       n_gpu_layers: 0,
     });
     const loadMs = performance.now() - loadStart;
