@@ -27,6 +27,8 @@ export interface PeerRun {
   text: string;
   /** Generated token ids, where the engine gives them. */
   tokenIds?: number[];
+  /** Of `decodeMs`, the time inside `session.run` (ours only, warm runs): the rest is host work. */
+  sessionRunMs?: number;
 }
 
 let npmCache: string | undefined;

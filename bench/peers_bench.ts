@@ -214,6 +214,8 @@ export interface PeerRow {
   promptTokens: number;
   /** Median load time, ms. */
   loadMs: number;
+  /** Median share of the decode loop spent inside `session.run` (ours, warm runs; NaN otherwise). */
+  sessionRunShare: number;
   /** Errors of failed rounds. */
   errors: string[];
 }
@@ -278,6 +280,9 @@ async function benchModel(
       oursOverThis: median(ratios),
       promptTokens: runs[0]?.promptTokens ?? NaN,
       loadMs: median(runs.map((r) => r.loadMs)),
+      sessionRunShare: median(
+        runs.flatMap((r) => r.sessionRunMs === undefined ? [] : [r.sessionRunMs / r.decodeMs]),
+      ),
       errors: results.flatMap((o) => "error" in o ? [o.error] : []),
     };
   });
@@ -343,6 +348,7 @@ export function peersMarkdown(
       "decode tokens/s (median)",
       "ours / this (median of rounds)",
       "prompt tokens",
+      "in session.run",
     ],
     rows.map((r) => [
       r.model,
@@ -353,6 +359,7 @@ export function peersMarkdown(
       r.tokensPerS,
       r.engine === "weightlora" || !Number.isFinite(r.oursOverThis) ? "—" : `${r.oursOverThis.toFixed(2)}×`,
       r.promptTokens,
+      Number.isFinite(r.sessionRunShare) ? `${(100 * r.sessionRunShare).toFixed(0)}%` : "—",
     ]),
   );
   const parityTable = markdownTable(
@@ -441,6 +448,7 @@ async function runOursWarm(options: { dir: string; threads: number; maxTokens: n
       loadMs,
       text: result.text,
       tokenIds: result.tokenIds,
+      sessionRunMs: generator.stats!.decodeRunMs,
     } satisfies PeerRun;
   } finally {
     await generator.release();
