@@ -2,8 +2,8 @@
  * Our engine against the JavaScript engines a user would pick instead for edge inference, side by side
  * in one run on the same weights: decode tokens/s at batch 1, greedy, EOS ignored, the same prompt.
  *
- * - weightlora: `deno task generate --json --ignore-eos --temperature 0` (its `"timing"`), wasm, with
- *   `WEIGHTLORA_WASM_THREADS` = 1 (and 2 on the stories15M shape).
+ * - weightlora: {@linkcode LlamaGenerator} timed by `generateTiming` (the code of `deno task generate
+ *   --json --ignore-eos`), wasm, with `WEIGHTLORA_WASM_THREADS` = 1 (and 2 on the stories15M shape).
  * - `@wllama/wllama` (llama.cpp compiled to wasm, single-thread and pthread builds) on a GGUF file of the
  *   same weights (`_peer_wllama.ts` explains the shims Deno needs).
  * - `@huggingface/transformers` (transformers.js on its onnxruntime-web, wasm) on an export of the same
@@ -515,7 +515,8 @@ async function main(): Promise<void> {
   const date = new Date().toISOString();
   const markdown = peersMarkdown(rows, parity, { ...settings, date });
   console.log(`\n${markdown}`);
-  if (values.write && !quick) {
+  // `bench/mod.ts` passes "--write" to scripts that name it so
+  if (Deno.args.includes("--write") && !quick) {
     const json = {
       date,
       prompt: PROMPT,
