@@ -180,6 +180,7 @@ export const EXPECTED_RESULTS: Readonly<Record<string, string>> = {
   "models.json": "decode and prefill tokens/s (models_bench.ts --write)",
   "serve.json": "adapter-vs-base latency, multi-tenant throughput (serve_bench.ts)",
   "quant.json": "int8/int4 perplexity and decode tokens/s vs float32 (quant_bench.ts --write)",
+  "peers.json": "decode tokens/s against wllama and transformers.js (peers_bench.ts --write)",
 };
 
 /**

@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { loadModelFolder } from "../io/model_folder.ts";
 import { resolveModelSource } from "../io/hub.ts";
 import { loadPeftAdapter } from "../lora/peft.ts";
-import { type GenerateOptions, LlamaGenerator } from "../models/generate.ts";
+import { type GenerateOptions, type GenerationStats, LlamaGenerator } from "../models/generate.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { numberFlag, UsageError } from "./_args.ts";
 
@@ -31,6 +31,9 @@ Options:
                      as graph inputs (no merge). Default: none.
   --prompt TEXT      The prompt; "" generates from the BOS token alone. Default: "".
   --max-tokens N     Most tokens to generate (EOS ends earlier). Default: 256.
+  --ignore-eos       Generate exactly --max-tokens tokens: EOS (and BOS) are generated and counted like
+                     any token and do not stop (for benchmarks). The prompt plus --max-tokens must fit
+                     the model's context.
   --temperature T    Sampling temperature; 0 is greedy (argmax). Default: 1.
   --top-p P          Nucleus sampling: keep the most likely tokens up to mass P, in (0, 1]. Default: 1 (off).
   --top-k K          Keep only the K most likely tokens; 0 is off. Default: 0.
@@ -39,7 +42,12 @@ Options:
   --stop TEXT        Stop before this text (repeatable). Default: none.
   --ep E             Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.
                      Default: auto.
-  --json             Print {"text", "token_ids", "prompt_token_ids"} as JSON instead of streaming text.
+  --json             Print {"text", "token_ids", "prompt_token_ids", "timing"} as JSON instead of
+                     streaming text. "timing" measures the generation alone (no start-up, no model
+                     load): "prefill_ms" (the prompt's forward pass, sampling the first token),
+                     "decode_ms" (the decode loop), "decode_tokens" (tokens the decode loop computed:
+                     the generated tokens but the first, which the prefill gives) and
+                     "decode_tokens_per_s" (null when there was no decode step).
   -h, --help         Show this help.
 
 Environment: WEIGHTLORA_WASM_THREADS sets the number of wasm threads.`;
@@ -83,6 +91,7 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions | "help" {
         adapter: { type: "string" },
         prompt: { type: "string" },
         "max-tokens": { type: "string" },
+        "ignore-eos": { type: "boolean" },
         temperature: { type: "string" },
         "top-p": { type: "string" },
         "top-k": { type: "string" },
@@ -121,6 +130,7 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions | "help" {
     topK: numberFlag("top-k", str("top-k"), (n) => Number.isInteger(n) && n >= 0, "an integer ≥ 0") ?? 0,
     seed: numberFlag("seed", str("seed"), (n) => Number.isSafeInteger(n) && n >= 0, "a non-negative integer"),
     stop: (values.stop as string[] | undefined) ?? [],
+    ignoreEos: values["ignore-eos"] === true,
   };
   if (generation.stop!.some((s) => s === "")) {
     throw new UsageError('Invalid --stop "": stop strings must be non-empty');
@@ -141,6 +151,44 @@ export interface GenerateCliIo {
   out: (text: string) => Promise<void>;
   /** Logs (stderr). */
   log: (line: string) => void;
+  /** Called after streamed text (not with `--json`), before the closing log line: e.g. end the line. */
+  endText?: () => Promise<void>;
+}
+
+/** The `"timing"` member of `--json` output: the generation alone, without start-up or model load. */
+export interface GenerateTiming {
+  /** The prompt's forward pass and the first sampled token, ms. */
+  prefill_ms: number;
+  /** The decode loop (every step: sampling, forward pass, text), ms. */
+  decode_ms: number;
+  /** Tokens computed by the decode loop: all generated tokens of the row but the first. */
+  decode_tokens: number;
+  /** `decode_tokens / decode_ms`, per second; null without decode steps. */
+  decode_tokens_per_s: number | null;
+}
+
+/**
+ * The `"timing"` of `--json` output from a generator's stats.
+ *
+ * @param stats The stats of the latest request (batch 1 for the CLI).
+ * @returns Timing in the JSON's snake_case names.
+ * @example
+ * ```ts
+ * import { generateTiming } from "./generate.ts";
+ * const t = generateTiming({
+ *   batch: 1, prefillTokens: 1, prefillMs: 2, decodeSteps: 10, decodeMs: 5, decodeRunMs: 4,
+ * });
+ * console.assert(t.decode_tokens === 10 && t.decode_tokens_per_s === 2000);
+ * ```
+ */
+export function generateTiming(stats: GenerationStats): GenerateTiming {
+  const tokens = stats.decodeSteps * stats.batch;
+  return {
+    prefill_ms: stats.prefillMs,
+    decode_ms: stats.decodeMs,
+    decode_tokens: tokens,
+    decode_tokens_per_s: tokens > 0 && stats.decodeMs > 0 ? tokens / (stats.decodeMs / 1000) : null,
+  };
 }
 
 /**
@@ -178,10 +226,11 @@ export async function runGenerate(options: GenerateCliOptions, io: GenerateCliIo
       text += piece.text;
       if (!options.json && piece.text !== "") await io.out(piece.text);
     }
-    if (options.json) {
-      await io.out(JSON.stringify({ text, token_ids: tokenIds, prompt_token_ids: promptIds }) + "\n");
-    }
     const s = generator.stats!;
+    if (options.json) {
+      const timing = generateTiming(s);
+      await io.out(JSON.stringify({ text, token_ids: tokenIds, prompt_token_ids: promptIds, timing }) + "\n");
+    } else await io.endText?.();
     const decodeRate = s.decodeSteps > 0 ? (s.decodeSteps / (s.decodeMs / 1000)).toFixed(0) : "-";
     io.log(
       `${tokenIds.length} tokens (${finish}); prompt ${promptIds.length} tokens in ${
@@ -223,8 +272,11 @@ export async function main(args: string[]): Promise<number> {
         }
       },
       log,
+      // the closing log line (stderr) starts on its own line when the text shares the terminal
+      endText: async () => {
+        if (Deno.stdout.isTerminal()) await Deno.stdout.write(encoder.encode("\n"));
+      },
     });
-    if (!options.json && Deno.stdout.isTerminal()) console.log();
     return 0;
   } catch (e) {
     const error = e as Error;

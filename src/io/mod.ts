@@ -29,5 +29,6 @@ export * from "./gguf_llama.ts";
 export * from "./gguf_blocks.ts";
 export * from "./quantize.ts";
 export * from "./quantized_weights.ts";
+export * from "./gguf_writer.ts";
 export * from "./write_model_folder.ts";
 export * from "./convert.ts";

@@ -74,7 +74,9 @@ export interface GenerateOptions extends SamplingOptions {
   /** Token ids that end a row (not emitted). @default the tokenizer's and the config's EOS ids */
   eosTokenIds?: readonly number[];
   /**
-   * Decode exactly `maxTokens` tokens per row: no token ends a row early, EOS included (benchmarks).
+   * Do not stop at EOS: every row generates exactly `maxTokens` tokens (EOS and BOS are sampled, emitted
+   * and counted like any token; stop strings still stop), as benchmarks need. The prompt plus `maxTokens`
+   * must then fit the model's context.
    * @default {false}
    */
   ignoreEos?: boolean;
@@ -118,7 +120,7 @@ export interface GenerationStats {
   prefillTokens: number;
   /** Wall time of the prefill step (feeds, run, reading logits), ms. */
   prefillMs: number;
-  /** Decode steps run. */
+  /** Decode steps run (each gives one token per active row; the first token of a row comes from the prefill). */
   decodeSteps: number;
   /** Wall time of all decode steps including sampling and text, ms. */
   decodeMs: number;
@@ -255,6 +257,11 @@ export class LlamaGenerator {
       if (ids.length >= context) {
         throw new RangeError(
           `Cannot generate for prompt ${i}: it has ${ids.length} tokens, the model's context is ${context}`,
+        );
+      }
+      if (options.ignoreEos && ids.length + maxTokens > context) {
+        throw new RangeError(
+          `Cannot generate exactly ${maxTokens} tokens (ignoreEos) for prompt ${i}: its ${ids.length} tokens plus ${maxTokens} exceed the model's context of ${context}`,
         );
       }
       const request = {

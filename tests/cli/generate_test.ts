@@ -91,7 +91,7 @@ Deno.test("deno task generate --json prints text, token ids and prompt ids", asy
   ]);
   assert.equal(code, 0, stderr);
   const json = JSON.parse(stdout);
-  assert.deepEqual(Object.keys(json).sort(), ["prompt_token_ids", "text", "token_ids"]);
+  assert.deepEqual(Object.keys(json).sort(), ["prompt_token_ids", "text", "timing", "token_ids"]);
   const folder = await loadModelFolder(model);
   assert.deepEqual(json.prompt_token_ids, folder.tokenizer.encode("Once upon a time"));
   assert.equal(json.prompt_token_ids[0], 1);
@@ -117,7 +117,71 @@ Deno.test("deno task generate --json prints text, token ids and prompt ids", asy
     "wasm",
     "--json",
   ]);
-  assert.equal(again.stdout, stdout);
+  const strip = (text: string) => {
+    const { timing: _, ...rest } = JSON.parse(text);
+    return rest;
+  };
+  assert.deepEqual(strip(again.stdout), strip(stdout));
+});
+
+Deno.test("deno task generate --ignore-eos --json: exactly --max-tokens tokens and the decode loop's timing", async () => {
+  const model = await stories260K();
+  const { code, stdout, stderr } = await cli([
+    "--model",
+    model,
+    "--max-tokens",
+    "40",
+    "--temperature",
+    "0",
+    "--ignore-eos",
+    "--ep",
+    "wasm",
+    "--json",
+  ]);
+  assert.equal(code, 0, stderr);
+  const json = JSON.parse(stdout);
+  assert.equal(json.token_ids.length, 40);
+  assert.match(stderr, /40 tokens \(length\)/);
+  const t = json.timing;
+  assert.deepEqual(Object.keys(t).sort(), [
+    "decode_ms",
+    "decode_tokens",
+    "decode_tokens_per_s",
+    "prefill_ms",
+  ]);
+  // the first token comes from the prefill, the other 39 from decode steps
+  assert.equal(t.decode_tokens, 39);
+  assert.ok(t.prefill_ms > 0 && t.decode_ms > 0, JSON.stringify(t));
+  assert.ok(Math.abs(t.decode_tokens_per_s - 39 / (t.decode_ms / 1000)) < 1e-6, JSON.stringify(t));
+  // the same greedy text as without the flag (stories260K emits no EOS in its first 40 tokens)
+  const plain = await cli([
+    "--model",
+    model,
+    "--max-tokens",
+    "40",
+    "--temperature",
+    "0",
+    "--ep",
+    "wasm",
+    "--json",
+  ]);
+  assert.deepEqual(JSON.parse(plain.stdout).token_ids, json.token_ids);
+  // exactly N tokens must fit the context (512): the prompt (BOS) plus 512 does not
+  const tooLong = await cli([
+    "--model",
+    model,
+    "--max-tokens",
+    "512",
+    "--ignore-eos",
+    "--ep",
+    "wasm",
+    "--json",
+  ]);
+  assert.equal(tooLong.code, 1);
+  assert.match(
+    tooLong.stderr,
+    /Cannot generate exactly 512 tokens \(ignoreEos\).*1 tokens plus 512.*context of 512/,
+  );
 });
 
 Deno.test("streamed pieces concatenate to the decoded text, byte-fallback tokens included", async () => {
@@ -213,6 +277,7 @@ Deno.test("deno task generate: clear errors for bad flags and a missing model; -
       "--seed",
       "--ep",
       "--json",
+      "--ignore-eos",
     ]
   ) {
     assert.ok(help.stdout.includes(flag), `--help must document ${flag}`);
@@ -231,6 +296,7 @@ Deno.test("flag parsing: defaults, values and range errors", () => {
     topK: 0,
     seed: undefined,
     stop: [],
+    ignoreEos: false,
   });
   assert.deepEqual([parsed.prompt, parsed.ep, parsed.json], ["", "auto", false]);
   const full = parseGenerateArgs([
@@ -255,6 +321,7 @@ Deno.test("flag parsing: defaults, values and range errors", () => {
     "--ep",
     "webgpu",
     "--json",
+    "--ignore-eos",
   ]);
   assert.notEqual(full, "help");
   if (full === "help") return;
@@ -265,6 +332,7 @@ Deno.test("flag parsing: defaults, values and range errors", () => {
     topK: 3,
     seed: 9,
     stop: ["a", "b"],
+    ignoreEos: true,
   });
   assert.deepEqual([full.prompt, full.ep, full.json], ["hi", "webgpu", true]);
   assert.equal(parseGenerateArgs(["-h"]), "help");

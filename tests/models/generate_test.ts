@@ -93,6 +93,41 @@ Deno.test("max tokens, the context limit, prompts as ids and text", async () => 
   }
 });
 
+Deno.test("ignoreEos: EOS and BOS are generated, emitted and counted; exactly maxTokens tokens", async () => {
+  // BOS → a, é (two byte tokens), EOS, BOS, a, … (a loop through EOS)
+  const loop = chain(1, 5, 3, 4, 2, 1);
+  const generator = await LlamaGenerator.create(
+    { config: SCRIPTED_CONFIG, weights: scriptedWeights(loop), tokenizer: BYTE_TOKENIZER },
+    { ep: "wasm" },
+  );
+  try {
+    const [plain] = await generator.generate([""], { temperature: 0, maxTokens: 12 });
+    assert.deepEqual([plain.tokenIds, plain.finishReason], [[5, 3, 4], "eos"]);
+    const pieces = await collect(generator.stream([""], { temperature: 0, maxTokens: 12, ignoreEos: true }));
+    assert.deepEqual(pieces.map((p) => p.tokenId), [5, 3, 4, 2, 1, 5, 3, 4, 2, 1, 5, 3]);
+    assert.deepEqual(pieces.map((p) => p.finishReason), [...Array(11).fill(undefined), "length"]);
+    assert.equal(pieces.map((p) => p.text).join(""), "aéaéa\uFFFD");
+    assert.equal(generator.stats!.decodeSteps, 11);
+    // ignoreEos overrides explicit EOS ids too, and a batch runs every row to the end
+    const rows = await generator.generate(["", [1, 5]], {
+      temperature: 0,
+      maxTokens: 5,
+      ignoreEos: true,
+      eosTokenIds: [2, 4],
+    });
+    assert.deepEqual(rows.map((r) => r.tokenIds), [[5, 3, 4, 2, 1], [3, 4, 2, 1, 5]]);
+    // exactly maxTokens must fit the context (64)
+    await assert.rejects(
+      generator.generate([[1, 5]], { maxTokens: 63, ignoreEos: true }),
+      /Cannot generate exactly 63 tokens \(ignoreEos\) for prompt 0: its 2 tokens plus 63 exceed the model's context of 64/,
+    );
+    const [full] = await generator.generate([[1, 5]], { temperature: 0, maxTokens: 62, ignoreEos: true });
+    assert.equal(full.tokenIds.length, 62);
+  } finally {
+    await generator.release();
+  }
+});
+
 Deno.test("bad generation options fail with the value named", async () => {
   const generator = await scripted();
   try {
