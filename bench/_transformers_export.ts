@@ -19,7 +19,7 @@
  */
 
 import { loadModelFolder } from "../src/io/model_folder.ts";
-import { buildLlamaInferenceGraph, kvCacheNames } from "../src/models/llama_inference.ts";
+import { buildLlamaInferenceGraph, kvCacheNames } from "../src/models/llama/inference.ts";
 import { encodeModel } from "../src/onnx/proto.ts";
 import type { Model } from "../src/onnx/types.ts";
 

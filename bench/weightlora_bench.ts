@@ -15,7 +15,7 @@ import { convertLlama2c } from "../src/io/convert.ts";
 import { loadModelFolder } from "../src/io/model_folder.ts";
 import { initAdapter } from "../src/lora/adapter.ts";
 import type { LlamaConfig } from "../src/models/config.ts";
-import type { LlamaWeights } from "../src/models/llama.ts";
+import type { LlamaWeights } from "../src/models/llama/forward.ts";
 import { randomLlamaWeights } from "../src/models/random_weights.ts";
 import { listAdapterSites } from "../src/models/sites.ts";
 import { hasWebGpu } from "../src/runtime/execution_provider.ts";

@@ -23,7 +23,7 @@ import { loadModelFolder } from "../../src/io/model_folder.ts";
 import type { Tokenizer } from "../../src/io/tokenizer.ts";
 import { LlamaGenerator } from "../../src/models/generate.ts";
 import type { LlamaConfig } from "../../src/models/config.ts";
-import type { LlamaWeights } from "../../src/models/llama.ts";
+import type { LlamaWeights } from "../../src/models/llama/forward.ts";
 import { Prng } from "../../src/models/sampling.ts";
 import { shuffled } from "./_words.ts";
 import { sampleStories, trimToSentences } from "./base_stories.ts";

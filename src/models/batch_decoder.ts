@@ -18,7 +18,7 @@ import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/exec
 import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
 import { disposeTensors, hostTensor } from "../runtime/tensor.ts";
 import type { LlamaConfig } from "./config.ts";
-import { FUSED_CACHE, FUSED_INPUTS, fusedRopeInside } from "./llama_fused.ts";
+import { FUSED_CACHE, FUSED_INPUTS, fusedRopeInside } from "./llama/fused.ts";
 
 /** Options of {@linkcode BatchDecoder.create}. */
 export interface BatchDecoderOptions {

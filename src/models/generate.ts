@@ -23,8 +23,8 @@ import type { OrtTensor } from "../runtime/session.ts";
 import { BatchDecoder } from "./batch_decoder.ts";
 import type { LlamaConfig } from "./config.ts";
 import { Row } from "./decode_row.ts";
-import type { LlamaWeights } from "./llama.ts";
-import { buildLlamaFusedGraph } from "./llama_fused.ts";
+import type { LlamaWeights } from "./llama/forward.ts";
+import { modelFamily } from "./families.ts";
 import { loraFeeds, type LoraSiteTensors } from "./lora_inputs.ts";
 import { type SamplingOptions, validateSampling } from "./sampling.ts";
 
@@ -178,8 +178,11 @@ export class LlamaGenerator {
   static async create(model: GeneratorModel, options: LlamaGeneratorOptions = {}): Promise<LlamaGenerator> {
     const loraSites = [...(options.loraSites ?? [])];
     const ep = await resolveExecutionProvider(options.ep ?? "auto");
-    const decode = buildLlamaFusedGraph(model, { kind: "decode", loraSites });
-    const prefill = ep === "webgpu" ? buildLlamaFusedGraph(model, { kind: "prefill", loraSites }) : undefined;
+    const family = modelFamily(model.config);
+    const decode = family.buildFusedGraph(model, { kind: "decode", loraSites });
+    const prefill = ep === "webgpu"
+      ? family.buildFusedGraph(model, { kind: "prefill", loraSites })
+      : undefined;
     const decoder = await BatchDecoder.create({
       decode,
       prefill,

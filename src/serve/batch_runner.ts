@@ -20,7 +20,7 @@ import { setImmediate } from "node:timers";
 import { BatchDecoder, createDecoderSessions, type DecoderSessions } from "../models/batch_decoder.ts";
 import type { LlamaConfig } from "../models/config.ts";
 import { Row, type RunnerTokenizer } from "../models/decode_row.ts";
-import type { LlamaWeights } from "../models/llama.ts";
+import type { LlamaWeights } from "../models/llama/forward.ts";
 import { type AdapterSite, listAdapterSites } from "../models/sites.ts";
 import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { resolveExecutionProvider } from "../runtime/execution_provider.ts";

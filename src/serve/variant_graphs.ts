@@ -16,9 +16,9 @@
  */
 
 import type { LlamaConfig } from "../models/config.ts";
-import type { LlamaWeights } from "../models/llama.ts";
-import { buildLlamaFusedGraph } from "../models/llama_fused.ts";
-import { type AdapterHook, type AdapterSite, listAdapterSites } from "../models/sites.ts";
+import type { LlamaWeights } from "../models/llama/forward.ts";
+import { modelFamily } from "../models/families.ts";
+import type { AdapterHook, AdapterSite } from "../models/sites.ts";
 import type { GraphBuilder, Value } from "../onnx/builder.ts";
 import type { Model } from "../onnx/types.ts";
 import type { PreparedAdapter, PreparedSite } from "./prepared_adapter.ts";
@@ -168,9 +168,10 @@ export function buildVariantGraphs(
   variant: ServingVariant,
   options: { prefill?: boolean } = {},
 ): VariantGraphs {
-  const decode = buildLlamaFusedGraph(model, { kind: "decode", adapter: variantAdapterHook(variant) });
+  const family = modelFamily(model.config);
+  const decode = family.buildFusedGraph(model, { kind: "decode", adapter: variantAdapterHook(variant) });
   const prefill = options.prefill
-    ? buildLlamaFusedGraph(model, { kind: "prefill", adapter: variantAdapterHook(variant) })
+    ? family.buildFusedGraph(model, { kind: "prefill", adapter: variantAdapterHook(variant) })
     : undefined;
   return { decode, prefill };
 }
@@ -196,7 +197,7 @@ export interface VariantArray {
 export function variantArrays(comp: BatchComposition, config: LlamaConfig): VariantArray[] {
   const { variant, slots } = comp;
   if (variant.mode === "none") return [];
-  const byName = new Map(listAdapterSites(config).map((s) => [s.name, s]));
+  const byName = new Map(modelFamily(config).listSites(config).map((s) => [s.name, s]));
   const bySlot = slots.map((adapter) =>
     new Map<string, PreparedSite>(adapter?.sites.map((s) => [s.site, s]) ?? [])
   );

@@ -10,9 +10,9 @@
 import { TrainingSession } from "../autodiff/training_session.ts";
 import { optimizerStateNames, type ParameterGroup } from "../autodiff/optimizer.ts";
 import type { TrainingState } from "../autodiff/training_session.ts";
-import { buildLlamaTrainingGraph } from "../models/llama_training.ts";
+import { modelFamily } from "../models/families.ts";
 import type { LlamaConfig } from "../models/config.ts";
-import type { LlamaWeights } from "../models/llama.ts";
+import type { LlamaWeights } from "../models/llama/forward.ts";
 import { dropoutInputName, gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
 import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
 import { projectTopK } from "../lora/top_k.ts";
@@ -129,7 +129,7 @@ export class AdapterTrainer {
       trainableGates,
       dropout: (options.dropout ?? 0) > 0,
     });
-    const model = buildLlamaTrainingGraph(options.model, {
+    const model = modelFamily(options.model.config).buildTrainingGraph(options.model, {
       batchSize: options.batchSize,
       seqLen: options.seqLen,
       adapter: lora.hook,

@@ -5,9 +5,9 @@
  * @module
  */
 
-import { buildLlamaTrainingGraph } from "../models/llama_training.ts";
+import { modelFamily } from "../models/families.ts";
 import type { LlamaConfig } from "../models/config.ts";
-import type { LlamaWeights } from "../models/llama.ts";
+import type { LlamaWeights } from "../models/llama/forward.ts";
 import { loraFeeds, loraInputAdapter } from "../models/lora_inputs.ts";
 import type { PeftAdapter } from "../lora/peft.ts";
 import { OnnxSession } from "../runtime/session.ts";
@@ -52,7 +52,7 @@ export async function evaluateLoss(
   options: EvaluateLossOptions,
 ): Promise<EvaluationResult> {
   const sites = [...(options.adapter?.sites.keys() ?? [])];
-  const graph = buildLlamaTrainingGraph(model, {
+  const graph = modelFamily(model.config).buildTrainingGraph(model, {
     batchSize: options.batchSize,
     seqLen: options.seqLen,
     adapter: sites.length ? loraInputAdapter(sites) : undefined,

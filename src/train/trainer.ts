@@ -8,7 +8,7 @@
  */
 
 import type { LlamaConfig } from "../models/config.ts";
-import type { LlamaWeights } from "../models/llama.ts";
+import type { LlamaWeights } from "../models/llama/forward.ts";
 import { type AdapterSite, listAdapterSites, type LlamaModule } from "../models/sites.ts";
 import type { PeftAdapter } from "../lora/peft.ts";
 import { type AdapterSiteState, initAdapter, purposePrng } from "../lora/adapter.ts";

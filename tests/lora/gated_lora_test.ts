@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { buildGradientGraph } from "../../src/autodiff/gradient.ts";
 import { gatedLoraHook, GATES_INPUT } from "../../src/lora/gated_lora.ts";
 import type { LlamaConfig } from "../../src/models/config.ts";
-import { buildLlamaTrainingGraph } from "../../src/models/llama_training.ts";
+import { buildLlamaTrainingGraph } from "../../src/models/llama/training.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
 import { adapterSite } from "../../src/models/sites.ts";
 import { evaluate, type RefTensor } from "../_reference/mod.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../../src/onnx/builder.ts";
 import { adapterSite, linear, listAdapterSites, LLAMA_MODULES, siteName } from "../../src/models/sites.ts";
-import { buildLlamaInferenceGraph } from "../../src/models/llama_inference.ts";
+import { buildLlamaInferenceGraph } from "../../src/models/llama/inference.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
 import { GQA_CONFIG, QWEN2_CONFIG } from "./_fixtures.ts";
 

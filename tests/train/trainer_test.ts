@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { loadPeftAdapter } from "../../src/lora/peft.ts";
 import { gatedLoraHook } from "../../src/lora/gated_lora.ts";
-import { buildLlamaInferenceGraph } from "../../src/models/llama_inference.ts";
-import { buildLlamaTrainingGraph } from "../../src/models/llama_training.ts";
+import { buildLlamaInferenceGraph } from "../../src/models/llama/inference.ts";
+import { buildLlamaTrainingGraph } from "../../src/models/llama/training.ts";
 import { loraFeeds } from "../../src/models/lora_inputs.ts";
 import { OnnxSession } from "../../src/runtime/session.ts";
 import { ort } from "../../src/runtime/ort.ts";

@@ -10,12 +10,12 @@
  * @module
  */
 
-import { attr, type GraphBuilder, type Value } from "../onnx/builder.ts";
-import type { TensorData } from "../onnx/types.ts";
-import type { LlamaConfig } from "./config.ts";
-import { type AdapterHook, adapterSite, linear, type LlamaModule, projectionMatMul } from "./sites.ts";
-import { applyRope, ropeInverseFrequencies, ropeTables } from "./rope.ts";
-import { WeightLoader } from "./_weights.ts";
+import { attr, type GraphBuilder, type Value } from "../../onnx/builder.ts";
+import type { TensorData } from "../../onnx/types.ts";
+import type { LlamaConfig } from "../config.ts";
+import { type AdapterHook, adapterSite, linear, type LlamaModule, projectionMatMul } from "../sites.ts";
+import { applyRope, ropeInverseFrequencies, ropeTables } from "../rope.ts";
+import { WeightLoader } from "../_weights.ts";
 
 /**
  * Model weights by Hugging Face name (`model.layers.0.self_attn.q_proj.weight`), float32; a quantized

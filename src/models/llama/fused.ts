@@ -30,20 +30,20 @@
  * @module
  */
 
-import { attr, GraphBuilder, type Value } from "../onnx/builder.ts";
-import type { Model } from "../onnx/types.ts";
-import type { LlamaConfig } from "./config.ts";
-import type { LlamaWeights } from "./llama.ts";
-import { loraInputAdapter } from "./lora_inputs.ts";
-import { applyRope, ropeInverseFrequencies, type RopeTables, ropeTables } from "./rope.ts";
+import { attr, GraphBuilder, type Value } from "../../onnx/builder.ts";
+import type { Model } from "../../onnx/types.ts";
+import type { LlamaConfig } from "../config.ts";
+import type { LlamaWeights } from "./forward.ts";
+import { loraInputAdapter } from "../lora_inputs.ts";
+import { applyRope, ropeInverseFrequencies, type RopeTables, ropeTables } from "../rope.ts";
 import {
   type AdapterHook,
   type AdapterSite,
   adapterSite,
   type LlamaModule,
   projectionMatMul,
-} from "./sites.ts";
-import { type ProjectionWeight, WeightLoader } from "./_weights.ts";
+} from "../sites.ts";
+import { type ProjectionWeight, WeightLoader } from "../_weights.ts";
 
 /** The onnxruntime contrib-op domain. */
 const MS = "com.microsoft";

@@ -13,12 +13,12 @@
  * @module
  */
 
-import { GraphBuilder } from "../onnx/builder.ts";
-import type { Model } from "../onnx/types.ts";
-import type { LlamaConfig } from "./config.ts";
-import { type KvPair, llamaForward, type LlamaWeights } from "./llama.ts";
-import { loraInputAdapter } from "./lora_inputs.ts";
-import type { AdapterHook } from "./sites.ts";
+import { GraphBuilder } from "../../onnx/builder.ts";
+import type { Model } from "../../onnx/types.ts";
+import type { LlamaConfig } from "../config.ts";
+import { type KvPair, llamaForward, type LlamaWeights } from "./forward.ts";
+import { loraInputAdapter } from "../lora_inputs.ts";
+import type { AdapterHook } from "../sites.ts";
 
 /** Which inference graph to build. */
 export type LlamaGraphKind = "prefill" | "decode";

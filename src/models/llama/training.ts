@@ -12,12 +12,12 @@
  * @module
  */
 
-import { attr, GraphBuilder } from "../onnx/builder.ts";
-import type { Model } from "../onnx/types.ts";
-import type { LlamaConfig } from "./config.ts";
-import { llamaForward, type LlamaWeights } from "./llama.ts";
-import type { AdapterHook } from "./sites.ts";
-import { dequantizeModelWeights } from "../io/quantized_weights.ts";
+import { attr, GraphBuilder } from "../../onnx/builder.ts";
+import type { Model } from "../../onnx/types.ts";
+import type { LlamaConfig } from "../config.ts";
+import { llamaForward, type LlamaWeights } from "./forward.ts";
+import type { AdapterHook } from "../sites.ts";
+import { dequantizeModelWeights } from "../../io/quantized_weights.ts";
 
 /** The label id the loss ignores (PyTorch's and Hugging Face's convention). */
 export const IGNORE_INDEX = -100;

@@ -1,23 +1,23 @@
 import assert from "node:assert/strict";
-import { parseLlama2cCheckpoint } from "../../src/io/llama2c.ts";
-import type { LlamaConfig } from "../../src/models/config.ts";
+import { parseLlama2cCheckpoint } from "../../../src/io/llama2c.ts";
+import type { LlamaConfig } from "../../../src/models/config.ts";
 import {
   buildLlamaFusedGraph,
   FUSED_CACHE,
   fusedAttentionKind,
   splitPresent,
-} from "../../src/models/llama_fused.ts";
-import { buildLlamaInferenceGraph } from "../../src/models/llama_inference.ts";
-import { loraFeeds, type LoraSiteTensors } from "../../src/models/lora_inputs.ts";
-import { randomLlamaWeights } from "../../src/models/random_weights.ts";
-import { ropeInverseFrequencies } from "../../src/models/rope.ts";
-import { listAdapterSites } from "../../src/models/sites.ts";
-import type { TensorData } from "../../src/onnx/types.ts";
-import type { ExecutionProvider } from "../../src/runtime/execution_provider.ts";
-import { hostTensor, OnnxSession, type OrtTensor } from "../../src/runtime/mod.ts";
-import { requireStories260k, requireWebGpu, stories260kDir } from "../_util/fixtures.ts";
-import { referenceLogits } from "./_llama_reference.ts";
-import { GQA_CONFIG, int64Rows, maxAbsDiff, QWEN2_CONFIG } from "./_fixtures.ts";
+} from "../../../src/models/llama/fused.ts";
+import { buildLlamaInferenceGraph } from "../../../src/models/llama/inference.ts";
+import { loraFeeds, type LoraSiteTensors } from "../../../src/models/lora_inputs.ts";
+import { randomLlamaWeights } from "../../../src/models/random_weights.ts";
+import { ropeInverseFrequencies } from "../../../src/models/rope.ts";
+import { listAdapterSites } from "../../../src/models/sites.ts";
+import type { TensorData } from "../../../src/onnx/types.ts";
+import type { ExecutionProvider } from "../../../src/runtime/execution_provider.ts";
+import { hostTensor, OnnxSession, type OrtTensor } from "../../../src/runtime/mod.ts";
+import { requireStories260k, requireWebGpu, stories260kDir } from "../../_util/fixtures.ts";
+import { referenceLogits } from "../_llama_reference.ts";
+import { GQA_CONFIG, int64Rows, maxAbsDiff, QWEN2_CONFIG } from "../_fixtures.ts";
 
 /** Every attention kind: standard ops (head 4), GQA + RotaryEmbedding (8), GQA with RoPE inside (16). */
 const CONFIGS: LlamaConfig[] = [

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { buildLlamaInferenceGraph, kvCacheNames } from "../../src/models/llama_inference.ts";
-import { loraInputNames } from "../../src/models/lora_inputs.ts";
-import { randomLlamaWeights } from "../../src/models/random_weights.ts";
-import { ropeInverseFrequencies } from "../../src/models/rope.ts";
-import type { LlamaConfig } from "../../src/models/config.ts";
-import { hostTensor, OnnxSession, type OrtTensor } from "../../src/runtime/mod.ts";
-import { referenceLogits, type ReferenceLora } from "./_llama_reference.ts";
-import { GQA_CONFIG, int64Rows, LLAMA3_CONFIG, maxAbsDiff, QWEN2_CONFIG, runPrefill } from "./_fixtures.ts";
+import { buildLlamaInferenceGraph, kvCacheNames } from "../../../src/models/llama/inference.ts";
+import { loraInputNames } from "../../../src/models/lora_inputs.ts";
+import { randomLlamaWeights } from "../../../src/models/random_weights.ts";
+import { ropeInverseFrequencies } from "../../../src/models/rope.ts";
+import type { LlamaConfig } from "../../../src/models/config.ts";
+import { hostTensor, OnnxSession, type OrtTensor } from "../../../src/runtime/mod.ts";
+import { referenceLogits, type ReferenceLora } from "../_llama_reference.ts";
+import { GQA_CONFIG, int64Rows, LLAMA3_CONFIG, maxAbsDiff, QWEN2_CONFIG, runPrefill } from "../_fixtures.ts";
 
 const IDS = [1, 7, 30, 4, 22, 9, 13, 5, 17, 3, 11];
 

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
-import { buildLlamaTrainingGraph, IGNORE_INDEX } from "../../src/models/llama_training.ts";
-import { randomLlamaWeights } from "../../src/models/random_weights.ts";
-import { ropeInverseFrequencies } from "../../src/models/rope.ts";
-import type { AdapterHook } from "../../src/models/sites.ts";
-import type { GraphBuilder, Value } from "../../src/onnx/builder.ts";
-import { OnnxSession } from "../../src/runtime/mod.ts";
-import { evaluate, refTensor } from "../_reference/mod.ts";
-import { referenceLogits } from "./_llama_reference.ts";
-import { GQA_CONFIG, int64Rows, QWEN2_CONFIG } from "./_fixtures.ts";
+import { buildLlamaTrainingGraph, IGNORE_INDEX } from "../../../src/models/llama/training.ts";
+import { randomLlamaWeights } from "../../../src/models/random_weights.ts";
+import { ropeInverseFrequencies } from "../../../src/models/rope.ts";
+import type { AdapterHook } from "../../../src/models/sites.ts";
+import type { GraphBuilder, Value } from "../../../src/onnx/builder.ts";
+import { OnnxSession } from "../../../src/runtime/mod.ts";
+import { evaluate, refTensor } from "../../_reference/mod.ts";
+import { referenceLogits } from "../_llama_reference.ts";
+import { GQA_CONFIG, int64Rows, QWEN2_CONFIG } from "../_fixtures.ts";
 
 // Two rows of 6 tokens: the second is right-padded after 4 tokens (mask 0, label -100), and one target in
 // the first row is ignored.
