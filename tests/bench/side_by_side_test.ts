@@ -98,7 +98,7 @@ Deno.test("collectEntries reads a results folder and names the expected files it
     await Deno.writeTextFile(`${dir}/models.json`, "{ not json");
     const { entries, missing } = collectEntries(new URL(`file://${dir}/`));
     assert.equal(entries.length, 1);
-    assert.deepEqual(missing.sort(), ["models.json", "quant.json", "training.json", "weightlora.json"]);
+    assert.deepEqual(missing.sort(), ["models.json", "training.json", "weightlora.json"]);
     assert.deepEqual(collectEntries(new URL(`file://${dir}/absent/`)).entries, []);
   } finally {
     await Deno.remove(dir, { recursive: true });
