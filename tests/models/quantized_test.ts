@@ -188,9 +188,10 @@ Deno.test({
     assert.ok(d4 < 0.25 * spread, `int4: max |Δlogit| ${d4} vs range ${spread}`);
     assert.ok(d4 > d8, "4 bits are coarser than 8");
     if (await requireWebGpu(t)) {
-      const gpu = await logits(int8, { ep: "webgpu" });
-      const dGpu = maxAbsDiff(gpu, await logits(int8));
-      assert.ok(dGpu < 1e-3, `int8 on WebGPU vs wasm: ${dGpu}`);
+      for (const [label, model] of [["int8", int8], ["int4", int4]] as const) {
+        const dGpu = maxAbsDiff(await logits(model, { ep: "webgpu" }), await logits(model));
+        assert.ok(dGpu < 1e-3, `${label} on WebGPU vs wasm: ${dGpu}`);
+      }
     }
   },
 });
