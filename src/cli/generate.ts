@@ -13,7 +13,7 @@ import { resolveModelSource } from "../io/hub.ts";
 import { loadPeftAdapter } from "../lora/peft.ts";
 import { type GenerateOptions, LlamaGenerator } from "../models/generate.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
-import { numberFlag, oneOf, UsageError } from "./_args.ts";
+import { numberFlag, UsageError } from "./_args.ts";
 import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
 export { UsageError };
@@ -114,7 +114,10 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions | "help" {
   if (model === undefined || model === "") {
     throw new UsageError("Missing --model (a model folder or hf:OWNER/REPO)");
   }
-  const ep = oneOf("ep", values.ep, ["auto", "wasm", "webgpu"] as const, "auto");
+  const ep = values.ep ?? "auto";
+  if (ep !== "auto" && ep !== "wasm" && ep !== "webgpu") {
+    throw new UsageError(`Invalid --ep ${JSON.stringify(ep)}: expected auto, wasm or webgpu`);
+  }
   const str = (name: keyof typeof values) => values[name] as string | undefined;
   const generation: GenerateOptions = {
     maxTokens: numberFlag(

@@ -3,6 +3,11 @@
  * adapter, else wasm. A software fallback adapter (Mesa's lavapipe on a machine without a GPU) runs our
  * graphs several times slower than wasm, so `auto` does not pick it; `webgpu` still uses it.
  *
+ * `wasm` never touches WebGPU. On Linux, `auto` first looks for a GPU device node (`/dev/dri/renderD*`,
+ * `/dev/nvidia*`, WSL's `/dev/dxg`): without one there is no hardware adapter to find, so it picks wasm
+ * without asking `navigator.gpu` for an adapter — which would start Vulkan, load lavapipe and print Mesa's
+ * `XDG_RUNTIME_DIR is invalid` lines, and take tens of milliseconds.
+ *
  * @module
  */
 
@@ -58,6 +63,36 @@ export function probeWebGpu(): Promise<WebGpuProbe> {
 }
 
 /**
+ * Whether a hardware GPU could exist here, told without starting WebGPU: on Linux, whether a GPU device
+ * node exists. `undefined` where that cannot be told (another OS, or no read permission on `/dev`, which
+ * is never prompted for).
+ *
+ * @returns False when no GPU device node exists, true when one does, undefined when unknown.
+ * @example
+ * ```ts
+ * import { hasGpuDeviceNode } from "./execution_provider.ts";
+ * console.log(await hasGpuDeviceNode());
+ * ```
+ */
+export async function hasGpuDeviceNode(): Promise<boolean | undefined> {
+  if (Deno.build.os !== "linux") return undefined;
+  if (Deno.permissions.querySync({ name: "read", path: "/dev" }).state !== "granted") return undefined;
+  try {
+    for await (const entry of Deno.readDir("/dev/dri")) if (entry.name.startsWith("renderD")) return true;
+  } catch {
+    // no /dev/dri
+  }
+  try {
+    for await (const entry of Deno.readDir("/dev")) {
+      if (/^nvidia\d+$/.test(entry.name) || entry.name === "dxg") return true;
+    }
+  } catch {
+    return undefined;
+  }
+  return false;
+}
+
+/**
  * Whether this runtime exposes a WebGPU adapter, hardware or software (probed once, then cached).
  *
  * @example
@@ -90,6 +125,7 @@ export async function resolveExecutionProvider(choice: ExecutionProviderChoice):
     throw new TypeError(`Unknown execution provider "${choice}": use auto, wasm or webgpu`);
   }
   if (choice === "wasm") return "wasm";
+  if (choice === "auto" && (await hasGpuDeviceNode()) === false) return "wasm"; // no GPU: no probe, no noise
   const probe = await probeWebGpu();
   if (choice === "webgpu") {
     if (!probe.available) {

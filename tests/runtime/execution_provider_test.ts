@@ -80,3 +80,34 @@ try {
       "(on Linux without a GPU install Debian's mesa-vulkan-drivers for lavapipe)",
   );
 });
+
+Deno.test("wasm never asks navigator.gpu for an adapter; auto asks only where a GPU device node exists", async () => {
+  const module = new URL("src/runtime/execution_provider.ts", repoRoot).href;
+  const script = `let probes = 0;
+const request = GPU.prototype.requestAdapter;
+GPU.prototype.requestAdapter = function (...args) { probes++; return request.apply(this, args); };
+const { hasGpuDeviceNode, resolveExecutionProvider } = await import(${JSON.stringify(module)});
+const wasm = await resolveExecutionProvider("wasm");
+const afterWasm = probes;
+const auto = await resolveExecutionProvider("auto");
+console.log(JSON.stringify({ wasm, afterWasm, auto, probes, device: await hasGpuDeviceNode() ?? null }));`;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", script],
+    cwd: repoRoot,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  const r = JSON.parse(new TextDecoder().decode(output.stdout));
+  assert.equal(r.wasm, "wasm");
+  assert.equal(r.afterWasm, 0, "wasm does not probe");
+  if (Deno.build.os === "linux") assert.equal(typeof r.device, "boolean");
+  if (r.device === false) {
+    assert.equal(r.auto, "wasm");
+    assert.equal(r.probes, 0, "no GPU device node: auto does not probe");
+    assert.doesNotMatch(stderr, /XDG_RUNTIME_DIR/, "and prints no Mesa noise");
+  } else {
+    assert.equal(r.probes, 1, "a GPU device node (or an unknown OS): auto probes once");
+  }
+});
