@@ -27,3 +27,4 @@ export * from "./gguf.ts";
 export * from "./gguf_llama.ts";
 export * from "./write_model_folder.ts";
 export * from "./convert.ts";
+export * from "./tar.ts";
