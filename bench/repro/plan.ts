@@ -30,7 +30,7 @@ export interface ReproConfig {
   tasks: TaskName[];
   /** Method families to run. */
   families: MethodFamily[];
-  /** K of RandLoRA and WeightLoRA. */
+  /** K of random sites and WeightLoRA. */
   ks: number[];
   /** Learning rates of the sweep (A and B). */
   lrs: number[];
@@ -111,14 +111,14 @@ export interface MethodSpec {
   family: MethodFamily;
   /** The trainer's method. */
   method: TrainMethod;
-  /** Sites kept (RandLoRA, WeightLoRA); null for LoRA and WeightLoRA+. */
+  /** Sites kept (random sites, WeightLoRA); null for LoRA and WeightLoRA+. */
   k: number | null;
   /** Name in tables. */
   label: string;
 }
 
 /**
- * The methods of a configuration, in table order: LoRA, then RandLoRA(K) and WeightLoRA(K) for each K,
+ * The methods of a configuration, in table order: LoRA, then random sites (K) and WeightLoRA(K) for each K,
  * then WeightLoRA+.
  *
  * @param config The configuration.
@@ -135,9 +135,9 @@ export function methodSpecs(config: Pick<ReproConfig, "families" | "ks" | "growR
       out.push({
         id: `randlora-k${k}`,
         family: "randlora",
-        method: "randlora",
+        method: "random-sites", // family and ids keep the old name, so earlier results still match
         k,
-        label: `RandLoRA (K=${k})`,
+        label: `Random sites (K=${k})`,
       });
     }
   }

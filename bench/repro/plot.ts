@@ -1,6 +1,6 @@
 /**
  * The reproduction's plot as SVG: eval loss (mean ± std over seeds) against trainable parameters (log
- * scale, final phase), one panel per task. LoRA is a square, RandLoRA(K) triangles and WeightLoRA(K) circles
+ * scale, final phase), one panel per task. LoRA is a square, random sites (K) triangles and WeightLoRA(K) circles
  * (each joined over K), WeightLoRA+ a diamond. Hand-written SVG: no plotting dependency.
  *
  * @example
@@ -18,7 +18,7 @@ import type { MethodRow } from "./summary.ts";
 
 const STYLE: Record<MethodFamily, { color: string; name: string }> = {
   lora: { color: "#222222", name: "LoRA (all sites)" },
-  randlora: { color: "#8c8c8c", name: "RandLoRA (K)" },
+  randlora: { color: "#8c8c8c", name: "Random sites (K)" },
   weightlora: { color: "#1f6fd1", name: "WeightLoRA (K)" },
   "weightlora-plus": { color: "#d1401f", name: "WeightLoRA+" },
 };

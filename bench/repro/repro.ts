@@ -1,6 +1,6 @@
 /**
  * `deno task repro`: reproduces the WeightLoRA paper's comparison (arXiv 2506.02724) on stories260K —
- * LoRA on all 35 sites, RandLoRA(K), WeightLoRA(K) for K ∈ {3, 5, 9, 17} and WeightLoRA+ (M = 2), same rank
+ * LoRA on all 35 sites, random sites (K; the family id is still randlora), WeightLoRA(K) for K ∈ {3, 5, 9, 17} and WeightLoRA+ (M = 2), same rank
  * and step budget, each method at its own best learning rate from a sweep on the first seed, then three
  * seeds — on three generated tasks (see `bench/tasks/generate.ts`). Writes the results as JSON, a Markdown
  * report (tables and the reading of the paper's three claims) and an SVG plot of eval loss against
@@ -54,7 +54,7 @@ Markdown report and an SVG plot. Rerunning the same command continues an interru
   --max-runs N        Stop after starting N runs in this invocation (rerun to continue).
   --tasks LIST        Subset of ${TASK_NAMES.join(",")}.
   --families LIST     Subset of lora,randlora,weightlora,weightlora-plus.
-  --ks LIST           K values of RandLoRA and WeightLoRA. Full: 3,5,9,17.
+  --ks LIST           K values of random sites and WeightLoRA. Full: 3,5,9,17.
   --lrs LIST          Learning rates of the sweep. Full: 3e-4,1e-3,3e-3,1e-2,3e-2,1e-1.
   --seeds LIST        Seeds; the first one is the sweep's. Full: 0,1,2.
   --steps N           Optimizer steps per run. Full: 60.

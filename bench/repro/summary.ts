@@ -73,7 +73,7 @@ export interface MethodRow {
   stepMs: number | null;
   /** Mean over seeds of the median training tokens/s. */
   tokensPerS: number | null;
-  /** How often each site was kept, over the seeds (WeightLoRA, RandLoRA, WeightLoRA+). */
+  /** How often each site was kept, over the seeds (WeightLoRA, random sites, WeightLoRA+). */
   sites: Record<string, number>;
   /** Seeds whose run diverged at the chosen learning rate. */
   diverged: number;
@@ -231,7 +231,7 @@ export function compareRows(a: MethodRow, b: MethodRow): Comparison {
  * 1. WeightLoRA(K) keeps or improves quality with far fewer trainable parameters than LoRA on all sites:
  *    held where WeightLoRA(K) is better than or tied with LoRA.
  * 2. WeightLoRA+ beats LoRA: held where it is better.
- * 3. Learned selection beats random selection: held where WeightLoRA(K) is better than RandLoRA(K).
+ * 3. Learned selection beats random selection: held where WeightLoRA(K) is better than random sites (K).
  *
  * @param rows The table.
  * @returns One reading per claim.
@@ -269,7 +269,7 @@ export function readClaims(rows: readonly MethodRow[]): ClaimReading[] {
     {
       claim: 3,
       statement: "learned selection beats random selection",
-      rule: "WeightLoRA(K) eval loss better than RandLoRA(K)",
+      rule: "WeightLoRA(K) eval loss better than random sites (K)",
       comparisons: three,
       held: three.filter((c) => c.verdict === "better").length,
     },

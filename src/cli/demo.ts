@@ -11,7 +11,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { convertLlama2c } from "../io/convert.ts";
 import { downloadHubFiles, resolveModelSource } from "../io/hub.ts";
 import { loadModelFolder, type ModelFolder } from "../io/model_folder.ts";
@@ -22,20 +21,36 @@ import { loadJsonl } from "../train/data.ts";
 import { train } from "../train/trainer.ts";
 import { withTrainDefaults } from "../train/options.ts";
 import { oneOf, positiveInt, runCli } from "./_args.ts";
+import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
-const HELP = `Usage: deno task demo [options]
-
-Fine-tunes a WeightLoRA adapter (K = 5 of 35 sites, rank 4) on examples/demo.jsonl, then generates from
-"Once upon a time, there was a dog named" with the base model and with the adapter.
-
-Options:
-  --model M     Model folder or hf:OWNER/REPO. Default: stories260K (../shared/models/stories260K if present,
-                else downloaded from hf:karpathy/tinyllamas), converted into .cache/stories260K-hf.
-  --data F      Training data (JSONL). Default: examples/demo.jsonl.
-  --out DIR     Output folder (adapter, weightlora.json, train_log.jsonl). Default: runs/demo.
-  --steps N     Training steps. Default: 80.
-  --ep E        auto, wasm or webgpu. Default: auto.
-  -h, --help    Show this help.`;
+/** The flags of `deno task demo`: the parser and `--help` both read them. */
+export const DEMO_COMMAND = defineCommand({
+  name: "demo",
+  usage: ["[options]"],
+  description:
+    `Fine-tunes a WeightLoRA adapter (K = 5 of 35 sites, rank 4) on examples/demo.jsonl, then generates from
+"Once upon a time, there was a dog named" with the base model and with the adapter.`,
+  flags: [
+    {
+      name: "model",
+      value: "M",
+      defaultText: "stories260K",
+      doc:
+        "Model folder or hf:OWNER/REPO; stories260K is taken from ../shared/models/stories260K if present, " +
+        "else downloaded from hf:karpathy/tinyllamas, and converted into .cache/stories260K-hf.",
+    },
+    { name: "data", value: "F", defaultText: "examples/demo.jsonl", doc: "Training data (JSONL)." },
+    {
+      name: "out",
+      value: "DIR",
+      defaultText: "runs/demo",
+      doc:
+        "Output folder (adapter, weightlora.json, train_log.jsonl); the defaults are in the project folder.",
+    },
+    { name: "steps", value: "N", default: 80, doc: "Training steps." },
+    { name: "ep", value: "E", default: "auto", doc: "Execution provider: auto, wasm or webgpu." },
+  ],
+});
 
 const ROOT = new URL("../../", import.meta.url);
 const PROMPT = "Once upon a time, there was a dog named";
@@ -97,20 +112,9 @@ async function complete(
 }
 
 async function main(): Promise<void> {
-  const { values: v } = parseArgs({
-    args: Deno.args,
-    strict: true,
-    options: {
-      model: { type: "string" },
-      data: { type: "string" },
-      out: { type: "string" },
-      steps: { type: "string" },
-      ep: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const v = parseFlags(DEMO_COMMAND, Deno.args);
   if (v.help) {
-    console.log(HELP);
+    console.log(helpText(DEMO_COMMAND));
     return;
   }
   const ep = oneOf("ep", v.ep, ["auto", "wasm", "webgpu"] as const, "auto");

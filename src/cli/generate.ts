@@ -8,49 +8,85 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { loadModelFolder } from "../io/model_folder.ts";
 import { resolveModelSource } from "../io/hub.ts";
 import { loadPeftAdapter } from "../lora/peft.ts";
 import { type GenerateOptions, type GenerationStats, LlamaGenerator } from "../models/generate.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { numberFlag, UsageError } from "./_args.ts";
+import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
 export { UsageError };
 
-const HELP = `Usage: deno task generate --model M [options]
+/** The flags of `deno task generate`: the parser and `--help` both read them. */
+export const GENERATE_COMMAND = defineCommand({
+  name: "generate",
+  usage: ["--model M [options]"],
+  description:
+    "Generates a continuation of --prompt and prints only the generated text to stdout (logs and stats go to\n" +
+    "stderr, each on its own line).",
+  flags: [
+    {
+      name: "model",
+      value: "M",
+      required: true,
+      doc: "Model: a Hugging Face model folder (config.json, model.safetensors, tokenizer.json), e.g. one " +
+        "written by `deno task convert`, or hf:OWNER/REPO[@REVISION] (downloaded into the Hugging Face cache).",
+    },
+    {
+      name: "adapter",
+      value: "DIR",
+      doc: "A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors), applied as graph " +
+        "inputs (no merge).",
+    },
+    {
+      name: "prompt",
+      value: "TEXT",
+      defaultText: '""',
+      doc: 'The prompt; "" generates from the BOS token alone.',
+    },
+    { name: "max-tokens", value: "N", default: 256, doc: "Most tokens to generate (EOS ends earlier)." },
+    {
+      name: "ignore-eos",
+      type: "boolean",
+      doc: "Generate exactly --max-tokens tokens: EOS (and BOS) are generated and counted like any token and " +
+        "do not stop (for benchmarks). The prompt plus --max-tokens must fit the model's context.",
+    },
+    { name: "temperature", value: "T", default: 1, doc: "Sampling temperature; 0 is greedy (argmax)." },
+    {
+      name: "top-p",
+      value: "P",
+      default: 1,
+      doc: "Nucleus sampling: keep the most likely tokens up to mass P, in (0, 1]; 1 is off.",
+    },
+    { name: "top-k", value: "K", default: 0, doc: "Keep only the K most likely tokens; 0 is off." },
+    {
+      name: "seed",
+      value: "S",
+      defaultText: "random",
+      doc: "Seed of the sampler's PRNG (a non-negative integer); same seed, same text.",
+    },
+    { name: "stop", value: "TEXT", multiple: true, doc: "Stop before this text (repeatable)." },
+    {
+      name: "ep",
+      value: "E",
+      default: "auto",
+      doc: "Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.",
+    },
+    {
+      name: "json",
+      type: "boolean",
+      doc: 'Print {"text", "token_ids", "prompt_token_ids", "timing"} as JSON instead of streaming text. ' +
+        '"timing" measures the generation alone (no start-up, no model load): "prefill_ms" (the prompt\'s ' +
+        'forward pass, sampling the first token), "decode_ms" (the decode loop), "decode_tokens" (tokens the ' +
+        'decode loop computed: the generated tokens but the first, which the prefill gives) and ' +
+        '"decode_tokens_per_s" (null when there was no decode step).',
+    },
+  ],
+  footer: "Environment: WEIGHTLORA_WASM_THREADS sets the number of wasm threads.",
+});
 
-Generates a continuation of --prompt and prints only the generated text to stdout (logs go to stderr).
-
-Options:
-  --model M          Model: a Hugging Face model folder (config.json, model.safetensors, tokenizer.json),
-                     e.g. one written by \`deno task convert\`, or hf:OWNER/REPO[@REVISION] (downloaded into
-                     the Hugging Face cache; needs network and write access, which Deno asks for or
-                     which --allow-net/--allow-write grant). Required.
-  --adapter DIR      A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors), applied
-                     as graph inputs (no merge). Default: none.
-  --prompt TEXT      The prompt; "" generates from the BOS token alone. Default: "".
-  --max-tokens N     Most tokens to generate (EOS ends earlier). Default: 256.
-  --ignore-eos       Generate exactly --max-tokens tokens: EOS (and BOS) are generated and counted like
-                     any token and do not stop (for benchmarks). The prompt plus --max-tokens must fit
-                     the model's context.
-  --temperature T    Sampling temperature; 0 is greedy (argmax). Default: 1.
-  --top-p P          Nucleus sampling: keep the most likely tokens up to mass P, in (0, 1]. Default: 1 (off).
-  --top-k K          Keep only the K most likely tokens; 0 is off. Default: 0.
-  --seed S           Seed of the sampler's PRNG (a non-negative integer); same seed, same text.
-                     Default: random.
-  --stop TEXT        Stop before this text (repeatable). Default: none.
-  --ep E             Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.
-                     Default: auto.
-  --json             Print {"text", "token_ids", "prompt_token_ids", "timing"} as JSON instead of
-                     streaming text. "timing" measures the generation alone (no start-up, no model
-                     load): "prefill_ms" (the prompt's forward pass, sampling the first token),
-                     "decode_ms" (the decode loop), "decode_tokens" (tokens the decode loop computed:
-                     the generated tokens but the first, which the prefill gives) and
-                     "decode_tokens_per_s" (null when there was no decode step).
-  -h, --help         Show this help.
-
-Environment: WEIGHTLORA_WASM_THREADS sets the number of wasm threads.`;
+const HELP = helpText(GENERATE_COMMAND);
 
 /** Options parsed from the command line. */
 export interface GenerateCliOptions {
@@ -82,52 +118,27 @@ export interface GenerateCliOptions {
  * ```
  */
 export function parseGenerateArgs(args: string[]): GenerateCliOptions | "help" {
-  let values: Record<string, string | boolean | string[] | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        adapter: { type: "string" },
-        prompt: { type: "string" },
-        "max-tokens": { type: "string" },
-        "ignore-eos": { type: "boolean" },
-        temperature: { type: "string" },
-        "top-p": { type: "string" },
-        "top-k": { type: "string" },
-        seed: { type: "string" },
-        stop: { type: "string", multiple: true },
-        ep: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""));
-  }
+  const values = parseFlags(GENERATE_COMMAND, args);
   if (values.help) return "help";
   const model = values.model as string | undefined;
   if (model === undefined || model === "") {
     throw new UsageError("Missing --model (a model folder or hf:OWNER/REPO)");
   }
-  const ep = (values.ep as string | undefined) ?? "auto";
+  const ep = values.ep ?? "auto";
   if (ep !== "auto" && ep !== "wasm" && ep !== "webgpu") {
     throw new UsageError(`Invalid --ep ${JSON.stringify(ep)}: expected auto, wasm or webgpu`);
   }
-  const str = (name: string) => values[name] as string | undefined;
+  const str = (name: keyof typeof values) => values[name] as string | undefined;
   const generation: GenerateOptions = {
     maxTokens: numberFlag(
       "max-tokens",
       str("max-tokens"),
       (n) => Number.isInteger(n) && n >= 1,
       "a positive integer",
-    ) ??
-      256,
-    temperature: numberFlag("temperature", str("temperature"), (n) => n >= 0, "a number ≥ 0") ?? 1,
-    topP: numberFlag("top-p", str("top-p"), (n) => n > 0 && n <= 1, "a number in (0, 1]") ?? 1,
-    topK: numberFlag("top-k", str("top-k"), (n) => Number.isInteger(n) && n >= 0, "an integer ≥ 0") ?? 0,
+    )!,
+    temperature: numberFlag("temperature", str("temperature"), (n) => n >= 0, "a number ≥ 0")!,
+    topP: numberFlag("top-p", str("top-p"), (n) => n > 0 && n <= 1, "a number in (0, 1]")!,
+    topK: numberFlag("top-k", str("top-k"), (n) => Number.isInteger(n) && n >= 0, "an integer ≥ 0")!,
     seed: numberFlag("seed", str("seed"), (n) => Number.isSafeInteger(n) && n >= 0, "a non-negative integer"),
     stop: (values.stop as string[] | undefined) ?? [],
     ignoreEos: values["ignore-eos"] === true,

@@ -1,18 +1,15 @@
 /**
  * `deno task serve`: one resident base model served to many tenants over OpenAI-compatible HTTP, with
- * per-tenant adapters hot-swapped per request.
+ * per-tenant adapters hot-swapped per request. The flags are {@linkcode SERVE_COMMAND} (`--help` prints
+ * them with their defaults).
  *
- *     deno task serve --model DIR [--db LOCATION | --store DIR [--read-only]] [--no-train] [--train-workers N]
- *                     [--port P] [--host H] [--keys FILE] [--ep auto|wasm|webgpu]
- *                     [--cache-mb N] [--workers N] [--max-batch N] [--max-tokens N]
- *                     [--max-concurrency N] [--timeout-s N] [--max-body-kb N] [--max-adapter-mb N]
+ * State: by default adapters, files and fine-tuning jobs live in a database (`--db`, else `DATABASE_URL`,
+ * else the embedded folder `.weightlora/db`; `postgres://…` is shared by replicas), and this process also
+ * trains (`--train-workers N`, or `--no-train` for a serving-only replica on a Postgres server). `--store
+ * DIR` serves adapters from an existing folder instead (no fine-tuning); with `--read-only` that is the edge
+ * mode.
  *
- * State: by default adapters, files and fine-tuning jobs live in a database (`--db`: an embedded folder,
- * `.weightlora/db` by default, or `postgres://…` shared by replicas), and this process also trains
- * (`--train-workers N`, or `--no-train` for a serving-only replica). `--store DIR` serves adapters from a
- * folder instead (no fine-tuning); with `--read-only` that is the edge mode.
- *
- * Least privilege (see `src/http/README.md`):
+ * Least privilege:
  *
  *     deno run --unstable-raw-imports --allow-net=127.0.0.1 --allow-read=MODEL,STORE \
  *       --allow-env=WEIGHTLORA_WASM_THREADS src/cli/serve.ts --model MODEL --store STORE --read-only
@@ -22,7 +19,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { KeyTable } from "../http/auth.ts";
 import { type RunningServer, startServer } from "../http/server.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
@@ -30,13 +26,104 @@ import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
 import type { Hono } from "hono";
 import type { AppEnv } from "../http/context.ts";
 import type { ServeEngine } from "../serve/engine.ts";
+import { numberFlag, oneOf, UsageError } from "./_args.ts";
+import { chooseDatabase, DEFAULT_DATABASE, isServerLocation } from "./_database.ts";
+import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
-const USAGE = `Usage:
-  deno task serve --model DIR [--db .weightlora/db | --store DIR [--read-only]] [--no-train] [--train-workers 1]
-                  [--port 8080] [--host 127.0.0.1] [--keys FILE]
-                  [--ep auto|wasm|webgpu] [--cache-mb 256] [--read-only] [--workers N] [--max-batch 16]
-                  [--max-tokens 1024] [--max-concurrency 16] [--timeout-s 300] [--max-body-kb 1024]
-                  [--max-adapter-mb 64] [--grace-s 30]`;
+/** The flags of `deno task serve`: the parser, `--help` and the README's table all read them. */
+export const SERVE_COMMAND = defineCommand({
+  name: "serve",
+  usage: [
+    "--model DIR [--db LOCATION] [--no-train] [--train-workers N] [options]",
+    "--model DIR --store DIR [--read-only] [options]",
+  ],
+  description: `Serves one resident base model to many tenants over OpenAI-compatible HTTP, with each tenant's
+LoRA adapters swapped per request. By default adapters, files and fine-tuning jobs live in a database
+(--db, else DATABASE_URL, else the embedded folder ${DEFAULT_DATABASE}) and this process also trains jobs;
+--store serves adapters from a folder instead (no fine-tuning), read-only with --read-only.
+Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracefully.`,
+  flags: [
+    {
+      name: "model",
+      value: "DIR",
+      required: true,
+      doc: "Hugging Face model folder (`deno task convert` makes one from llama2.c or GGUF).",
+    },
+    {
+      name: "db",
+      value: "LOCATION",
+      defaultText: `$DATABASE_URL, else ${DEFAULT_DATABASE}`,
+      doc:
+        "Database of adapters, files and jobs: postgres://USER:PASSWORD@HOST:PORT/DB (shared by replicas " +
+        "and workers) or an embedded database folder (created; one process only).",
+    },
+    {
+      name: "no-train",
+      type: "boolean",
+      doc: "Serve only: leave fine-tuning jobs to `deno task worker` processes (needs a Postgres server).",
+    },
+    {
+      name: "train-workers",
+      value: "N",
+      default: 1,
+      doc: "Fine-tuning jobs trained at once by this process.",
+    },
+    {
+      name: "store",
+      value: "DIR",
+      doc: "Serve adapters from this existing folder instead of a database: " +
+        "<tenant>/<name>/<version>/adapter_{config.json,model.safetensors}; no fine-tuning.",
+    },
+    {
+      name: "read-only",
+      type: "boolean",
+      doc: "With --store: refuse uploads and deletions (403); needs no write permission.",
+    },
+    {
+      name: "keys",
+      value: "FILE",
+      defaultText: 'none: one tenant "default", no auth, 127.0.0.1 only',
+      doc: '{"tenants": {"acme": {"keys": ["sk-…"]}}}.',
+    },
+    {
+      name: "host",
+      value: "H",
+      default: "127.0.0.1",
+      doc: "Listening address (needs --keys to be other than 127.0.0.1).",
+    },
+    { name: "port", value: "P", default: 8080, doc: "Listening port (0 picks a free port)." },
+    {
+      name: "ep",
+      value: "E",
+      default: "auto",
+      doc: "Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.",
+    },
+    {
+      name: "workers",
+      value: "N",
+      defaultText: "min(2, cores)",
+      doc: "wasm inference workers (each its own single-threaded session); 0 = in-process.",
+    },
+    {
+      name: "cache-mb",
+      value: "N",
+      default: 256,
+      doc: "Byte budget of prepared adapter tensors (LRU; GPU buffers on WebGPU).",
+    },
+    { name: "max-batch", value: "N", default: 16, doc: "Rows per forward pass (per worker)." },
+    { name: "max-tokens", value: "N", default: 1024, doc: "Cap on max_tokens." },
+    { name: "max-concurrency", value: "N", default: 16, doc: "Requests in flight per tenant (429 beyond)." },
+    { name: "timeout-s", value: "N", default: 300, doc: "Deadline of a request, streams included (504)." },
+    { name: "max-body-kb", value: "N", default: 1024, doc: "Body limit of JSON requests (413)." },
+    { name: "max-adapter-mb", value: "N", default: 64, doc: "Size limit of adapter uploads (413)." },
+    {
+      name: "grace-s",
+      value: "N",
+      default: 30,
+      doc: "On SIGINT/SIGTERM: new requests get 503, requests in flight finish, then exit.",
+    },
+  ],
+});
 
 /** Parsed command line of {@linkcode main}. */
 export interface ServeArgs {
@@ -46,6 +133,8 @@ export interface ServeArgs {
   store?: string;
   /** Database: an embedded folder or a `postgres://` URL (unless `store` is given). */
   db?: string;
+  /** Where `db` came from: `--db`, `DATABASE_URL` or the default folder. */
+  dbSource?: "--db" | "DATABASE_URL" | "default";
   /** Train fine-tuning jobs in this process. */
   train: boolean;
   /** Jobs trained at once. */
@@ -80,94 +169,76 @@ export interface ServeArgs {
   graceS: number;
 }
 
-function positiveNumber(name: string, value: string | undefined, fallback: number, integer = true): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (
-    !Number.isFinite(n) || n < (name === "port" || name === "workers" ? 0 : 1e-9) ||
-    (integer && !Number.isInteger(n))
-  ) {
-    throw new Error(
-      `--${name} is ${JSON.stringify(value)}, expected a ${integer ? "whole " : ""}number\n${USAGE}`,
-    );
-  }
-  return n;
+function positiveNumber(name: string, value: string | undefined, integer = true): number {
+  const zeroOk = name === "port" || name === "workers";
+  return numberFlag(
+    name,
+    value,
+    (n) => (zeroOk ? n >= 0 : n > 0) && (!integer || Number.isInteger(n)),
+    `a ${zeroOk ? "non-negative" : "positive"} ${integer ? "integer" : "number"}`,
+  )!;
 }
 
 /**
- * Parses the command line.
+ * Parses the command line and refuses configurations that cannot work.
  *
  * @param args Arguments without the program name.
- * @returns The settings.
- * @throws {Error} On unknown or invalid arguments (with the usage).
+ * @returns The settings, or `"help"` when `--help` was given.
+ * @throws {UsageError} On unknown or invalid arguments, or a configuration that could never run a job.
  */
-export function parseServeArgs(args: string[]): ServeArgs {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        store: { type: "string" },
-        db: { type: "string" },
-        "no-train": { type: "boolean", default: false },
-        "train-workers": { type: "string" },
-        port: { type: "string" },
-        host: { type: "string" },
-        keys: { type: "string" },
-        ep: { type: "string" },
-        "cache-mb": { type: "string" },
-        "read-only": { type: "boolean", default: false },
-        workers: { type: "string" },
-        "max-batch": { type: "string" },
-        "max-tokens": { type: "string" },
-        "max-concurrency": { type: "string" },
-        "timeout-s": { type: "string" },
-        "max-body-kb": { type: "string" },
-        "max-adapter-mb": { type: "string" },
-        "grace-s": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new Error(`${(e as Error).message}\n${USAGE}`);
+export function parseServeArgs(args: string[]): ServeArgs | "help" {
+  const values = parseFlags(SERVE_COMMAND, args);
+  if (values.help) return "help";
+  if (values["read-only"] === true && values.store === undefined) {
+    throw new UsageError("--read-only serves adapters from a folder: pass --store DIR");
   }
-  if (values.help) throw new Error(USAGE);
-  if (typeof values.model !== "string") throw new Error(`Missing --model\n${USAGE}`);
-  if (values["read-only"] === true && typeof values.store !== "string") {
-    throw new Error(`--read-only serves adapters from a folder: pass --store DIR\n${USAGE}`);
+  if (values.store !== undefined && values.db !== undefined) {
+    throw new UsageError("--store and --db exclude each other");
   }
-  if (typeof values.store === "string" && typeof values.db === "string") {
-    throw new Error(`--store and --db exclude each other\n${USAGE}`);
+  const db = values.store === undefined ? chooseDatabase(values.db) : undefined;
+  if (db && values["no-train"] === true && !isServerLocation(db.location)) {
+    throw new UsageError(
+      `--no-train with the embedded database ${db.location} (from ${db.source}) could never run a ` +
+        "fine-tuning job: only one process may open an embedded database, so no `deno task worker` can " +
+        "claim its jobs. Drop --no-train, or use a Postgres server (--db postgres://… or DATABASE_URL)",
+    );
   }
-  const ep = (values.ep ?? "auto") as string;
-  if (ep !== "auto" && ep !== "wasm" && ep !== "webgpu") {
-    throw new Error(`--ep is ${JSON.stringify(ep)}, expected auto, wasm or webgpu\n${USAGE}`);
-  }
-  const str = (k: string) => values[k] as string | undefined;
+  const str = (k: keyof typeof values) => values[k] as string | undefined;
   return {
-    model: values.model,
-    store: values.store as string | undefined,
-    db: values.store === undefined ? (values.db as string | undefined) ?? ".weightlora/db" : undefined,
+    model: values.model!,
+    store: values.store,
+    db: db?.location,
+    dbSource: db?.source,
     train: values["no-train"] !== true,
-    trainWorkers: positiveNumber("train-workers", str("train-workers"), 1),
-    port: positiveNumber("port", str("port"), 8080),
-    host: str("host") ?? "127.0.0.1",
+    trainWorkers: positiveNumber("train-workers", str("train-workers")),
+    port: positiveNumber("port", str("port")),
+    host: str("host")!,
     keys: str("keys"),
-    ep,
-    cacheMb: positiveNumber("cache-mb", str("cache-mb"), 256, false),
+    ep: oneOf("ep", str("ep"), ["auto", "wasm", "webgpu"] as const, "auto"),
+    cacheMb: positiveNumber("cache-mb", str("cache-mb"), false),
     readOnly: values["read-only"] === true,
-    workers: str("workers") === undefined ? undefined : positiveNumber("workers", str("workers"), 0),
-    maxBatch: positiveNumber("max-batch", str("max-batch"), 16),
-    maxTokens: positiveNumber("max-tokens", str("max-tokens"), 1024),
-    maxConcurrency: positiveNumber("max-concurrency", str("max-concurrency"), 16),
-    timeoutS: positiveNumber("timeout-s", str("timeout-s"), 300, false),
-    maxBodyKb: positiveNumber("max-body-kb", str("max-body-kb"), 1024, false),
-    maxAdapterMb: positiveNumber("max-adapter-mb", str("max-adapter-mb"), 64, false),
-    graceS: positiveNumber("grace-s", str("grace-s"), 30, false),
+    workers: str("workers") === undefined ? undefined : positiveNumber("workers", str("workers")),
+    maxBatch: positiveNumber("max-batch", str("max-batch")),
+    maxTokens: positiveNumber("max-tokens", str("max-tokens")),
+    maxConcurrency: positiveNumber("max-concurrency", str("max-concurrency")),
+    timeoutS: positiveNumber("timeout-s", str("timeout-s"), false),
+    maxBodyKb: positiveNumber("max-body-kb", str("max-body-kb"), false),
+    maxAdapterMb: positiveNumber("max-adapter-mb", str("max-adapter-mb"), false),
+    graceS: positiveNumber("grace-s", str("grace-s"), false),
   };
+}
+
+async function requireFolder(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "the folder does not exist" : (e as Error).message;
+    throw new Error(`Cannot serve adapters from --store ${path}: ${why} (create it with mkdir -p ${path})`);
+  }
+  if (!info.isDirectory) {
+    throw new Error(`Cannot serve adapters from --store ${path}: it is a file, not a folder`);
+  }
 }
 
 /**
@@ -185,6 +256,8 @@ export function parseServeArgs(args: string[]): ServeArgs {
  */
 export async function main(args: string[]): Promise<RunningServer> {
   const a = parseServeArgs(args);
+  if (a === "help") throw new UsageError("main() does not print --help: check parseServeArgs first");
+  if (a.store !== undefined) await requireFolder(a.store);
   const keys = a.keys === undefined ? undefined : await KeyTable.load(a.keys);
   if (!keys) {
     console.warn(
@@ -285,7 +358,7 @@ async function openState(a: ServeArgs): Promise<State> {
         await runner.start();
       }
       console.log(
-        `State: ${db.location} (${db.kind}, opened in ${seconds} s); fine-tuning: ${
+        `State: ${db.location} (${db.kind}, from ${a.dbSource}, opened in ${seconds} s); fine-tuning: ${
           a.train
             ? `${a.trainWorkers} training worker${a.trainWorkers === 1 ? "" : "s"}`
             : "serving only (--no-train)"
@@ -305,11 +378,19 @@ async function openState(a: ServeArgs): Promise<State> {
 
 if (import.meta.main) {
   let server: RunningServer;
+  let args: ServeArgs;
   try {
+    const parsed = parseServeArgs(Deno.args);
+    if (parsed === "help") {
+      console.log(helpText(SERVE_COMMAND));
+      Deno.exit(0);
+    }
+    args = parsed;
     server = await main(Deno.args);
   } catch (e) {
-    console.error((e as Error).message);
-    Deno.exit(1);
+    const hint = e instanceof UsageError ? "\nRun `deno task serve --help` for the options." : "";
+    console.error(`serve: ${(e as Error).message}${hint}`);
+    Deno.exit(e instanceof UsageError ? 2 : 1);
   }
   const { engine } = server;
   console.log(
@@ -317,7 +398,7 @@ if (import.meta.main) {
       engine.runnerCount === 1 ? "" : "s"
     }, adapter store ${engine.store.readOnly ? "read-only" : "writable"})`,
   );
-  const grace = parseServeArgs(Deno.args).graceS * 1000;
+  const grace = args.graceS * 1000;
   const stop = async (signal: string) => {
     console.log(`${signal}: finishing requests in flight, then stopping`);
     await server.shutdown(grace);

@@ -1,5 +1,5 @@
 /**
- * `deno task train`: fine-tunes a LoRA adapter with WeightLoRA (or WeightLoRA+, LoRA, RandLoRA) and writes
+ * `deno task train`: fine-tunes a LoRA adapter with WeightLoRA (or WeightLoRA+, LoRA, random sites) and writes
  * a PEFT adapter, `weightlora.json` and `train_log.jsonl` to `--out`.
  *
  *     deno task train --model DIR --data train.jsonl --out runs/demo --k 5 --rank 4 --steps 200
@@ -7,7 +7,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import process from "node:process";
 import cliProgress from "cli-progress";
 import { loadModelFolder } from "../io/model_folder.ts";
@@ -15,67 +14,225 @@ import { resolveModelSource } from "../io/hub.ts";
 import { loadPeftAdapter } from "../lora/peft.ts";
 import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
 import { type Dataset, loadJsonl, splitDataset } from "../train/data.ts";
-import { type StepRecord, train, type TrainOptions } from "../train/trainer.ts";
+import { type StepRecord, train, TRAIN_METHODS, trainMethod, type TrainOptions } from "../train/trainer.ts";
 import { TRAIN_DEFAULTS as D, withTrainDefaults } from "../train/options.ts";
+import { readChatTemplateFile } from "../io/chat_template.ts";
 import { nonNegative, nonNegativeInt, numberFlag, oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
+import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
-const HELP = `Usage: deno task train --model M --data F --out DIR [options]
-
-Fine-tunes a LoRA adapter on a Llama-family model and writes to --out: adapter_config.json and
-adapter_model.safetensors (a standard PEFT LoRA adapter: only the selected sites, gates folded into B),
-weightlora.json (method, gates, selected sites, sizes per phase, losses, tokens, wall time),
-train_log.jsonl (one line per step) and checkpoint/ (for --resume).
-
-Model and data:
-  --model M              Hugging Face model folder (e.g. from \`deno task convert\`) or hf:OWNER/REPO[@REV]. Required.
-  --data F               Training JSONL: {"prompt","completion"}, {"text"}, {"messages"} or
-                         {"input_ids","labels"?} rows. Required.
-  --out DIR              Output folder. Required.
-  --eval-data F          Evaluation JSONL. Default: none.
-  --eval-split P         Hold out a share P in (0, 1) of --data for evaluation instead. Default: none.
-  --init-adapter DIR     Start from a PEFT LoRA adapter (keeps its sites, ranks and alpha). Default: none.
-  --resume DIR           Continue from a checkpoint folder (e.g. OUT/checkpoint); same options required.
-  --no-completion-eos    Do not end {"prompt","completion"} rows with EOS (for models that never learned EOS,
-                         such as llama2.c's TinyStories models).
-
-Method:
-  --method M             weightlora | weightlora-plus | lora | randlora. Default: ${D.method}.
-  --k K                  Sites to keep (weightlora, randlora), 1..number of candidate sites. Default: ${D.k}.
-  --select-steps T       WeightLoRA selection steps (gates trained, then frozen). Default: steps / 10.
-  --lr-gates LR          Learning rate of the gates (plain SGD). Default: ${D.lrGates}.
-  --reinit-survivors     After selection, re-initialise the survivors' A/B and restart the optimizer.
-  --grow-every F         WeightLoRA+: steps between rank doublings. Default: ${D.growEvery}.
-  --grow-rounds M        WeightLoRA+: doublings (K halves each time, from all sites). Default: ${D.growRounds}.
-
-Adapter:
-  --target-modules LIST  Candidate modules, comma-separated from ${LLAMA_MODULES.join(",")}.
-                         Default: all.
-  --rank R               LoRA rank. Default: ${D.rank}.
-  --alpha A              LoRA alpha (scale alpha/r). Default: ${D.alpha}.
-  --rslora               Scale by alpha/√r instead.
-  --dropout P            LoRA dropout on each adapted layer's input, in [0, 1). Default: ${D.dropout}.
-
-Optimisation:
-  --steps N              Optimizer steps. Default: ${D.steps}.
-  --batch-size B         Rows per micro-batch. Default: ${D.batchSize}.
-  --seq-len L            Tokens per row (longer rows are truncated; shorter data shrinks it). Default: ${D.seqLen}.
-  --grad-accum G         Micro-batches per optimizer step. Default: ${D.gradAccum}.
-  --optimizer O          adamw | sgd (for A and B). Default: ${D.optimizer}.
-  --lr LR                Peak learning rate of A and B. Default: ${D.lr}.
-  --weight-decay W       Weight decay of A and B. Default: ${D.weightDecay}.
-  --lr-schedule S        constant | linear | cosine. Default: ${D.lrSchedule}.
-  --warmup-steps N       Linear warmup steps. Default: ${D.warmupSteps}.
-  --max-grad-norm X      Clip the global gradient norm of A and B; 0 disables. Default: ${D.maxGradNorm}.
-  --seed S               Seed of initialisation, shuffling and random sites. Default: ${D.seed}.
-
-Run:
-  --eval-every N         Evaluate every N steps (0: at the end only). Default: ${D.evalEvery}.
-  --save-every N         Checkpoint every N steps (0: at the end only). Default: ${D.saveEvery}.
-  --ep E                 Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.
-                         Default: ${D.ep}.
-  -h, --help             Show this help.
-
-Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.`;
+/** The flags of `deno task train`: the parser and `--help` both read them. */
+export const TRAIN_COMMAND = defineCommand({
+  name: "train",
+  usage: ["--model M --data F --out DIR [options]"],
+  description: `Fine-tunes a LoRA adapter on a Llama-family model and writes to --out (created if needed):
+adapter_config.json and adapter_model.safetensors (a standard PEFT LoRA adapter: only the selected sites,
+gates folded into B), weightlora.json (method, gates, selected sites, sizes per phase, losses, tokens, wall
+time), train_log.jsonl (one line per step) and checkpoint/ (for --resume).`,
+  flags: [
+    {
+      name: "model",
+      value: "M",
+      required: true,
+      group: "Model and data",
+      doc: "Hugging Face model folder (e.g. from `deno task convert`) or hf:OWNER/REPO[@REV].",
+    },
+    {
+      name: "data",
+      value: "F",
+      required: true,
+      group: "Model and data",
+      doc: 'Training JSONL: {"prompt","completion"}, {"text"}, {"messages"} or {"input_ids","labels"?} rows.',
+    },
+    { name: "out", value: "DIR", required: true, group: "Model and data", doc: "Output folder." },
+    { name: "eval-data", value: "F", group: "Model and data", doc: "Evaluation JSONL." },
+    {
+      name: "eval-split",
+      value: "P",
+      group: "Model and data",
+      doc: "Hold out a share P in (0, 1) of --data for evaluation instead.",
+    },
+    {
+      name: "init-adapter",
+      value: "DIR",
+      group: "Model and data",
+      doc: "Start from a PEFT LoRA adapter (keeps its sites, ranks and alpha).",
+    },
+    {
+      name: "resume",
+      value: "DIR",
+      group: "Model and data",
+      doc: "Continue from a checkpoint folder (e.g. OUT/checkpoint); same options required.",
+    },
+    {
+      name: "no-completion-eos",
+      type: "boolean",
+      group: "Model and data",
+      doc: 'Do not end {"prompt","completion"} rows with EOS (for models that never learned EOS, such as ' +
+        "llama2.c's TinyStories models).",
+    },
+    {
+      name: "chat-template",
+      value: "FILE",
+      group: "Model and data",
+      defaultText: "the model's, else the plain User:/Assistant: transcript",
+      doc: 'A Jinja chat template for {"messages"} rows.',
+    },
+    {
+      name: "method",
+      value: "M",
+      default: D.method,
+      group: "Method",
+      doc: "weightlora | weightlora-plus | lora | random-sites (LoRA on K sites drawn at random; " +
+        "randlora is an alias).",
+    },
+    {
+      name: "k",
+      value: "K",
+      default: D.k,
+      group: "Method",
+      doc: "Sites to keep (weightlora, random-sites), 1..number of candidate sites.",
+    },
+    {
+      name: "select-steps",
+      value: "T",
+      defaultText: "steps / 10",
+      group: "Method",
+      doc: "WeightLoRA selection steps (gates trained, then frozen).",
+    },
+    {
+      name: "lr-gates",
+      value: "LR",
+      default: D.lrGates,
+      group: "Method",
+      doc: "Learning rate of the gates (plain SGD).",
+    },
+    {
+      name: "reinit-survivors",
+      type: "boolean",
+      group: "Method",
+      doc: "After selection, re-initialise the survivors' A/B and restart the optimizer.",
+    },
+    {
+      name: "grow-every",
+      value: "F",
+      default: D.growEvery,
+      group: "Method",
+      doc: "WeightLoRA+: steps between rank doublings.",
+    },
+    {
+      name: "grow-rounds",
+      value: "M",
+      default: D.growRounds,
+      group: "Method",
+      doc: "WeightLoRA+: doublings (K halves each time, from all sites).",
+    },
+    {
+      name: "target-modules",
+      value: "LIST",
+      default: "all",
+      group: "Adapter",
+      doc: `Candidate modules, comma-separated from ${LLAMA_MODULES.join(",")}.`,
+    },
+    { name: "rank", value: "R", default: D.rank, group: "Adapter", doc: "LoRA rank." },
+    { name: "alpha", value: "A", default: D.alpha, group: "Adapter", doc: "LoRA alpha (scale alpha/r)." },
+    { name: "rslora", type: "boolean", group: "Adapter", doc: "Scale by alpha/√r instead." },
+    {
+      name: "dropout",
+      value: "P",
+      default: D.dropout,
+      group: "Adapter",
+      doc: "LoRA dropout on each adapted layer's input, in [0, 1).",
+    },
+    { name: "steps", value: "N", default: D.steps, group: "Optimisation", doc: "Optimizer steps." },
+    {
+      name: "batch-size",
+      value: "B",
+      default: D.batchSize,
+      group: "Optimisation",
+      doc: "Rows per micro-batch.",
+    },
+    {
+      name: "seq-len",
+      value: "L",
+      default: D.seqLen,
+      group: "Optimisation",
+      doc: "Tokens per row (longer rows are truncated; shorter data shrinks it).",
+    },
+    {
+      name: "grad-accum",
+      value: "G",
+      default: D.gradAccum,
+      group: "Optimisation",
+      doc: "Micro-batches per optimizer step.",
+    },
+    {
+      name: "optimizer",
+      value: "O",
+      default: D.optimizer,
+      group: "Optimisation",
+      doc: "adamw | sgd (for A and B).",
+    },
+    { name: "lr", value: "LR", default: D.lr, group: "Optimisation", doc: "Peak learning rate of A and B." },
+    {
+      name: "weight-decay",
+      value: "W",
+      default: D.weightDecay,
+      group: "Optimisation",
+      doc: "Weight decay of A and B.",
+    },
+    {
+      name: "lr-schedule",
+      value: "S",
+      default: D.lrSchedule,
+      group: "Optimisation",
+      doc: "constant | linear | cosine.",
+    },
+    {
+      name: "warmup-steps",
+      value: "N",
+      default: D.warmupSteps,
+      group: "Optimisation",
+      doc: "Linear warmup steps.",
+    },
+    {
+      name: "max-grad-norm",
+      value: "X",
+      default: D.maxGradNorm,
+      group: "Optimisation",
+      doc: "Clip the global gradient norm of A and B; 0 disables.",
+    },
+    {
+      name: "seed",
+      value: "S",
+      default: D.seed,
+      group: "Optimisation",
+      doc: "Seed of initialisation, shuffling and random sites.",
+    },
+    {
+      name: "eval-every",
+      value: "N",
+      default: D.evalEvery,
+      group: "Run",
+      doc: "Evaluate every N steps (0: at the end only).",
+    },
+    {
+      name: "save-every",
+      value: "N",
+      default: D.saveEvery,
+      group: "Run",
+      doc: "Checkpoint every N steps (0: at the end only).",
+    },
+    {
+      name: "ep",
+      value: "E",
+      default: D.ep,
+      group: "Run",
+      doc: "Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.",
+    },
+  ],
+  footer:
+    "Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.",
+});
 
 function modules(text: string | undefined): LlamaModule[] {
   if (text === undefined || text === "all") return [...LLAMA_MODULES];
@@ -148,64 +305,16 @@ function progressReporter(total: number) {
 }
 
 async function main(): Promise<void> {
-  const { values: v } = parseArgs({
-    args: Deno.args,
-    strict: true,
-    options: {
-      model: { type: "string" },
-      data: { type: "string" },
-      out: { type: "string" },
-      "eval-data": { type: "string" },
-      "eval-split": { type: "string" },
-      "init-adapter": { type: "string" },
-      resume: { type: "string" },
-      "no-completion-eos": { type: "boolean" },
-      method: { type: "string" },
-      k: { type: "string" },
-      "select-steps": { type: "string" },
-      "lr-gates": { type: "string" },
-      "reinit-survivors": { type: "boolean" },
-      "grow-every": { type: "string" },
-      "grow-rounds": { type: "string" },
-      "target-modules": { type: "string" },
-      rank: { type: "string" },
-      alpha: { type: "string" },
-      rslora: { type: "boolean" },
-      dropout: { type: "string" },
-      steps: { type: "string" },
-      "batch-size": { type: "string" },
-      "seq-len": { type: "string" },
-      "grad-accum": { type: "string" },
-      optimizer: { type: "string" },
-      lr: { type: "string" },
-      "weight-decay": { type: "string" },
-      "lr-schedule": { type: "string" },
-      "warmup-steps": { type: "string" },
-      "max-grad-norm": { type: "string" },
-      seed: { type: "string" },
-      "eval-every": { type: "string" },
-      "save-every": { type: "string" },
-      ep: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const v = parseFlags(TRAIN_COMMAND, Deno.args);
   if (v.help) {
-    console.log(HELP);
+    console.log(helpText(TRAIN_COMMAND));
     return;
-  }
-  for (const required of ["model", "data", "out"] as const) {
-    if (!v[required]) throw new UsageError(`--${required} is required`);
   }
   if (v["eval-data"] && v["eval-split"]) {
     throw new UsageError("--eval-data and --eval-split exclude each other");
   }
   const options: TrainOptions = withTrainDefaults({
-    method: oneOf(
-      "method",
-      v.method,
-      ["weightlora", "weightlora-plus", "lora", "randlora"] as const,
-      D.method,
-    ),
+    method: trainMethod(oneOf("method", v.method, [...TRAIN_METHODS, "randlora"] as const, D.method)),
     k: positiveInt("k", v.k, D.k),
     rank: positiveInt("rank", v.rank, D.rank),
     alpha: numberFlag("alpha", v.alpha, (n) => n > 0, "a positive number") ?? D.alpha,
@@ -249,7 +358,7 @@ async function main(): Promise<void> {
   const dataOptions = {
     tokenizer: model.tokenizer,
     seqLen: maxLen,
-    chatTemplate: model.chatTemplate,
+    chatTemplate: v["chat-template"] ? await readChatTemplateFile(v["chat-template"]) : model.chatTemplate,
     completionEos: !v["no-completion-eos"],
   };
   let trainData: Dataset = await loadJsonl(v.data!, dataOptions);

@@ -8,29 +8,47 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { FileStore, JobStore, migrate, openDatabase } from "../store/db/mod.ts";
 import { JobRunner, type RunnerModel } from "../jobs/job_runner.ts";
 import { oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
+import { chooseDatabase, DEFAULT_DATABASE } from "./_database.ts";
+import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
-const HELP = `Usage: deno task worker --model [ID=]DIR [--model …] [options]
-
-Claims fine-tuning jobs from the database, trains each in a Worker, and stores checkpoints, events and
+/** The flags of `deno task worker`: the parser and `--help` both read them. */
+export const WORKER_COMMAND = defineCommand({
+  name: "worker",
+  usage: ["--model [ID=]DIR [--model …] [options]"],
+  description:
+    `Claims fine-tuning jobs from the database, trains each in a Worker, and stores checkpoints, events and
 the finished adapter there (the serving replicas on the same database serve it at once). Jobs of a
-stopped or killed trainer are resumed from their last checkpoint.
-
-Options:
-  --db LOCATION          postgres://USER:PASSWORD@HOST:PORT/DB (shared with the serving replicas), or
-                         an embedded database folder (only one process may open it).
-                         Default: the DATABASE_URL environment variable, else .weightlora/db.
-  --model [ID=]DIR       A base model folder that jobs may name (ID defaults to the folder's name).
-                         Repeat for several. Required.
-  --train-workers N      Jobs trained at once. Default: 1.
-  --ep E                 Execution provider: auto, wasm or webgpu. Default: auto.
-  --lease S              Seconds after which a silent trainer's job is taken over. Default: 15.
-  -h, --help             Show this help.
-
-Ctrl-C (or SIGTERM) stops after the current steps; the jobs go back to the queue with a checkpoint.`;
+stopped or killed trainer are resumed from their last checkpoint.`,
+  flags: [
+    {
+      name: "db",
+      value: "LOCATION",
+      defaultText: `$DATABASE_URL, else ${DEFAULT_DATABASE}`,
+      doc: "postgres://USER:PASSWORD@HOST:PORT/DB (shared with the serving replicas), or an embedded " +
+        "database folder (only one process may open it: stop the server first).",
+    },
+    {
+      name: "model",
+      value: "[ID=]DIR",
+      multiple: true,
+      required: true,
+      doc: "A base model folder that jobs may name (ID defaults to the folder's name). Repeat for several.",
+    },
+    { name: "train-workers", value: "N", default: 1, doc: "Jobs trained at once." },
+    { name: "ep", value: "E", default: "auto", doc: "Execution provider: auto, wasm or webgpu." },
+    {
+      name: "lease",
+      value: "S",
+      default: 15,
+      doc: "Seconds after which a silent trainer's job is taken over.",
+    },
+  ],
+  footer:
+    "Ctrl-C (or SIGTERM) stops after the current steps; the jobs go back to the queue with a checkpoint.",
+});
 
 /**
  * Parses `--model [ID=]DIR` values.
@@ -55,20 +73,9 @@ export function parseModelFlags(values: readonly string[]): Map<string, RunnerMo
 }
 
 async function main(): Promise<void> {
-  const { values: v } = parseArgs({
-    args: Deno.args,
-    strict: true,
-    options: {
-      db: { type: "string" },
-      model: { type: "string", multiple: true },
-      "train-workers": { type: "string" },
-      ep: { type: "string" },
-      lease: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const v = parseFlags(WORKER_COMMAND, Deno.args);
   if (v.help) {
-    console.log(HELP);
+    console.log(helpText(WORKER_COMMAND));
     return;
   }
   const models = parseModelFlags(v.model ?? []);
@@ -82,7 +89,7 @@ async function main(): Promise<void> {
       );
     }
   }
-  const location = v.db ?? Deno.env.get("DATABASE_URL") ?? ".weightlora/db";
+  const { location, source } = chooseDatabase(v.db);
   const opened = performance.now();
   const db = await openDatabase(location);
   await migrate(db);
@@ -96,7 +103,7 @@ async function main(): Promise<void> {
   });
   await runner.start();
   console.error(
-    `worker: ${runner.workerId} on ${db.location} (${db.kind}, opened in ${
+    `worker: ${runner.workerId} on ${db.location} (${db.kind}, from ${source}, opened in ${
       ((performance.now() - opened) / 1000).toFixed(1)
     } s); models ${[...models.keys()].join(", ")}`,
   );

@@ -1,7 +1,8 @@
 /**
  * The tenant adapter routes: `POST /v1/adapters` (multipart: `name`, `adapter_config.json`,
  * `adapter_model.safetensors`; creates 201 or replaces 200), `GET /v1/adapters`,
- * `GET /v1/adapters/{name}`, `DELETE /v1/adapters/{name}`. Uploads are validated against the base model
+ * `GET /v1/adapters/{name}`, `GET /v1/adapters/{name}/content` (an uncompressed tar of the two PEFT files,
+ * to load elsewhere), `DELETE /v1/adapters/{name}`. Uploads are validated against the base model
  * before they are stored; a tenant only ever sees its own adapters (another tenant's name is a 404).
  *
  * @module
@@ -10,7 +11,14 @@
 import { Hono } from "hono";
 import type { ServeEngine } from "../serve/engine.ts";
 import { InvalidAdapterError, parseAdapterFiles } from "../serve/prepared_adapter.ts";
-import { type AdapterRecord, ReadOnlyStoreError, validateStoreName } from "../store/adapter_store.ts";
+import {
+  type AdapterFiles,
+  type AdapterRecord,
+  AdapterVersionGoneError,
+  ReadOnlyStoreError,
+  validateStoreName,
+} from "../store/adapter_store.ts";
+import { encodeTar } from "../io/tar.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 import { bodyLimitBytes } from "./limits.ts";
@@ -86,6 +94,39 @@ export function adapterRoutes(options: AdapterRoutesOptions): Hono<AppEnv> {
     }
     if (!record) throw notFound(name);
     return c.json(adapterObject(record, engine.modelId));
+  });
+
+  app.get("/v1/adapters/:name/content", async (c) => {
+    const name = c.req.param("name");
+    const tenant = c.get("tenant");
+    // a replaced version may vanish between get and read: resolve again
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let record: AdapterRecord | undefined;
+      try {
+        record = await store.get(tenant, name);
+      } catch (e) {
+        if (e instanceof RangeError) throw notFound(name);
+        throw e;
+      }
+      if (!record) throw notFound(name);
+      let files: AdapterFiles;
+      try {
+        files = await store.read(record);
+      } catch (e) {
+        if (e instanceof AdapterVersionGoneError) continue;
+        throw e;
+      }
+      const tar = encodeTar([
+        { name: "adapter_config.json", data: files.config, mtime: record.createdAt },
+        { name: "adapter_model.safetensors", data: files.weights, mtime: record.createdAt },
+      ]);
+      return c.body(tar as Uint8Array<ArrayBuffer>, 200, {
+        "content-type": "application/x-tar",
+        "content-disposition": `attachment; filename="${name}.tar"`,
+        "x-adapter-version": record.version,
+      });
+    }
+    throw notFound(name);
   });
 
   app.delete("/v1/adapters/:name", async (c) => {

@@ -55,7 +55,8 @@ export function jobObject(job: JobRecord): Record<string, unknown> {
     finished_at: job.finishedAt,
     fine_tuned_model: job.fineTunedModel,
     organization_id: job.tenant,
-    result_files: [],
+    // the finished adapter, as a tar of its two PEFT files (GET it with the same API key)
+    result_files: job.fineTunedModel ? [`/v1/adapters/${job.fineTunedModel}/content`] : [],
     status: job.status,
     validation_file: job.validationFile,
     training_file: job.trainingFile,

@@ -12,7 +12,7 @@
  */
 
 import { Hono } from "hono";
-import { renderChatTemplate } from "../io/chat_template.ts";
+import { DEFAULT_CHAT_STOP, DEFAULT_CHAT_TEMPLATE, renderChatTemplate } from "../io/chat_template.ts";
 import type { JobEvent } from "../serve/engine.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
@@ -31,19 +31,7 @@ import {
 } from "./_generation.ts";
 import { chatRequestSchema, completionRequestSchema, jsonBody } from "./schemas.ts";
 
-/**
- * The chat template of models that have none: system text, then `User: …` and `Assistant: …` lines,
- * ending with `Assistant:` for the reply.
- */
-export const DEFAULT_CHAT_TEMPLATE = "{% for m in messages %}" +
-  "{% if m.role == 'system' %}{{ m.content }}\n\n" +
-  "{% elif m.role == 'user' %}User: {{ m.content }}\n" +
-  "{% elif m.role == 'assistant' %}Assistant: {{ m.content }}\n" +
-  "{% else %}{{ m.role }}: {{ m.content }}\n{% endif %}" +
-  "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}";
-
-/** The stop string added when {@linkcode DEFAULT_CHAT_TEMPLATE} is used. */
-export const DEFAULT_CHAT_STOP = "\nUser:";
+export { DEFAULT_CHAT_STOP, DEFAULT_CHAT_TEMPLATE };
 
 /** Options of {@linkcode inferenceRoutes}. */
 export interface InferenceRoutesOptions extends InferenceContext {

@@ -32,3 +32,4 @@ export * from "./quantized_weights.ts";
 export * from "./gguf_writer.ts";
 export * from "./write_model_folder.ts";
 export * from "./convert.ts";
+export * from "./tar.ts";

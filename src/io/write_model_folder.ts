@@ -44,7 +44,7 @@ function jsonText(value: unknown): string {
  * Writes `config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json` and
  * `generation_config.json` into `dir`, atomically. Refuses a non-empty `dir` unless `force` is set.
  *
- * @param dir Destination folder (created; its parent must exist).
+ * @param dir Destination folder (created, with missing parent folders).
  * @param contents Config, weights and tokenizer files.
  * @param options Overwrite and sharding.
  * @throws {Error} When `dir` is a non-empty folder (without `force`) or a file, or any write fails;
@@ -72,12 +72,10 @@ export async function writeModelFolder(
   const parent = dirName(target);
   const tmp = joinPath(parent, `.${baseName(target)}.tmp-${randomSuffix()}`);
   try {
+    await Deno.mkdir(parent, { recursive: true }); // output folders are created as needed
     await Deno.mkdir(tmp);
   } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
-      ? `its parent folder ${parent} does not exist`
-      : (e as Error).message;
-    throw new Error(`Cannot write model folder ${target}: ${why}`);
+    throw new Error(`Cannot write model folder ${target}: cannot create ${tmp}: ${(e as Error).message}`);
   }
   try {
     const { config } = contents;
@@ -125,7 +123,7 @@ async function folderState(path: string): Promise<"missing" | "empty" | "non-emp
     info = await Deno.stat(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return "missing";
-    throw e;
+    throw new Error(`Cannot write model folder ${path}: ${(e as Error).message}`);
   }
   if (!info.isDirectory) return "file";
   for await (const _ of Deno.readDir(path)) return "non-empty";

@@ -46,10 +46,12 @@ async function run(spec: TrainJobSpec): Promise<void> {
     import("../train/trainer.ts"),
   ]);
   const model = await loadModelFolder(spec.modelDir, { id: spec.modelId });
+  const { completionEos, ...trainOptions } = spec.options;
   const dataOptions = {
     tokenizer: model.tokenizer,
-    seqLen: spec.options.seqLen,
+    seqLen: trainOptions.seqLen,
     chatTemplate: model.chatTemplate,
+    completionEos: completionEos ?? true, // jobs queued before the hyperparameter existed
   };
   const trainData = parseJsonl(spec.train.text, spec.train.name, dataOptions);
   const evalData = spec.eval ? parseJsonl(spec.eval.text, spec.eval.name, dataOptions) : undefined;
@@ -72,7 +74,7 @@ async function run(spec: TrainJobSpec): Promise<void> {
       eval: evalData,
       resume,
     },
-    { ...spec.options, ep: spec.ep, out },
+    { ...trainOptions, ep: spec.ep, out },
     {
       onStep: (record, total) => post({ type: "step", record, total }),
       onNote: (message) => {

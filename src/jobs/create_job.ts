@@ -145,6 +145,7 @@ export async function createJob(body: unknown, options: CreateJobOptions): Promi
         tokenizer: model.tokenizer,
         seqLen: maxLen,
         chatTemplate: model.chatTemplate,
+        completionEos: parsed.options.completionEos,
       });
     const train = await readDataset(options, trainingFile, "training_file", parse(trainingFile));
     const evalSet = validationFile

@@ -1,9 +1,10 @@
 /**
  * The `method` of a fine-tuning job request — `{type: "weightlora" | "weightlora-plus" | "lora" |
- * "randlora", <type>: {hyperparameters: {...}}}` — checked and resolved into the trainer's options.
+ * "random-sites", <type>: {hyperparameters: {...}}}` — checked and resolved into the trainer's options
+ * (`randlora`, the old name of `random-sites`, is accepted as an alias).
  *
  * Hyperparameters are the training CLI's options in snake_case, each with the CLI's default (`"auto"`
- * also means the default); `n_epochs` is converted to steps once the data is known. An unknown name, a
+ * also means the default), plus `completion_eos` (the CLI's `--no-completion-eos` is `false`); `n_epochs` is converted to steps once the data is known. An unknown name, a
  * name that does not belong to the method, a wrong type or an out-of-range value is a
  * {@linkcode HyperparameterError} naming the parameter.
  *
@@ -12,10 +13,13 @@
 
 import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
 import { TRAIN_DEFAULTS } from "../train/options.ts";
-import type { TrainMethod, TrainOptions } from "../train/trainer.ts";
+import { TRAIN_METHODS, type TrainMethod, trainMethod, type TrainOptions } from "../train/trainer.ts";
 
-/** Trainer options a job stores (the server chooses the output folder and the execution provider). */
-export type JobTrainOptions = Omit<TrainOptions, "out" | "ep">;
+/**
+ * Trainer options a job stores (the server chooses the output folder and the execution provider), plus
+ * the data option `completionEos` (end `{"prompt","completion"}` rows with EOS; the CLI's default, true).
+ */
+export type JobTrainOptions = Omit<TrainOptions, "out" | "ep"> & { completionEos: boolean };
 
 /** A bad `method` or hyperparameter (a 400 naming {@linkcode HyperparameterError.param}). */
 export class HyperparameterError extends RangeError {
@@ -33,7 +37,7 @@ export class HyperparameterError extends RangeError {
 }
 
 /** The methods a job may ask for. */
-export const JOB_METHODS: readonly TrainMethod[] = ["weightlora", "weightlora-plus", "lora", "randlora"];
+export const JOB_METHODS: readonly TrainMethod[] = TRAIN_METHODS;
 
 type Kind =
   | { kind: "int"; min: number; max: number }
@@ -54,7 +58,7 @@ const GATED: readonly TrainMethod[] = ["weightlora", "weightlora-plus"];
 
 /** Every hyperparameter: snake_case name → option field, type and range. */
 const SPECS: Record<string, Spec> = {
-  k: { field: "k", type: INT(1, 100_000), methods: ["weightlora", "randlora"] },
+  k: { field: "k", type: INT(1, 100_000), methods: ["weightlora", "random-sites"] },
   rank: { field: "rank", type: INT(1, 4096) },
   alpha: { field: "alpha", type: { kind: "number", min: 0, max: 1e6, exclusiveMin: true } },
   dropout: { field: "dropout", type: { kind: "number", min: 0, max: 0.99 } },
@@ -79,12 +83,13 @@ const SPECS: Record<string, Spec> = {
   eval_every: { field: "evalEvery", type: INT(0, 1_000_000) },
   save_every: { field: "saveEvery", type: INT(0, 1_000_000) },
   seed: { field: "seed", type: INT(0, 2 ** 31 - 1) },
+  completion_eos: { field: "completionEos", type: { kind: "bool" } },
 };
 
 /** The defaults: the training CLI's ({@linkcode TRAIN_DEFAULTS}); `selectSteps` is steps / 10 when not given. */
 const DEFAULTS: Omit<JobTrainOptions, "method" | "selectSteps"> = (() => {
   const { ep: _ep, method: _method, ...rest } = TRAIN_DEFAULTS;
-  return rest;
+  return { ...rest, completionEos: true };
 })();
 
 /** A parsed `method`, before the data is known. */
@@ -178,12 +183,13 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
   }
   const record = m as Record<string, unknown>;
   const type = record.type;
-  if (typeof type !== "string" || !(JOB_METHODS as readonly string[]).includes(type)) {
+  if (typeof type !== "string" || !([...JOB_METHODS, "randlora"] as readonly string[]).includes(type)) {
     throw new HyperparameterError(
       `Invalid method.type ${describe(type)}: expected one of ${JOB_METHODS.join(", ")}`,
       "method.type",
     );
   }
+  const resolved = trainMethod(type);
   const extra = Object.keys(record).filter((key) => key !== "type" && key !== type);
   if (extra.length) {
     throw new HyperparameterError(
@@ -218,15 +224,15 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
   if (unknown.length) {
     throw new HyperparameterError(
       `Unknown hyperparameter${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => `"${n}"`).join(", ")}; ` +
-        `known for ${type}: ${knownFor(type as TrainMethod).join(", ")}`,
+        `known for ${type}: ${knownFor(resolved).join(", ")}`,
       `${prefix}.${unknown[0]}`,
     );
   }
-  const misplaced = names.filter((n) => SPECS[n].methods && !SPECS[n].methods!.includes(type as TrainMethod));
+  const misplaced = names.filter((n) => SPECS[n].methods && !SPECS[n].methods!.includes(resolved));
   if (misplaced.length) {
     throw new HyperparameterError(
       `Hyperparameter "${misplaced[0]}" does not apply to method ${type}; known for ${type}: ` +
-        knownFor(type as TrainMethod).join(", "),
+        knownFor(resolved).join(", "),
       `${prefix}.${misplaced[0]}`,
     );
   }
@@ -251,7 +257,7 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
   const options = {
     ...DEFAULTS,
     targetModules: [...DEFAULTS.targetModules],
-    method: type as TrainMethod,
+    method: resolved,
     selectSteps: 0,
   } as JobTrainOptions;
   let nEpochs: number | undefined;
@@ -260,7 +266,7 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
     if (field === "nEpochs") nEpochs = value as number;
     else (options as unknown as Record<string, unknown>)[field] = value;
   }
-  return { type: type as TrainMethod, given, options, nEpochs };
+  return { type: resolved, given, options, nEpochs };
 }
 
 function knownFor(type: TrainMethod): string[] {
@@ -292,7 +298,7 @@ export function resolveMethod(
     options.selectSteps = Math.max(1, Math.floor(options.steps / 10));
   }
   const n = facts.candidateSites;
-  if ((parsed.type === "weightlora" || parsed.type === "randlora") && options.k > n) {
+  if ((parsed.type === "weightlora" || parsed.type === "random-sites") && options.k > n) {
     throw new HyperparameterError(
       `Invalid hyperparameter k ${options.k}: the model has ${n} candidate sites for these target modules`,
       `${prefix}.k`,

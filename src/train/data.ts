@@ -16,7 +16,7 @@
  */
 
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { type ChatMessage, renderChatTemplate } from "../io/chat_template.ts";
+import { type ChatMessage, DEFAULT_CHAT_TEMPLATE, renderChatTemplate } from "../io/chat_template.ts";
 
 /** Label value that is not counted in the loss (Hugging Face's convention). */
 export const IGNORE_LABEL = -100;
@@ -49,7 +49,10 @@ export interface DatasetOptions {
   tokenizer: Pick<Tokenizer, "encode" | "bosId" | "eosIds" | "vocabSize" | "idToToken">;
   /** Longest row in tokens. */
   seqLen: number;
-  /** The model's chat template (needed for `messages` rows). */
+  /**
+   * The chat template of `messages` rows (the model's, or one given with `--chat-template`).
+   * @default {DEFAULT_CHAT_TEMPLATE} (the plain `User:` / `Assistant:` transcript the server also uses)
+   */
   chatTemplate?: string;
   /**
    * End `{"prompt", "completion"}` rows with EOS (trained on). Turn off for models that never learned EOS
@@ -94,9 +97,10 @@ function fromMessages(
   }
   const chat = messages as ChatMessage[];
   if (!chat.some((m) => m.role === "assistant")) fail(`"messages" has no assistant turn to learn from`);
-  const template = options.chatTemplate ??
-    fail('the model has no chat template, so "messages" rows cannot be rendered');
+  // the server's chat endpoint renders the same default transcript for a model without a template
+  const template = options.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
   const { tokenizer } = options;
+  const bosText = tokenText(tokenizer, tokenizer.bosId);
   const render = (upTo: number, addGenerationPrompt: boolean) =>
     renderChatTemplate(template, {
       messages: chat.slice(0, upTo),
@@ -104,7 +108,9 @@ function fromMessages(
       bosToken: tokenText(tokenizer, tokenizer.bosId),
       eosToken: tokenText(tokenizer, tokenizer.eosIds[0]),
     });
-  const encode = (text: string) => tokenizer.encode(text, { addBos: false });
+  // as the chat endpoint: BOS is added unless the template rendered it
+  const encode = (text: string) =>
+    tokenizer.encode(text, { addBos: !(bosText !== "" && text.startsWith(bosText)) });
   const inputIds = encode(render(chat.length, false));
   const labels = new Array<number>(inputIds.length).fill(IGNORE_LABEL);
   chat.forEach((message, i) => {

@@ -20,14 +20,46 @@ import { type Batch, BatchSampler, makeBatch, type SamplerState } from "./batche
 import type { Dataset } from "./data.ts";
 import { learningRate, type LrScheduleKind } from "./schedule.ts";
 
-/** Training methods. */
-export type TrainMethod = "weightlora" | "weightlora-plus" | "lora" | "randlora";
+/**
+ * Training methods. `random-sites` is the baseline of the WeightLoRA paper's comparison: plain LoRA on K
+ * sites drawn at random from the seed (not the published RandLoRA method, which trains full-rank updates
+ * from random bases; `randlora` is still accepted as an alias by {@linkcode trainMethod}).
+ */
+export type TrainMethod = "weightlora" | "weightlora-plus" | "lora" | "random-sites";
+
+/** Every {@linkcode TrainMethod}, in the order the docs list them. */
+export const TRAIN_METHODS: readonly TrainMethod[] = [
+  "weightlora",
+  "weightlora-plus",
+  "lora",
+  "random-sites",
+];
+
+/**
+ * Resolves a method name, accepting the old name `randlora` for `random-sites`.
+ *
+ * @param name A method name.
+ * @returns The method.
+ * @throws {RangeError} When the name is not a method.
+ * @example
+ * ```ts
+ * import { trainMethod } from "./trainer.ts";
+ * console.assert(trainMethod("randlora") === "random-sites");
+ * ```
+ */
+export function trainMethod(name: string): TrainMethod {
+  if (name === "randlora") return "random-sites";
+  if (!(TRAIN_METHODS as readonly string[]).includes(name)) {
+    throw new RangeError(`Unknown training method ${JSON.stringify(name)}: use ${TRAIN_METHODS.join(", ")}`);
+  }
+  return name as TrainMethod;
+}
 
 /** Every option of a training run (the CLI's flags, camelCased). */
 export interface TrainOptions {
   /** Method. */
   method: TrainMethod;
-  /** Sites to keep (weightlora, randlora). */
+  /** Sites to keep (weightlora, random-sites). */
   k: number;
   /** LoRA rank. */
   rank: number;
@@ -208,9 +240,9 @@ function initialSites(
     rslora: options.rslora,
     seed: options.seed,
   });
-  if (options.method === "randlora") {
+  if (options.method === "random-sites") {
     // K random sites by seed (a seeded partial Fisher–Yates), gates frozen at 1
-    const prng = purposePrng(options.seed, "randlora", 0);
+    const prng = purposePrng(options.seed, "randlora", 0); // the old name: the same seed keeps its sites
     const order = sites.map((_, i) => i);
     for (let i = 0; i < options.k; i++) {
       const j = i + (prng.nextUint32() % (order.length - i));
@@ -228,7 +260,7 @@ function initialSites(
 
 /** Checks option ranges that depend on the model (K within 1..n and the like). */
 function validate(options: TrainOptions, n: number): void {
-  const needsK = options.method === "weightlora" || options.method === "randlora";
+  const needsK = options.method === "weightlora" || options.method === "random-sites";
   if (needsK && (!Number.isInteger(options.k) || options.k < 1 || options.k > n)) {
     throw new RangeError(
       `Cannot train with --k ${options.k}: K must be an integer in 1..${n} (the number of candidate sites)`,
@@ -281,6 +313,7 @@ export async function train(
   options: TrainOptions,
   events: TrainEvents = {},
 ): Promise<TrainSummary> {
+  options = { ...options, method: trainMethod(options.method) }; // old job rows may say "randlora"
   const started = performance.now();
   const note = (m: string) => events.onNote?.(m);
   const candidates = candidateSites(inputs, options);
@@ -352,7 +385,7 @@ export async function train(
   const trainer = await AdapterTrainer.create({
     model: inputs.model,
     sites,
-    trainableGates: phase !== "train" && options.method !== "lora" && options.method !== "randlora",
+    trainableGates: phase !== "train" && options.method !== "lora" && options.method !== "random-sites",
     batchSize: options.batchSize,
     seqLen: options.seqLen,
     optimizer: {

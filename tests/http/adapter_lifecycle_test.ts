@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { requireStories260k } from "../_util/fixtures.ts";
 import { randomAdapterFiles } from "../serve/_fixtures.ts";
 import { call, complete, KEYS, readSse, startTestServer, upload } from "./_server.ts";
+import { readTar } from "../_util/tar.ts";
 
 Deno.test({
   name: "upload, use, replace while streaming, delete",
@@ -23,6 +24,22 @@ Deno.test({
       assert.equal(created.body.rank, 4);
       const info = await call(`${t.url}/v1/adapters/story`, { key: KEYS.acme });
       assert.equal(info.body.version, created.body.version);
+      // the adapter comes back out as a tar of its two PEFT files, for its tenant only
+      const download = await fetch(`${t.url}/v1/adapters/story/content`, {
+        headers: { authorization: `Bearer ${KEYS.acme}` },
+      });
+      assert.equal(download.status, 200);
+      assert.equal(download.headers.get("content-type"), "application/x-tar");
+      assert.match(download.headers.get("content-disposition") ?? "", /filename="story\.tar"/);
+      const archived = readTar(new Uint8Array(await download.arrayBuffer()));
+      assert.deepEqual([...archived.keys()], ["adapter_config.json", "adapter_model.safetensors"]);
+      assert.deepEqual(archived.get("adapter_config.json"), v1.config);
+      assert.deepEqual(archived.get("adapter_model.safetensors"), v1.weights);
+      const foreign = await fetch(`${t.url}/v1/adapters/story/content`, {
+        headers: { authorization: `Bearer ${KEYS.beta}` },
+      });
+      assert.equal(foreign.status, 404);
+      await foreign.body?.cancel();
       const textV1 = await complete(t.url, KEYS.acme, "story", 200);
 
       // a long stream on v1; v2 is uploaded once the first chunk arrived

@@ -13,6 +13,7 @@ import { DbAdapterStore, FileStore, JobStore } from "../../src/store/db/mod.ts";
 import { dogRows, stories260k } from "../train/_stories.ts";
 import { BACKENDS } from "../jobs/_db.ts";
 import { jobModels, quickMethod } from "../jobs/_jobs.ts";
+import { readTar } from "../_util/tar.ts";
 
 const ACME = { authorization: "Bearer sk-acme-0123456789" };
 const BETA = { authorization: "Bearer sk-beta-0123456789" };
@@ -96,6 +97,8 @@ for (const backend of BACKENDS) {
           assert.equal(job.status, "queued");
           assert.equal(job.hyperparameters.steps, 6);
           assert.equal(job.hyperparameters.learning_rate, 1e-3, "defaults filled in");
+          assert.equal(job.hyperparameters.completion_eos, true, "the CLI's default");
+          assert.deepEqual(job.result_files, []);
           jobId = job.id;
 
           const stream = await request(`/v1/fine_tuning/jobs/${jobId}/events?stream=true`);
@@ -117,6 +120,15 @@ for (const backend of BACKENDS) {
           assert.match(done.fine_tuned_model, /^ft-dog-/);
           assert.ok(done.trained_tokens > 0);
           fineTuned = done.fine_tuned_model;
+          // result_files names the finished adapter's download: a tar of the two PEFT files
+          assert.deepEqual(done.result_files, [`/v1/adapters/${fineTuned}/content`]);
+          const download = await request(done.result_files[0]);
+          assert.equal(download.status, 200);
+          const archived = readTar(new Uint8Array(await download.arrayBuffer()));
+          const stored = await adapters.read((await adapters.get("acme", fineTuned))!);
+          assert.deepEqual(archived.get("adapter_config.json"), stored.config);
+          assert.deepEqual(archived.get("adapter_model.safetensors"), stored.weights);
+          assert.equal((await app.request(done.result_files[0], { headers: BETA })).status, 404);
           const page = await (await request(`/v1/fine_tuning/jobs/${jobId}/events?limit=2`)).json();
           assert.equal(page.data.length, 2);
           assert.equal(page.has_more, true);

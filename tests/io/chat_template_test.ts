@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { renderChatTemplate } from "../../src/io/chat_template.ts";
+import {
+  DEFAULT_CHAT_STOP,
+  DEFAULT_CHAT_TEMPLATE,
+  readChatTemplateFile,
+  renderChatTemplate,
+} from "../../src/io/chat_template.ts";
 
 // Qwen2-Instruct's ChatML template (as in its tokenizer_config.json).
 const CHATML = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}" +
@@ -58,4 +63,33 @@ Deno.test("extra variables reach the template; a broken template fails to parse"
     () => renderChatTemplate("{% for m in messages %}", { messages: [] }),
     /Cannot (parse|render) chat template/,
   );
+});
+
+Deno.test("readChatTemplateFile reads a Jinja file or a tokenizer_config.json's chat_template", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+    await Deno.writeTextFile(`${dir}/chat_template.jinja`, template);
+    assert.equal(await readChatTemplateFile(`${dir}/chat_template.jinja`), template);
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify({ chat_template: template }));
+    assert.equal(await readChatTemplateFile(`${dir}/tokenizer_config.json`), template);
+    await Deno.writeTextFile(`${dir}/other.json`, "{}");
+    await assert.rejects(readChatTemplateFile(`${dir}/other.json`), /has no "chat_template" string/);
+    await assert.rejects(readChatTemplateFile(`${dir}/none.jinja`), /none\.jinja: the file does not exist/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the default transcript: system text, User:/Assistant: lines, ending with Assistant:", () => {
+  const text = renderChatTemplate(DEFAULT_CHAT_TEMPLATE, {
+    messages: [
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "Hi" },
+      { role: "assistant", content: "Hello." },
+      { role: "user", content: "Bye" },
+    ],
+  });
+  assert.equal(text, "Be brief.\n\nUser: Hi\nAssistant: Hello.\nUser: Bye\nAssistant:");
+  assert.ok(text.includes(`${DEFAULT_CHAT_STOP} Bye`), "the stop string is where the next user turn starts");
 });

@@ -52,9 +52,13 @@ Deno.test("a failure while writing leaves neither the folder nor a temporary fol
     );
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["out"]);
     assert.deepEqual(await Deno.readFile(`${dir}/out/model.safetensors`), before, "the old folder is intact");
+    // missing parent folders are created, as `mkdir -p` would
+    await writeModelFolder(`${dir}/missing/parent/out`, { ...CONTENTS, weights: good });
+    assert.deepEqual(await Deno.readFile(`${dir}/missing/parent/out/model.safetensors`), before);
+    await Deno.writeTextFile(`${dir}/file`, "");
     await assert.rejects(
-      writeModelFolder(`${dir}/missing-parent/out`, { ...CONTENTS, weights: good }),
-      /Cannot write model folder .*missing-parent\/out: its parent folder .*missing-parent does not exist/,
+      writeModelFolder(`${dir}/file/out`, { ...CONTENTS, weights: good }),
+      /Cannot write model folder .*file\/out: /,
     );
   });
 });

@@ -129,3 +129,34 @@ Deno.test("bad methods and hyperparameters name the parameter", () => {
     /grow_rounds 6/,
   );
 });
+
+Deno.test("completion_eos is a hyperparameter of every method, true by default as in the CLI", () => {
+  const byDefault = resolveMethod(parseMethod({ type: "lora" }), facts);
+  assert.equal(byDefault.options.completionEos, true);
+  const hp = (m: Record<string, unknown>, type: string) =>
+    (m[type] as { hyperparameters: Record<string, unknown> }).hyperparameters;
+  assert.equal(hp(byDefault.method, "lora").completion_eos, true);
+  const off = resolveMethod(
+    parseMethod({ type: "weightlora", weightlora: { hyperparameters: { completion_eos: false } } }),
+    facts,
+  );
+  assert.equal(off.options.completionEos, false);
+  assert.equal(hp(off.method, "weightlora").completion_eos, false);
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { completion_eos: "no" } } }),
+    "method.lora.hyperparameters.completion_eos",
+    /Invalid hyperparameter completion_eos "no": expected true or false/,
+  );
+});
+
+Deno.test("random-sites is the random baseline; randlora stays accepted as its alias", () => {
+  for (const type of ["random-sites", "randlora"]) {
+    const parsed = parseMethod({ type, [type]: { hyperparameters: { k: 3 } } });
+    assert.equal(parsed.type, "random-sites");
+    const { options, method } = resolveMethod(parsed, facts);
+    assert.equal(options.method, "random-sites");
+    assert.equal(options.k, 3);
+    assert.equal(method.type, "random-sites");
+  }
+  rejects(() => parseMethod({ type: "randlora-x" }), "method.type", /expected one of .*random-sites/);
+});

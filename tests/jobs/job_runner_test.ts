@@ -97,6 +97,49 @@ for (const backend of BACKENDS) {
           }
         });
 
+        await t.step("completion_eos: false trains as the CLI's --no-completion-eos does", async () => {
+          const noEos = await queueJob(db, {
+            tenant: "acme",
+            model,
+            rows,
+            method: quickMethod(6, { completion_eos: false }),
+            suffix: "noeos",
+          });
+          const done = await waitForJob(
+            jobs,
+            noEos.id,
+            (j) => j.status === "succeeded" || j.status === "failed",
+          );
+          assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+          const options = done.options as unknown as JobTrainOptions;
+          assert.equal(options.completionEos, false);
+          const store = new DbAdapterStore(db);
+          const files = await store.read((await store.get("acme", done.fineTunedModel!))!);
+          const withEos = await store.read(
+            (await store.get("acme", (await jobs.get(undefined, job.id))!.fineTunedModel!))!,
+          );
+          assert.notDeepEqual(files.weights, withEos.weights, "EOS targets change the adapter");
+          const out = await Deno.makeTempDir({ prefix: "weightlora-direct-" });
+          try {
+            const data = parseJsonl(rows, "train.jsonl", {
+              tokenizer: model.tokenizer,
+              seqLen: options.seqLen,
+              completionEos: false,
+            });
+            await train({
+              model: { id: model.id, config: model.config, weights: model.weights },
+              train: data,
+            }, {
+              ...options,
+              ep: "wasm",
+              out,
+            });
+            assert.deepEqual(files.weights, await Deno.readFile(`${out}/adapter_model.safetensors`));
+          } finally {
+            await Deno.remove(out, { recursive: true });
+          }
+        });
+
         await t.step("cancel stops within seconds and keeps the last checkpoint", async () => {
           const long = await queueJob(db, { tenant: "acme", model, rows, method: quickMethod(100_000) });
           await waitForJob(jobs, long.id, (j) => j.status === "running" && j.step >= 3, 60_000);

@@ -80,3 +80,54 @@ try {
       "(on Linux without a GPU install Debian's mesa-vulkan-drivers for lavapipe)",
   );
 });
+
+/** Runs a probe-counting snippet in a fresh process with the given permissions, without a display session. */
+async function countProbes(
+  permissions: string[],
+): Promise<{ result: Record<string, unknown>; stderr: string }> {
+  const module = new URL("src/runtime/execution_provider.ts", repoRoot).href;
+  const script = `let probes = 0;
+const request = GPU.prototype.requestAdapter;
+GPU.prototype.requestAdapter = function (...args) { probes++; return request.apply(this, args); };
+const { gpuHint, resolveExecutionProvider } = await import(${JSON.stringify(module)});
+const wasm = await resolveExecutionProvider("wasm");
+const afterWasm = probes;
+const hint = await gpuHint();
+const auto = await resolveExecutionProvider("auto");
+console.log(JSON.stringify({ wasm, afterWasm, hint, auto, probes }));`;
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/probe.js`, script);
+    const env = Deno.env.toObject();
+    delete env.XDG_RUNTIME_DIR;
+    delete env.WAYLAND_DISPLAY;
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--no-prompt", ...permissions, `${dir}/probe.js`],
+      cwd: repoRoot,
+      env,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, stderr);
+    return { result: JSON.parse(new TextDecoder().decode(output.stdout)), stderr };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("wasm never asks navigator.gpu for an adapter; auto asks only where a GPU may exist, quietly", async () => {
+  // with --allow-all the GPU device nodes decide; with read and env access, the installed Vulkan drivers
+  for (const permissions of [["--allow-all"], ["--allow-read", "--allow-env"]]) {
+    const { result: r, stderr } = await countProbes(permissions);
+    const label = permissions.join(" ");
+    assert.equal(r.wasm, "wasm");
+    assert.equal(r.afterWasm, 0, `${label}: wasm does not probe`);
+    if (r.hint === "none") {
+      assert.equal(r.auto, "wasm");
+      assert.equal(r.probes, 0, `${label}: no GPU can exist, so auto does not probe`);
+    } else assert.equal(r.probes, 1, `${label}: a GPU may exist, so auto probes once`);
+    assert.doesNotMatch(stderr, /XDG_RUNTIME_DIR/, `${label}: no Mesa noise`);
+  }
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { countTargets, IGNORE_LABEL, parseJsonl, splitDataset } from "../../src/train/data.ts";
+import { DEFAULT_CHAT_TEMPLATE, renderChatTemplate } from "../../src/io/chat_template.ts";
 import { BatchSampler, makeBatch } from "../../src/train/batches.ts";
 import { learningRate } from "../../src/train/schedule.ts";
 
@@ -59,10 +60,6 @@ Deno.test("malformed rows name the file and line", () => {
     ['{"foo": 1}', /d\.jsonl:1: a row needs .* got keys foo/],
     ['{"input_ids": [1, 500]}', /d\.jsonl:1: input_ids\[1\] = 500 is outside the vocabulary/],
     ['{"input_ids": [1, 2], "labels": [1]}', /d\.jsonl:1: "labels" has 1 entries but "input_ids" has 2/],
-    [
-      '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}',
-      /d\.jsonl:1: the model has no chat template/,
-    ],
     ["[1, 2]", /d\.jsonl:1: a row must be a JSON object/],
   ];
   for (const [text, pattern] of cases) assert.throws(() => parseJsonl(text, "d.jsonl", options), pattern);
@@ -85,6 +82,22 @@ Deno.test("messages rows train on the assistant turns only", () => {
     "",
   );
   assert.equal(trained, "a");
+});
+
+Deno.test("messages rows on a model without a template use the server's transcript; loss on the reply", () => {
+  const [e] = parseJsonl(
+    '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}',
+    "d.jsonl",
+    { ...options, seqLen: 64 },
+  ).examples;
+  const text = (ids: number[]) => ids.map((id) => tokenizer.idToToken(id)).join("");
+  const rendered = renderChatTemplate(DEFAULT_CHAT_TEMPLATE, {
+    messages: [{ role: "user", content: "x" }, { role: "assistant", content: "y" }],
+    addGenerationPrompt: false,
+  });
+  assert.equal(rendered, "User: x\nAssistant: y\n");
+  assert.equal(text(e.inputIds), rendered);
+  assert.equal(text(e.inputIds.filter((_, i) => e.labels[i] !== IGNORE_LABEL)), " y\n");
 });
 
 Deno.test("batches pad with ignored labels and a zero mask; the sampler is seeded and resumable", () => {
