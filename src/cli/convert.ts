@@ -36,7 +36,8 @@ its missing parent folders are created.`,
       name: "quantize",
       value: "KIND",
       default: "none",
-      doc: "Store the linear weights blockwise-quantized for MatMulNBits: int8 (symmetric), int4 (with zero " +
+      doc:
+        "Store the linear weights blockwise-quantized for MatMulNBits: int8 (symmetric), int4 (with zero " +
         "points) or none (float32). GGUF Q8_0/Q4_0 tensors import quantized without this flag.",
     },
     {
@@ -89,7 +90,13 @@ export async function main(args: string[]): Promise<ConversionSummary | undefine
   switch (values.from) {
     case "llama2c":
       if (values.tokenizer === undefined) throw new Error(`Missing --tokenizer for --from llama2c\n${USAGE}`);
-      return await convertLlama2c({ model, tokenizer: values.tokenizer, out, force: values.force, quantization });
+      return await convertLlama2c({
+        model,
+        tokenizer: values.tokenizer,
+        out,
+        force: values.force,
+        quantization,
+      });
     case "gguf":
       if (values.tokenizer !== undefined) {
         throw new Error(`--tokenizer is not used with --from gguf (the GGUF file has one)\n${USAGE}`);

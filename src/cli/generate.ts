@@ -49,7 +49,8 @@ export const GENERATE_COMMAND = defineCommand({
     {
       name: "ignore-eos",
       type: "boolean",
-      doc: "Generate exactly --max-tokens tokens: EOS (and BOS) are generated and counted like any token and " +
+      doc:
+        "Generate exactly --max-tokens tokens: EOS (and BOS) are generated and counted like any token and " +
         "do not stop (for benchmarks). The prompt plus --max-tokens must fit the model's context.",
     },
     { name: "temperature", value: "T", default: 1, doc: "Sampling temperature; 0 is greedy (argmax)." },
@@ -79,7 +80,7 @@ export const GENERATE_COMMAND = defineCommand({
       doc: 'Print {"text", "token_ids", "prompt_token_ids", "timing"} as JSON instead of streaming text. ' +
         '"timing" measures the generation alone (no start-up, no model load): "prefill_ms" (the prompt\'s ' +
         'forward pass, sampling the first token), "decode_ms" (the decode loop), "decode_tokens" (tokens the ' +
-        'decode loop computed: the generated tokens but the first, which the prefill gives) and ' +
+        "decode loop computed: the generated tokens but the first, which the prefill gives) and " +
         '"decode_tokens_per_s" (null when there was no decode step).',
     },
   ],
