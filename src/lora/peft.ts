@@ -14,6 +14,15 @@ import { type AdapterSite, listAdapterSites } from "../models/sites.ts";
 import type { TensorData } from "../onnx/types.ts";
 import { parseSafetensors } from "../io/safetensors.ts";
 import { float32Values, toFloat32Tensor } from "../io/half.ts";
+import { compileSafePattern, type SafePattern } from "./safe_pattern.ts";
+
+/**
+ * The largest `lora_alpha` (and `alpha_pattern` value) accepted: real adapters use single or double digits;
+ * an absurd one (`1e308`) would turn every output into infinities.
+ */
+export const MAX_LORA_ALPHA = 65536;
+/** The most keys `rank_pattern` or `alpha_pattern` may hold. */
+export const MAX_PATTERN_KEYS = 4096;
 
 /** The LoRA fields of a PEFT `adapter_config.json`. */
 export interface PeftLoraConfig {
@@ -21,7 +30,10 @@ export interface PeftLoraConfig {
   r: number;
   /** Default alpha (`lora_alpha`). */
   loraAlpha: number;
-  /** `target_modules`: module names (suffix match), one regular expression (full match) or `all-linear`. */
+  /**
+   * `target_modules`: module names (suffix match), one regular expression (full match, matched by the
+   * linear-time {@linkcode compileSafePattern}, never by `RegExp`) or `all-linear`.
+   */
   targetModules: string[] | string;
   /** Per-module rank overrides (`rank_pattern`, keys are regular expressions matched at the path's end). */
   rankPattern: Record<string, number>;
@@ -58,17 +70,62 @@ function numberMap(source: string, field: string, value: unknown, integer: boole
   if (!isRecord(value)) {
     fail(source, `adapter_config.json field "${field}" must be an object, got ${JSON.stringify(value)}`);
   }
-  for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== "number" || !(v > 0) || (integer && !Number.isInteger(v))) {
+  const entries = Object.entries(value);
+  if (entries.length > MAX_PATTERN_KEYS) {
+    fail(source, `adapter_config.json field "${field}" has ${entries.length} keys, over ${MAX_PATTERN_KEYS}`);
+  }
+  const max = integer ? Infinity : MAX_LORA_ALPHA;
+  for (const [key, v] of entries) {
+    if (typeof v !== "number" || !(v > 0) || !(v <= max) || (integer && !Number.isInteger(v))) {
       fail(
         source,
         `adapter_config.json field "${field}" has ${JSON.stringify(key)}: ${
           JSON.stringify(v)
-        }, expected a positive ${integer ? "integer" : "number"}`,
+        }, expected a positive ${integer ? "integer" : `number up to ${MAX_LORA_ALPHA}`}`,
       );
     }
+    keyMatcher(source, field, key);
   }
   return value as Record<string, number>;
+}
+
+/** A module-path matcher: a literal name or a tenant pattern compiled by the linear-time matcher. */
+type Matcher = (name: string) => boolean;
+
+const PLAIN_KEY = /^[A-Za-z0-9_.\-]*$/;
+
+/**
+ * PEFT's `get_pattern_key` test for one key, `re.match(rf"(.*\.)?({key})$", name)`: for keys made of name
+ * characters only (the usual case: module paths) a direct comparison where `.` matches any character;
+ * otherwise the linear-time matcher. Throws an adapter error naming the field for a refused pattern.
+ */
+function keyMatcher(source: string, field: string, key: string): Matcher {
+  if (PLAIN_KEY.test(key)) {
+    return (name) => {
+      const start = name.length - key.length;
+      if (start < 0 || (start > 0 && name[start - 1] !== ".")) return false;
+      for (let i = 0; i < key.length; i++) {
+        if (key[i] !== "." && key[i] !== name[start + i]) return false;
+      }
+      return true;
+    };
+  }
+  const pattern = compilePattern(source, field, `(?:.*\\.)?(?:${key})`, key);
+  return (name) => pattern.test(name);
+}
+
+function compilePattern(source: string, field: string, pattern: string, shown: string): SafePattern {
+  try {
+    return compileSafePattern(pattern);
+  } catch (e) {
+    const reason = (e as Error).message.replace(/^Pattern "(?:[^"\\]|\\.)*"(?: at offset \d+)?:? ?/, "");
+    return fail(
+      source,
+      `adapter_config.json field "${field}" has the pattern ${
+        JSON.stringify(shown)
+      }, which is refused: ${reason}`,
+    );
+  }
 }
 
 /**
@@ -97,10 +154,12 @@ export function parsePeftConfig(json: unknown, source: string): PeftLoraConfig {
     fail(source, `adapter_config.json field "r" is ${field("r")}, expected a positive integer`);
   }
   const loraAlpha = c.lora_alpha ?? 8;
-  if (typeof loraAlpha !== "number" || !(loraAlpha > 0)) {
+  if (typeof loraAlpha !== "number" || !(loraAlpha > 0) || !(loraAlpha <= MAX_LORA_ALPHA)) {
     fail(
       source,
-      `adapter_config.json field "lora_alpha" is ${field("lora_alpha")}, expected a positive number`,
+      `adapter_config.json field "lora_alpha" is ${
+        field("lora_alpha")
+      }, expected a positive number up to ${MAX_LORA_ALPHA}`,
     );
   }
   if (c.use_dora === true) {
@@ -137,6 +196,9 @@ export function parsePeftConfig(json: unknown, source: string): PeftLoraConfig {
       }, expected a list of module names or a regular expression`,
     );
   }
+  if (typeof target === "string" && target !== "all-linear") {
+    compilePattern(source, "target_modules", target, target);
+  }
   let layers: number[] | undefined;
   const lt = c.layers_to_transform;
   if (typeof lt === "number") layers = [lt];
@@ -163,40 +225,40 @@ export function parsePeftConfig(json: unknown, source: string): PeftLoraConfig {
   };
 }
 
+/** The matchers of a config's patterns, compiled once per adapter load. */
+interface CompiledPatterns {
+  target: Matcher;
+  rank: [Matcher, number][];
+  alpha: [Matcher, number][];
+}
+
+function compileConfigPatterns(config: PeftLoraConfig, source: string): CompiledPatterns {
+  const t = config.targetModules;
+  let target: Matcher;
+  if (t === "all-linear") target = () => true;
+  else if (typeof t === "string") {
+    const pattern = compilePattern(source, "target_modules", t, t);
+    target = (name) => pattern.test(name);
+  } else target = (name) => t.some((m) => name === m || name.endsWith(`.${m}`));
+  const pairs = (field: string, patterns: Record<string, number>): [Matcher, number][] =>
+    Object.entries(patterns).map(([key, value]) => [keyMatcher(source, field, key), value]);
+  return {
+    target,
+    rank: pairs("rank_pattern", config.rankPattern),
+    alpha: pairs("alpha_pattern", config.alphaPattern),
+  };
+}
+
 /** PEFT's `get_pattern_key`: the first pattern that matches the end of the module path. */
-function patternValue(patterns: Record<string, number>, name: string): number | undefined {
-  for (const [key, value] of Object.entries(patterns)) {
-    let re: RegExp;
-    try {
-      re = new RegExp(`^(?:.*\\.)?(?:${key})$`);
-    } catch {
-      continue;
-    }
-    if (re.test(name)) return value;
-  }
+function patternValue(patterns: [Matcher, number][], name: string): number | undefined {
+  for (const [matches, value] of patterns) if (matches(name)) return value;
   return undefined;
 }
 
 /** Whether `target_modules` selects a site (PEFT's `check_target_module_exists` for these forms). */
-function targets(config: PeftLoraConfig, site: AdapterSite, source: string): boolean {
+function targets(config: PeftLoraConfig, compiled: CompiledPatterns, site: AdapterSite): boolean {
   if (config.layersToTransform && !config.layersToTransform.includes(site.layer)) return false;
-  const t = config.targetModules;
-  if (typeof t === "string") {
-    if (t === "all-linear") return true;
-    let re: RegExp;
-    try {
-      re = new RegExp(`^(?:${t})$`);
-    } catch (e) {
-      return fail(
-        source,
-        `adapter_config.json field "target_modules" is not a valid regular expression: ${
-          (e as Error).message
-        }`,
-      );
-    }
-    return re.test(site.name);
-  }
-  return t.some((m) => site.name === m || site.name.endsWith(`.${m}`));
+  return compiled.target(site.name);
 }
 
 const KEY = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/;
@@ -220,6 +282,7 @@ export function peftAdapterFromTensors(
   const sites = listAdapterSites(options.model);
   const byName = new Map(sites.map((s) => [s.name, s]));
   const found = new Map<string, { a?: TensorData; b?: TensorData }>();
+  const compiled = compileConfigPatterns(config, source);
   if (tensors.size === 0) fail(source, "adapter_model.safetensors holds no tensors");
   for (const [key, tensor] of tensors) {
     const m = KEY.exec(key);
@@ -245,7 +308,7 @@ export function peftAdapterFromTensors(
   for (const site of sites) {
     const entry = found.get(site.name);
     if (!entry) {
-      if (targets(config, site, source)) {
+      if (targets(config, compiled, site)) {
         fail(
           source,
           `tensor "base_model.model.${site.name}.lora_A.weight" is missing, but target_modules selects "${site.name}"`,
@@ -253,8 +316,8 @@ export function peftAdapterFromTensors(
       }
       continue;
     }
-    const rank = patternValue(config.rankPattern, site.name) ?? config.r;
-    const alpha = patternValue(config.alphaPattern, site.name) ?? config.loraAlpha;
+    const rank = patternValue(compiled.rank, site.name) ?? config.r;
+    const alpha = patternValue(compiled.alpha, site.name) ?? config.loraAlpha;
     const check = (which: "A" | "B", tensor: TensorData | undefined, expected: number[]): Float32Array => {
       const key = `base_model.model.${site.name}.lora_${which}.weight`;
       if (!tensor) {
@@ -273,7 +336,13 @@ export function peftAdapterFromTensors(
       } catch (e) {
         return fail(source, `tensor "${key}": ${(e as Error).message}`);
       }
-      return float32Values(t);
+      const values = float32Values(t);
+      for (let i = 0; i < values.length; i++) {
+        if (!Number.isFinite(values[i])) {
+          fail(source, `tensor "${key}" holds ${values[i]} at index ${i}: weights must be finite`);
+        }
+      }
+      return values;
     };
     const a = check("A", entry.a, [rank, site.inFeatures]);
     const b = check("B", entry.b, [site.outFeatures, rank]);

@@ -201,3 +201,56 @@ Deno.test("unsupported or invalid adapter configs fail, naming the field and val
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a hostile target_modules or rank_pattern regex is handled in well under 100 ms", () => {
+  const tensors = new Map(adapterTensors().map((t) => [t.name, t]));
+  for (
+    const json of [
+      { ...CONFIG_JSON, target_modules: ".{7}(.*)*!" },
+      { ...CONFIG_JSON, rank_pattern: { ".{7}(.*)*!": 3, "model.layers.1.self_attn.v_proj": 3 } },
+      { ...CONFIG_JSON, alpha_pattern: { "(.*a){25}": 4 } },
+    ]
+  ) {
+    const start = performance.now();
+    const config = parsePeftConfig(json, "t");
+    const adapter = peftAdapterFromTensors(config, tensors, { model: MODEL, source: "t" });
+    const ms = performance.now() - start;
+    assert.equal(adapter.sites.size, 4);
+    assert.ok(ms < 100, `${JSON.stringify(json.target_modules)} took ${ms.toFixed(1)} ms`);
+  }
+  assert.throws(
+    () => parsePeftConfig({ ...CONFIG_JSON, target_modules: "(q)_proj\\1" }, "t"),
+    /field "target_modules" has the pattern "\(q\)_proj\\\\1", which is refused: backreferences are not supported/,
+  );
+  assert.throws(
+    () => parsePeftConfig({ ...CONFIG_JSON, alpha_pattern: { "(?=q)q_proj": 2 } }, "t"),
+    /field "alpha_pattern" has the pattern "\(\?=q\)q_proj", which is refused: lookaround/,
+  );
+});
+
+Deno.test("absurd lora_alpha and non-finite weights are refused", () => {
+  assert.throws(
+    () => parsePeftConfig({ ...CONFIG_JSON, lora_alpha: 1e308 }, "t"),
+    /field "lora_alpha" is 1e\+308, expected a positive number up to 65536/,
+  );
+  assert.throws(
+    () => parsePeftConfig({ ...CONFIG_JSON, alpha_pattern: { q_proj: 1e300 } }, "t"),
+    /"alpha_pattern" has "q_proj": 1e\+300, expected a positive number up to 65536/,
+  );
+  const config = parsePeftConfig(CONFIG_JSON, "t");
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    const tensors = adapterTensors();
+    const b = tensors[1];
+    const values = new Float32Array(b.data.slice().buffer);
+    values[5] = bad;
+    tensors[1] = { ...b, data: new Uint8Array(values.buffer) };
+    assert.throws(
+      () =>
+        peftAdapterFromTensors(config, new Map(tensors.map((t) => [t.name, t])), {
+          model: MODEL,
+          source: "t",
+        }),
+      new RegExp(`q_proj\\.lora_B\\.weight" holds ${bad} at index 5: weights must be finite`),
+    );
+  }
+});
