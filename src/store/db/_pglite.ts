@@ -2,6 +2,7 @@
 
 import { PGlite, type Transaction } from "@electric-sql/pglite";
 import type { Database, Queryable, Row } from "./database.ts";
+import { lockFolder } from "./_folder_lock.ts";
 
 function queryable(target: PGlite | Transaction): Queryable {
   return {
@@ -12,13 +13,22 @@ function queryable(target: PGlite | Transaction): Queryable {
   };
 }
 
-/** Opens (creating when new) a PGlite data folder. */
+/**
+ * Opens (creating when new) a PGlite data folder, locked for this process until closed: a second opener
+ * (another process, or this one again) gets an error naming the holder.
+ */
 export async function openPgliteDatabase(folder: string): Promise<Database> {
   let db: PGlite;
   try {
     await Deno.mkdir(folder, { recursive: true });
+  } catch (e) {
+    throw new Error(`Cannot open the embedded database in ${folder}: ${(e as Error).message}`);
+  }
+  const lock = await lockFolder(folder);
+  try {
     db = await PGlite.create(folder);
   } catch (e) {
+    lock.release();
     throw new Error(`Cannot open the embedded database in ${folder}: ${(e as Error).message}`);
   }
   const base = queryable(db);
@@ -37,7 +47,11 @@ export async function openPgliteDatabase(folder: string): Promise<Database> {
       return await db.listen(channel, onPayload);
     },
     async close(): Promise<void> {
-      if (!db.closed) await db.close();
+      try {
+        if (!db.closed) await db.close();
+      } finally {
+        lock.release();
+      }
     },
   };
 }

@@ -1,0 +1,8 @@
+// A second process for database_lock_test.ts: opens the embedded database named by its argument, says
+// so, and holds it until killed.
+
+import { openDatabase } from "../../src/store/db/mod.ts";
+
+const db = await openDatabase(Deno.args[0]);
+console.log(`holding ${db.location} as ${Deno.pid}`);
+await new Promise(() => {});
