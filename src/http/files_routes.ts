@@ -13,6 +13,10 @@ import { parseJsonl } from "../train/data.ts";
 import { FileInUseError, type FileRecord, type FileStore } from "../store/db/file_store.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
+import { bodyLimitBytes } from "./limits.ts";
+
+/** Room for the multipart framing and the `purpose` field around the file, bytes. */
+const MULTIPART_SLACK = 64 * 1024;
 
 /** Checks an uploaded file's text; throws with `file:line: message` on a bad row. Returns the row count. */
 export type FileValidator = (text: string, filename: string) => { rows: number };
@@ -24,7 +28,8 @@ export interface FilesRoutesOptions {
   /** Validates uploads (see {@linkcode jsonlValidator}). */
   validate: FileValidator;
   /**
-   * Largest upload in bytes.
+   * Largest upload in bytes (the file; the body may have 64 KiB more for its multipart framing), enforced
+   * while the body streams in.
    * @default {67108864} (64 MiB)
    */
   maxBytes?: number;
@@ -89,54 +94,56 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<AppEnv> {
       code: "file_too_large",
     });
 
-  app.post("/v1/files", async function uploadFile(c) {
-    const tenant = c.get("tenant");
-    const length = Number(c.req.header("content-length") ?? 0);
-    if (length > maxBytes + 64 * 1024) throw tooLarge(length);
-    let body: Record<string, unknown>;
-    try {
-      body = await c.req.parseBody();
-    } catch (e) {
-      throw new ApiError(400, `Cannot read the multipart body: ${(e as Error).message}`);
-    }
-    const purpose = body.purpose;
-    if (purpose !== "fine-tune") {
-      throw new ApiError(
-        400,
-        `Invalid purpose ${JSON.stringify(purpose ?? null)}: this server accepts "fine-tune"`,
-        {
-          param: "purpose",
-        },
-      );
-    }
-    const file = body.file;
-    if (!(file instanceof File)) {
-      throw new ApiError(400, 'Missing file: send it as the multipart field "file"', { param: "file" });
-    }
-    if (file.size > maxBytes) throw tooLarge(file.size);
-    const filename = file.name || "upload.jsonl";
-    const content = new Uint8Array(await file.arrayBuffer());
-    let text: string;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(content);
-    } catch {
-      throw new ApiError(400, `Invalid file ${filename}: it is not UTF-8 text`, {
-        param: "file",
-        code: "invalid_file",
-      });
-    }
-    let rows: number;
-    try {
-      ({ rows } = validate(text, filename));
-    } catch (e) {
-      throw new ApiError(400, `Invalid file: ${(e as Error).message}`, {
-        param: "file",
-        code: "invalid_file",
-      });
-    }
-    const record = await files.create({ tenant, filename, purpose, content, rows });
-    return c.json(fileObject(record));
-  });
+  app.post(
+    "/v1/files",
+    bodyLimitBytes(maxBytes + MULTIPART_SLACK, "file upload"),
+    async function uploadFile(c) {
+      const tenant = c.get("tenant");
+      let body: Record<string, unknown>;
+      try {
+        body = await c.req.parseBody();
+      } catch (e) {
+        throw new ApiError(400, `Cannot read the multipart body: ${(e as Error).message}`);
+      }
+      const purpose = body.purpose;
+      if (purpose !== "fine-tune") {
+        throw new ApiError(
+          400,
+          `Invalid purpose ${JSON.stringify(purpose ?? null)}: this server accepts "fine-tune"`,
+          {
+            param: "purpose",
+          },
+        );
+      }
+      const file = body.file;
+      if (!(file instanceof File)) {
+        throw new ApiError(400, 'Missing file: send it as the multipart field "file"', { param: "file" });
+      }
+      if (file.size > maxBytes) throw tooLarge(file.size);
+      const filename = file.name || "upload.jsonl";
+      const content = new Uint8Array(await file.arrayBuffer());
+      let text: string;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(content);
+      } catch {
+        throw new ApiError(400, `Invalid file ${filename}: it is not UTF-8 text`, {
+          param: "file",
+          code: "invalid_file",
+        });
+      }
+      let rows: number;
+      try {
+        ({ rows } = validate(text, filename));
+      } catch (e) {
+        throw new ApiError(400, `Invalid file: ${(e as Error).message}`, {
+          param: "file",
+          code: "invalid_file",
+        });
+      }
+      const record = await files.create({ tenant, filename, purpose, content, rows });
+      return c.json(fileObject(record));
+    },
+  );
 
   app.get("/v1/files", async function listFiles(c) {
     const list = await files.list(c.get("tenant"), c.req.query("purpose") || undefined);

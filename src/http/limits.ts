@@ -1,6 +1,7 @@
 /**
  * Request limits as Hono middleware: {@linkcode tenantConcurrency} (a per-tenant cap on requests in
- * flight, 429 beyond it), {@linkcode requestTimeout} (an abort signal that fires after a deadline), {@linkcode bodyLimitBytes} (413 for oversize bodies), and
+ * flight, 429 beyond it), {@linkcode requestTimeout} (an abort signal that fires after a deadline),
+ * {@linkcode bodyLimitBytes} (413 for oversize bodies, counted while they stream in), and
  * {@linkcode RequestTracker} (requests in flight, for a graceful shutdown). A streamed response counts as
  * in flight until its body ends.
  *
@@ -8,7 +9,6 @@
  */
 
 import type { MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 
@@ -134,22 +134,45 @@ export function requestTimeout(options: RequestTimeoutOptions): MiddlewareHandle
 }
 
 /**
- * Middleware: refuses bodies over `maxBytes` with a 413 OpenAI error (Hono's body limit, which also
- * counts chunked bodies as they arrive).
+ * Middleware: refuses bodies over `maxBytes` with a 413 OpenAI error while they stream in, before the
+ * route buffers them. A declared `content-length` over the limit is refused without reading a byte; any
+ * other body (chunked included) is counted as the route reads it, and reading fails as soon as the count
+ * passes the limit, so at most `maxBytes` plus one chunk is ever held, whatever the client sends.
  *
  * @param maxBytes The limit.
  * @param what What the body is, for the message.
  * @returns The middleware.
  */
 export function bodyLimitBytes(maxBytes: number, what = "request body"): MiddlewareHandler<AppEnv> {
-  return bodyLimit({
-    maxSize: maxBytes,
-    onError: () => {
-      throw new ApiError(413, `The ${what} is larger than the server's limit of ${maxBytes} bytes`, {
-        code: "request_too_large",
-      });
-    },
-  });
+  const tooLarge = () =>
+    new ApiError(413, `The ${what} is larger than the server's limit of ${maxBytes} bytes`, {
+      code: "request_too_large",
+    });
+  return async function bodyLimitMiddleware(c, next) {
+    const raw = c.req.raw;
+    if (!raw.body) return await next();
+    const declared = raw.headers.get("content-length");
+    if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
+    let seen = 0;
+    let exceeded = false;
+    const counted = raw.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          seen += chunk.byteLength;
+          if (seen > maxBytes) {
+            exceeded = true;
+            controller.error(tooLarge());
+            return;
+          }
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    c.req.raw = new Request(raw, { body: counted, duplex: "half" } as RequestInit);
+    await next();
+    // the route saw a failed read (and may have answered 400 for it): the cause is the size
+    if (exceeded) throw tooLarge();
+  };
 }
 
 /** Counts requests in flight and lets a shutdown wait for them. */
