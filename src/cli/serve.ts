@@ -3,11 +3,11 @@
  * per-tenant adapters hot-swapped per request. The flags are {@linkcode SERVE_COMMAND} (`--help` prints
  * them with their defaults).
  *
- * State: by default adapters, files and fine-tuning jobs live in a database (`--db`, else `DATABASE_URL`,
- * else the embedded folder `.weightlora/db`; `postgres://…` is shared by replicas), and this process also
- * trains (`--train-workers N`, or `--no-train` for a serving-only replica on a Postgres server). `--store
- * DIR` serves adapters from an existing folder instead (no fine-tuning); with `--read-only` that is the edge
- * mode.
+ * State: adapters, files and fine-tuning jobs live in a database (`--db`, else `DATABASE_URL`, else the
+ * embedded folder `DIR/db` with `--store DIR`, else `.weightlora/db`; `postgres://…` is shared by
+ * replicas), and this process also trains (`--train-workers N`, or `--no-train` for a serving-only replica
+ * on a Postgres server). A new `DIR/db` first imports the adapters found in the folder layout of `DIR`.
+ * `--store DIR --read-only` serves adapters from the folder alone, without a database: the edge mode.
  *
  * Least privilege:
  *
@@ -34,13 +34,13 @@ import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 export const SERVE_COMMAND = defineCommand({
   name: "serve",
   usage: [
-    "--model DIR [--db LOCATION] [--no-train] [--train-workers N] [options]",
-    "--model DIR --store DIR [--read-only] [options]",
+    "--model DIR [--store DIR] [--db LOCATION] [--no-train] [--train-workers N] [options]",
+    "--model DIR --store DIR --read-only [options]",
   ],
   description: `Serves one resident base model to many tenants over OpenAI-compatible HTTP, with each tenant's
-LoRA adapters swapped per request. By default adapters, files and fine-tuning jobs live in a database
-(--db, else DATABASE_URL, else the embedded folder ${DEFAULT_DATABASE}) and this process also trains jobs;
---store serves adapters from a folder instead (no fine-tuning), read-only with --read-only.
+LoRA adapters swapped per request. Adapters, files and fine-tuning jobs live in a database (--db, else
+DATABASE_URL, else the embedded folder DIR/db with --store DIR, else ${DEFAULT_DATABASE}) and this process
+also trains jobs; --store DIR --read-only serves adapters from the folder alone (no database, no fine-tuning).
 Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracefully.`,
   flags: [
     {
@@ -52,7 +52,7 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
     {
       name: "db",
       value: "LOCATION",
-      defaultText: `$DATABASE_URL, else ${DEFAULT_DATABASE}`,
+      defaultText: `$DATABASE_URL, else DIR/db with --store DIR, else ${DEFAULT_DATABASE}`,
       doc:
         "Database of adapters, files and jobs: postgres://USER:PASSWORD@HOST:PORT/DB (shared by replicas " +
         "and workers) or an embedded database folder (created; one process only).",
@@ -71,13 +71,16 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
     {
       name: "store",
       value: "DIR",
-      doc: "Serve adapters from this existing folder instead of a database: " +
-        "<tenant>/<name>/<version>/adapter_{config.json,model.safetensors}; no fine-tuning.",
+      doc: "State folder (it must exist): the embedded database goes in DIR/db unless --db or DATABASE_URL " +
+        "names another, and a new one first imports the adapters of DIR's folder layout " +
+        "(<tenant>/<name>/<version>/adapter_{config.json,model.safetensors}). With --read-only: serve that " +
+        "layout alone, without a database or fine-tuning (the edge mode).",
     },
     {
       name: "read-only",
       type: "boolean",
-      doc: "With --store: refuse uploads and deletions (403); needs no write permission.",
+      doc: "With --store: serve the folder's adapters without a database; uploads and deletions get 403; " +
+        "needs no write permission.",
     },
     {
       name: "keys",
@@ -115,7 +118,18 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
     { name: "max-concurrency", value: "N", default: 16, doc: "Requests in flight per tenant (429 beyond)." },
     { name: "timeout-s", value: "N", default: 300, doc: "Deadline of a request, streams included (504)." },
     { name: "max-body-kb", value: "N", default: 1024, doc: "Body limit of JSON requests (413)." },
-    { name: "max-adapter-mb", value: "N", default: 64, doc: "Size limit of adapter uploads (413)." },
+    {
+      name: "max-adapter-mb",
+      value: "N",
+      default: 64,
+      doc: "Size limit of adapter uploads (413, counted while the body streams in).",
+    },
+    {
+      name: "max-file-mb",
+      value: "N",
+      default: 64,
+      doc: "Size limit of /v1/files uploads (413, counted while the body streams in).",
+    },
     {
       name: "grace-s",
       value: "N",
@@ -129,12 +143,12 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
 export interface ServeArgs {
   /** Model folder. */
   model: string;
-  /** Adapter store folder (folder mode: no database, no fine-tuning). */
+  /** State folder: the default embedded database is `store/db`; with `readOnly`, the adapter folder. */
   store?: string;
   /** Database: an embedded folder or a `postgres://` URL (unless `store` is given). */
   db?: string;
-  /** Where `db` came from: `--db`, `DATABASE_URL` or the default folder. */
-  dbSource?: "--db" | "DATABASE_URL" | "default";
+  /** Where `db` came from: `--db`, `DATABASE_URL`, `--store` or the default folder. */
+  dbSource?: "--db" | "DATABASE_URL" | "--store" | "default";
   /** Train fine-tuning jobs in this process. */
   train: boolean;
   /** Jobs trained at once. */
@@ -165,6 +179,8 @@ export interface ServeArgs {
   maxBodyKb: number;
   /** Upload limit, MiB. */
   maxAdapterMb: number;
+  /** `/v1/files` upload limit, MiB. */
+  maxFileMb: number;
   /** Shutdown grace period, seconds. */
   graceS: number;
 }
@@ -192,10 +208,16 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" {
   if (values["read-only"] === true && values.store === undefined) {
     throw new UsageError("--read-only serves adapters from a folder: pass --store DIR");
   }
-  if (values.store !== undefined && values.db !== undefined) {
-    throw new UsageError("--store and --db exclude each other");
+  if (values["read-only"] === true && values.db !== undefined) {
+    throw new UsageError("--read-only serves adapters from the --store folder without a database: drop --db");
   }
-  const db = values.store === undefined ? chooseDatabase(values.db) : undefined;
+  let db: { location: string; source: ServeArgs["dbSource"] } | undefined;
+  if (values["read-only"] !== true) {
+    db = chooseDatabase(values.db);
+    if (db.source === "default" && values.store !== undefined) {
+      db = { location: `${values.store.replace(/\/+$/, "")}/db`, source: "--store" };
+    }
+  }
   if (db && values["no-train"] === true && !isServerLocation(db.location)) {
     throw new UsageError(
       `--no-train with the embedded database ${db.location} (from ${db.source}) could never run a ` +
@@ -224,6 +246,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" {
     timeoutS: positiveNumber("timeout-s", str("timeout-s"), false),
     maxBodyKb: positiveNumber("max-body-kb", str("max-body-kb"), false),
     maxAdapterMb: positiveNumber("max-adapter-mb", str("max-adapter-mb"), false),
+    maxFileMb: positiveNumber("max-file-mb", str("max-file-mb"), false),
     graceS: positiveNumber("grace-s", str("grace-s"), false),
   };
 }
@@ -238,6 +261,16 @@ async function requireFolder(path: string): Promise<void> {
   }
   if (!info.isDirectory) {
     throw new Error(`Cannot serve adapters from --store ${path}: it is a file, not a folder`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
   }
 }
 
@@ -267,7 +300,7 @@ export async function main(args: string[]): Promise<RunningServer> {
   const state = a.db === undefined ? undefined : await openState(a);
   const server = await startServer({
     model: a.model,
-    store: state?.adapters ?? new FolderAdapterStore(a.store!, { readOnly: a.readOnly }),
+    store: state?.adapters ?? new FolderAdapterStore(a.store!, { readOnly: true }),
     routes: state?.routes,
     keys,
     ep: a.ep,
@@ -301,6 +334,7 @@ interface State {
 }
 
 async function openState(a: ServeArgs): Promise<State> {
+  const fresh = a.dbSource === "--store" && !(await exists(a.db!));
   const [dbMod, { JobRunner }, { filesRoutes, jsonlValidator }, { fineTuningRoutes }] = await Promise.all([
     import("../store/db/mod.ts"),
     import("../jobs/job_runner.ts"),
@@ -317,6 +351,15 @@ async function openState(a: ServeArgs): Promise<State> {
   }
   const seconds = ((performance.now() - opened) / 1000).toFixed(1);
   const adapters = new dbMod.DbAdapterStore(db);
+  let imported = 0;
+  if (fresh) {
+    try {
+      imported = await importFolderAdapters(new FolderAdapterStore(a.store!, { readOnly: true }), adapters);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+  }
   const files = new dbMod.FileStore(db);
   const jobs = new dbMod.JobStore(db);
   let runner: InstanceType<typeof JobRunner> | undefined;
@@ -339,7 +382,7 @@ async function openState(a: ServeArgs): Promise<State> {
       };
       const models = new Map([[model.id, model]]);
       return [
-        filesRoutes({ files, validate: jsonlValidator(model) }),
+        filesRoutes({ files, validate: jsonlValidator(model), maxBytes: a.maxFileMb * 2 ** 20 }),
         fineTuningRoutes({ jobs, files, models }),
       ];
     },
@@ -356,6 +399,9 @@ async function openState(a: ServeArgs): Promise<State> {
           ep: a.ep,
         });
         await runner.start();
+      }
+      if (fresh) {
+        console.log(`State: created ${db.location}, imported ${imported} adapter(s) from ${a.store}`);
       }
       console.log(
         `State: ${db.location} (${db.kind}, from ${a.dbSource}, opened in ${seconds} s); fine-tuning: ${
@@ -374,6 +420,32 @@ async function openState(a: ServeArgs): Promise<State> {
       };
     },
   };
+}
+
+/**
+ * Copies every adapter of a folder store into a database store (the first start of `--store DIR` with its
+ * new `DIR/db`), skipping the database folder itself.
+ */
+async function importFolderAdapters(
+  folder: FolderAdapterStore,
+  into: import("../store/db/mod.ts").DbAdapterStore,
+): Promise<number> {
+  let count = 0;
+  for await (const tenant of Deno.readDir(folder.root)) {
+    if (!tenant.isDirectory || tenant.name.startsWith(".") || tenant.name === "db") continue;
+    let records;
+    try {
+      records = await folder.list(tenant.name);
+    } catch {
+      continue; // not a tenant folder of the layout
+    }
+    for (const record of records) {
+      if (await into.get(record.tenant, record.name)) continue;
+      await into.put(record.tenant, record.name, await folder.read(record));
+      count++;
+    }
+  }
+  return count;
 }
 
 if (import.meta.main) {

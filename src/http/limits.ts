@@ -152,7 +152,14 @@ export function bodyLimitBytes(maxBytes: number, what = "request body"): Middlew
     const raw = c.req.raw;
     if (!raw.body) return await next();
     const declared = raw.headers.get("content-length");
-    if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
+    if (declared !== null && Number(declared) > maxBytes) {
+      // read a modest excess to the end (discarding it), so that the client sees the 413 rather than a
+      // connection reset while it is still sending; a larger one is not worth the traffic
+      if (Number(declared) <= DRAIN_MAX_BYTES) {
+        for await (const _ of raw.body) { /* discard */ }
+      }
+      throw tooLarge();
+    }
     let seen = 0;
     let exceeded = false;
     const counted = raw.body.pipeThrough(
@@ -174,6 +181,9 @@ export function bodyLimitBytes(maxBytes: number, what = "request body"): Middlew
     if (exceeded) throw tooLarge();
   };
 }
+
+/** The most bytes of an oversize body with a declared length read (and discarded) before answering 413. */
+const DRAIN_MAX_BYTES = 16 * 2 ** 20;
 
 /** Counts requests in flight and lets a shutdown wait for them. */
 export class RequestTracker {
