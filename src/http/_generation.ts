@@ -8,6 +8,7 @@ import {
   EngineClosedError,
   type JobEvent,
   type JobRow,
+  JobTooLargeError,
   ModelNotFoundError,
   type ModelRef,
   type ServeEngine,
@@ -178,7 +179,7 @@ export function applyEvents(choices: ChoiceState[], events: JobEvent[], signal: 
   }
 }
 
-/** Starts a job, turning engine refusals into 503s. */
+/** Starts a job, turning engine refusals into 503s (busy, closing) or a 400 (larger than the queue). */
 export function startJob(
   ctx: InferenceContext,
   job: { rows: JobRow[]; model: ModelRef; signal: AbortSignal },
@@ -186,6 +187,12 @@ export function startJob(
   try {
     return ctx.engine.generate(job);
   } catch (e) {
+    if (e instanceof JobTooLargeError) {
+      throw new ApiError(400, `${e.message} (prompts × n); send fewer prompts or a smaller n`, {
+        param: "n",
+        code: "too_many_rows",
+      });
+    }
     if (e instanceof EngineBusyError || e instanceof EngineClosedError) {
       throw new ApiError(503, e.message, {
         code: e instanceof EngineBusyError ? "server_busy" : "shutting_down",

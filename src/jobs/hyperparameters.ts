@@ -54,6 +54,9 @@ interface Spec {
 }
 
 const INT = (min: number, max: number): Kind => ({ kind: "int", min, max });
+
+/** The most training steps of one job, given as `steps` or reached through `n_epochs`. */
+export const MAX_STEPS = 1_000_000;
 const GATED: readonly TrainMethod[] = ["weightlora", "weightlora-plus"];
 
 /** Every hyperparameter: snake_case name → option field, type and range. */
@@ -64,7 +67,7 @@ const SPECS: Record<string, Spec> = {
   dropout: { field: "dropout", type: { kind: "number", min: 0, max: 0.99 } },
   rslora: { field: "rslora", type: { kind: "bool" } },
   target_modules: { field: "targetModules", type: { kind: "modules" } },
-  steps: { field: "steps", type: INT(1, 1_000_000) },
+  steps: { field: "steps", type: INT(1, MAX_STEPS) },
   n_epochs: { field: "nEpochs", type: { kind: "number", min: 0, max: 10_000, exclusiveMin: true } },
   batch_size: { field: "batchSize", type: INT(1, 4096) },
   seq_len: { field: "seqLen", type: INT(2, 1_048_576) },
@@ -291,7 +294,15 @@ export function resolveMethod(
   const prefix = `method.${parsed.type}.hyperparameters`;
   if (parsed.nEpochs !== undefined) {
     const perStep = options.batchSize * options.gradAccum;
-    options.steps = Math.max(1, Math.ceil(parsed.nEpochs * facts.rows / perStep));
+    const steps = Math.max(1, Math.ceil(parsed.nEpochs * facts.rows / perStep));
+    if (!(steps <= MAX_STEPS)) {
+      throw new HyperparameterError(
+        `Invalid hyperparameter n_epochs ${parsed.nEpochs}: with ${facts.rows} rows and ${perStep} rows per step ` +
+          `it makes ${steps} steps, over the limit of ${MAX_STEPS}`,
+        `${prefix}.n_epochs`,
+      );
+    }
+    options.steps = steps;
   }
   options.seqLen = Math.max(2, Math.min(options.seqLen, facts.longestRow));
   if (parsed.given.select_steps === undefined) {

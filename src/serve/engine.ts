@@ -106,6 +106,15 @@ export class EngineBusyError extends Error {
   }
 }
 
+/** Thrown when a job has more rows than the queue can ever hold (a bad request, not a busy server). */
+export class JobTooLargeError extends RangeError {
+  /** @param message Why. */
+  constructor(message: string) {
+    super(message);
+    this.name = "JobTooLargeError";
+  }
+}
+
 /** Thrown by {@linkcode ServeEngine.resolveModel} when the tenant has no model of that name. */
 export class ModelNotFoundError extends Error {
   /** @param message Why. */
@@ -353,10 +362,16 @@ export class ServeEngine {
    * @param job Rows, adapter and abort signal.
    * @returns Batches of events; every row's last event has `finishReason`.
    * @throws {EngineBusyError} When too many rows wait.
+   * @throws {JobTooLargeError} When the job alone has more rows than the queue holds.
    * @throws {EngineClosedError} When the engine is shutting down.
    */
   generate(job: GenerationJob): AsyncGenerator<JobEvent[]> {
     if (this.#closing) throw new EngineClosedError("Cannot generate: the server is shutting down");
+    if (job.rows.length > this.#maxQueuedRows) {
+      throw new JobTooLargeError(
+        `Cannot generate ${job.rows.length} rows in one request: the server holds at most ${this.#maxQueuedRows}`,
+      );
+    }
     const queued = this.#queue.reduce((n, j) => n + j.requests.length, 0);
     if (queued + job.rows.length > this.#maxQueuedRows) {
       throw new EngineBusyError(

@@ -160,3 +160,16 @@ Deno.test("random-sites is the random baseline; randlora stays accepted as its a
   }
   rejects(() => parseMethod({ type: "randlora-x" }), "method.type", /expected one of .*random-sites/);
 });
+
+Deno.test("n_epochs cannot bypass the steps cap", () => {
+  const parsed = parseMethod({
+    type: "lora",
+    lora: { hyperparameters: { n_epochs: 10_000, batch_size: 1 } },
+  });
+  rejects(
+    () => resolveMethod(parsed, { ...facts, rows: 8_800 }),
+    "method.lora.hyperparameters.n_epochs",
+    /n_epochs 10000: with 8800 rows and 1 rows per step it makes 88000000 steps, over the limit of 1000000/,
+  );
+  assert.equal(resolveMethod(parsed, { ...facts, rows: 100 }).options.steps, 1_000_000);
+});
