@@ -91,15 +91,17 @@ export function errorResponse(status: number, body: ApiErrorBody): Response {
 
 /**
  * The app's error handler: {@linkcode ApiError} as is, Hono's own exceptions (malformed JSON, body
- * limits) in OpenAI's shape, anything else as a 500 that names the failure (and is logged).
+ * limits) in OpenAI's shape, and anything else — an unexpected exception or an {@linkcode ApiError} with
+ * status 500 — as a 500 with a generic message and an error id: the detail (which may hold database text,
+ * file paths or stack traces) goes to the server's log under that id, never to the client.
  *
  * @param error The thrown value.
  * @param c The request context.
  * @returns The error response.
  */
 export function handleError(error: Error, c: Context): Response {
-  if (error instanceof ApiError) return errorResponse(error.status, error.body);
-  if (error instanceof HTTPException) {
+  if (error instanceof ApiError && error.status !== 500) return errorResponse(error.status, error.body);
+  if (!(error instanceof ApiError) && error instanceof HTTPException && error.status < 500) {
     const status = error.status;
     const message = error.message || (status === 413 ? "Request body too large" : "Bad request");
     return errorResponse(status, {
@@ -109,12 +111,17 @@ export function handleError(error: Error, c: Context): Response {
       code: status === 413 ? "request_too_large" : null,
     });
   }
-  console.error(`${c.req.method} ${c.req.path} failed:`, error);
+  const id = `err_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const detail = error instanceof ApiError
+    ? `${error.message}${error.cause ? ` (${error.cause})` : ""}`
+    : error;
+  console.error(`${c.req.method} ${c.req.path} failed [${id}]:`, detail);
   return errorResponse(500, {
-    message: `Internal error while serving ${c.req.method} ${c.req.path}: ${error.message}`,
+    message: `Internal error while serving ${c.req.method} ${c.req.path} (error id ${id}); ` +
+      "the server's log has the details",
     type: "server_error",
     param: null,
-    code: null,
+    code: error instanceof ApiError ? error.body.code ?? "internal_error" : "internal_error",
   });
 }
 

@@ -5,4 +5,4 @@ import { openDatabase } from "../../src/store/db/mod.ts";
 
 const db = await openDatabase(Deno.args[0]);
 console.log(`holding ${db.location} as ${Deno.pid}`);
-await new Promise(() => {});
+setInterval(() => {}, 60_000); // keeps the process (and the lock) alive until killed

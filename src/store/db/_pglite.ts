@@ -2,7 +2,7 @@
 
 import { PGlite, type Transaction } from "@electric-sql/pglite";
 import type { Database, Queryable, Row } from "./database.ts";
-import { lockFolder } from "./_folder_lock.ts";
+import { lockFolder } from "../folder_lock.ts";
 
 function queryable(target: PGlite | Transaction): Queryable {
   return {
@@ -24,7 +24,11 @@ export async function openPgliteDatabase(folder: string): Promise<Database> {
   } catch (e) {
     throw new Error(`Cannot open the embedded database in ${folder}: ${(e as Error).message}`);
   }
-  const lock = await lockFolder(folder);
+  const lock = await lockFolder(folder, {
+    what: "embedded database",
+    hint: "An embedded database belongs to one process: stop that one, or share a Postgres server " +
+      "(--db postgres://… or DATABASE_URL)",
+  });
   try {
     db = await PGlite.create(folder);
   } catch (e) {

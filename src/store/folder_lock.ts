@@ -1,11 +1,42 @@
-// An OS-level lock (flock) on an embedded database folder: PGlite keeps its state in memory and writes
-// it back, so two processes on one folder each see only their own writes and overwrite the other's. The
-// lock file `weightlora.lock` in the folder is locked exclusively for the lifetime of the open database
-// and records its holder (pid, command, since) for the message a second opener gets. The OS drops the
-// lock when the holder dies, even by kill -9.
+/**
+ * {@linkcode lockFolder}: an OS-level lock (flock) on a folder that belongs to one process — an embedded
+ * database (PGlite keeps its state in memory and writes it back, so two processes on one folder each see
+ * only their own writes and overwrite the other's), or a trainer's scratch folder. The lock file
+ * `weightlora.lock` in the folder is locked exclusively for as long as the owner holds it and records the
+ * holder (pid, command, since) for the message a second opener gets. The OS drops the lock when the holder
+ * dies, even by kill -9, so a folder whose lock can be taken has no live owner.
+ *
+ * @module
+ */
 
 /** The lock file's name inside the database folder. */
 export const LOCK_FILE = "weightlora.lock";
+
+/** Thrown by {@linkcode lockFolder} when another holder has the folder. */
+export class FolderLockedError extends Error {
+  /** The holder, as described in the message (`process 123 (src/cli/serve.ts …, since …)`). */
+  readonly holder: string;
+  /**
+   * @param message The message.
+   * @param holder Who holds the lock.
+   */
+  constructor(message: string, holder: string) {
+    super(message);
+    this.name = "FolderLockedError";
+    this.holder = holder;
+  }
+}
+
+/** Options of {@linkcode lockFolder}. */
+export interface LockFolderOptions {
+  /**
+   * What the folder is, for the message (`Cannot open the <what> in <folder>: it is in use by …`).
+   * @default {"folder"}
+   */
+  what?: string;
+  /** A sentence appended to the message: what to do instead. */
+  hint?: string;
+}
 
 /** A held folder lock. */
 export interface FolderLock {
@@ -45,19 +76,31 @@ function command(): string {
 }
 
 /**
- * Locks an embedded database folder for this process, or throws naming the holder.
+ * Locks a folder for this process, or throws naming the holder. The lock is not waited for.
  *
- * @param folder The database folder (created by the caller).
+ * @param folder The folder (it must exist).
+ * @param options What the folder is and what to do instead, for the message.
  * @returns The lock, to release on close.
- * @throws {Error} When another process or another open database in this process holds it.
+ * @throws {FolderLockedError} When another process, or another lock of this process, holds it.
+ * @example
+ * ```ts
+ * import { lockFolder } from "./folder_lock.ts";
+ * const dir = await Deno.makeTempDir();
+ * const lock = await lockFolder(dir, { what: "scratch folder" });
+ * const again = await lockFolder(dir).then(() => true, () => false);
+ * lock.release();
+ * console.assert(!again);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
-export async function lockFolder(folder: string): Promise<FolderLock> {
+export async function lockFolder(folder: string, options: LockFolderOptions = {}): Promise<FolderLock> {
   const real = await Deno.realPath(folder);
   const path = `${real}/${LOCK_FILE}`;
   const refuse = (holder: string): never => {
-    throw new Error(
-      `Cannot open the embedded database in ${folder}: it is in use by ${holder}. An embedded database ` +
-        "belongs to one process: stop that one, or share a Postgres server (--db postgres://… or DATABASE_URL)",
+    const hint = options.hint ? `. ${options.hint}` : "";
+    throw new FolderLockedError(
+      `Cannot open the ${options.what ?? "folder"} in ${folder}: it is in use by ${holder}${hint}`,
+      holder,
     );
   };
   if (held.has(real)) {
