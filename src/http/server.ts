@@ -10,6 +10,7 @@ import type { Hono } from "hono";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import type { ServeEngine } from "../serve/engine.ts";
 import type { AdapterStore } from "../store/adapter_store.ts";
+import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
 import { type AppLimits, createApp, type ServeApp } from "./app.ts";
 import type { KeyTable } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
@@ -81,6 +82,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       `Cannot listen on ${hostname} without API keys: a server without --keys accepts every request, so it ` +
         "listens on 127.0.0.1 only (pass --keys FILE to serve other hosts)",
     );
+  }
+  if (options.store instanceof FolderAdapterStore && !options.store.readOnly) {
+    // versions half-written when a previous server was killed
+    const removed = await options.store.sweepTemporary();
+    if (removed.length) {
+      console.log(`Removed ${removed.length} interrupted upload(s) from ${options.store.root}`);
+    }
   }
   const { engine, metrics } = await createMeteredEngine({
     model: options.model,

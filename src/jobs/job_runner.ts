@@ -19,6 +19,37 @@ import type { FileStore } from "../store/db/file_store.ts";
 import { type JobRecord, JOBS_CHANNEL, type JobStore } from "../store/db/job_store.ts";
 import type { JobTrainOptions } from "./hyperparameters.ts";
 import type { FromWorker, ToWorker, TrainJobSpec } from "./worker_protocol.ts";
+import { type FolderLock, LOCK_FILE, lockFolder } from "../store/folder_lock.ts";
+
+/** The name prefix of a runner's default scratch folder (in the system's temporary folder). */
+export const SCRATCH_PREFIX = "weightlora-jobs-";
+
+/**
+ * Removes the scratch folders of runners that were killed: siblings of `own` named {@linkcode
+ * SCRATCH_PREFIX}… whose lock can be taken (a live runner holds its own; the OS dropped a dead one's)
+ * and whose lock file is over a minute old. Folders without a lock file (older versions) are left alone.
+ */
+async function sweepScratch(own: string): Promise<string[]> {
+  const parent = own.slice(0, own.lastIndexOf("/")) || "/";
+  const removed: string[] = [];
+  for await (const entry of Deno.readDir(parent)) {
+    const path = `${parent}/${entry.name}`;
+    if (!entry.isDirectory || !entry.name.startsWith(SCRATCH_PREFIX) || path === own) continue;
+    // a folder younger than a minute may be a starting runner's, between creating and locking it
+    const info = await Deno.lstat(`${path}/${LOCK_FILE}`).catch(() => undefined);
+    if (!info || Date.now() - (info.mtime?.getTime() ?? Date.now()) < 60_000) continue;
+    let lock: FolderLock;
+    try {
+      lock = await lockFolder(path, { what: "scratch folder" });
+    } catch {
+      continue; // a live runner's (FolderLockedError), or vanished meanwhile
+    }
+    lock.release();
+    await Deno.remove(path, { recursive: true }).catch(() => {});
+    removed.push(path);
+  }
+  return removed;
+}
 
 /**
  * Deno's own Worker, captured when this module loads: onnxruntime-web's threaded wasm build replaces
@@ -133,6 +164,7 @@ export class JobRunner {
   #loop: Promise<void> | undefined;
   #unlisten: (() => Promise<void>) | undefined;
   #workDir: string | undefined;
+  #workLock: FolderLock | undefined;
 
   /** @param options Stores, models, concurrency and timings. */
   constructor(options: JobRunnerOptions) {
@@ -163,7 +195,13 @@ export class JobRunner {
   async start(): Promise<void> {
     if (!this.#stopped) return;
     this.#stopped = false;
-    this.#workDir = this.#o.workDir ?? await Deno.makeTempDir({ prefix: "weightlora-jobs-" });
+    if (this.#o.workDir) this.#workDir = this.#o.workDir;
+    else {
+      this.#workDir = await Deno.makeTempDir({ prefix: SCRATCH_PREFIX });
+      this.#workLock = await lockFolder(this.#workDir, { what: "scratch folder" });
+      const swept = await sweepScratch(this.#workDir);
+      if (swept.length) this.#o.log(`jobs: removed ${swept.length} scratch folder(s) of killed trainers`);
+    }
     const { jobs } = this.#o;
     if (jobs.db.exclusive) {
       const orphans = await jobs.releaseOrphans();
@@ -207,6 +245,8 @@ export class JobRunner {
     }
     this.#running.clear();
     if (!this.#o.workDir && this.#workDir) {
+      this.#workLock?.release();
+      this.#workLock = undefined;
       await Deno.remove(this.#workDir, { recursive: true }).catch(() => {});
     }
   }

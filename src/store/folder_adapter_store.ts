@@ -70,6 +70,44 @@ export class FolderAdapterStore implements AdapterStore {
     this.readOnly = options.readOnly ?? false;
   }
 
+  /**
+   * Removes what interrupted writes left behind (a kill between writing a version under its temporary
+   * name and renaming it): `<tenant>/<name>/.tmp-*` folders and `.CURRENT.tmp-*` files older than
+   * `minAgeMs` (younger ones may belong to a writer in another process). Servers call it at start-up.
+   *
+   * @param minAgeMs Only entries last modified at least this long ago.
+   * @returns The paths removed.
+   */
+  async sweepTemporary(minAgeMs = 10 * 60_000): Promise<string[]> {
+    this.#writable("sweep temporary files");
+    const removed: string[] = [];
+    const entries = async (dir: string): Promise<Deno.DirEntry[]> => {
+      try {
+        return await Array.fromAsync(Deno.readDir(dir));
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return [];
+        throw e;
+      }
+    };
+    const now = Date.now();
+    for (const tenant of await entries(this.root)) {
+      if (!tenant.isDirectory || tenant.name.startsWith(".")) continue;
+      for (const adapter of await entries(`${this.root}/${tenant.name}`)) {
+        if (!adapter.isDirectory) continue;
+        const dir = `${this.root}/${tenant.name}/${adapter.name}`;
+        for (const entry of await entries(dir)) {
+          if (!entry.name.startsWith(".tmp-") && !entry.name.startsWith(`.${CURRENT_FILE}.tmp-`)) continue;
+          const path = `${dir}/${entry.name}`;
+          const info = await Deno.lstat(path).catch(() => undefined);
+          if (!info || now - (info.mtime?.getTime() ?? now) < minAgeMs) continue;
+          await Deno.remove(path, { recursive: true }).catch(() => {});
+          removed.push(path);
+        }
+      }
+    }
+    return removed;
+  }
+
   async list(tenant: string): Promise<AdapterRecord[]> {
     validateStoreName("tenant", tenant);
     const dir = `${this.root}/${tenant}`;

@@ -108,3 +108,29 @@ Deno.test("version ids increase strictly within a process", () => {
   const ids = Array.from({ length: 50 }, () => newAdapterVersion());
   for (let i = 1; i < ids.length; i++) assert.ok(ids[i] > ids[i - 1], `${ids[i]} > ${ids[i - 1]}`);
 });
+
+Deno.test("sweepTemporary removes versions half-written before a kill, not fresh ones or adapters", async () => {
+  await withStore(async (store, root) => {
+    await store.put("acme", "story", files("v1"));
+    const dir = `${root}/acme/story`;
+    const old = new Date(Date.now() - 3600_000);
+    await Deno.mkdir(`${dir}/.tmp-0001`);
+    await Deno.writeTextFile(`${dir}/.tmp-0001/adapter_model.safetensors`, "partial");
+    await Deno.utime(`${dir}/.tmp-0001`, old, old);
+    await Deno.writeTextFile(`${dir}/.CURRENT.tmp-0001`, "0001\n");
+    await Deno.utime(`${dir}/.CURRENT.tmp-0001`, old, old);
+    await Deno.mkdir(`${dir}/.tmp-0002`); // a write in progress elsewhere: young
+    const removed = await store.sweepTemporary();
+    assert.deepEqual(removed.sort(), [`${dir}/.CURRENT.tmp-0001`, `${dir}/.tmp-0001`]);
+    const left = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).filter((n) =>
+      n.startsWith(".")
+    );
+    assert.deepEqual(left, [".tmp-0002"]);
+    const record = await store.get("acme", "story");
+    assert.equal(dec((await store.read(record!)).weights), "weights of v1");
+    await assert.rejects(
+      new FolderAdapterStore(root, { readOnly: true }).sweepTemporary(),
+      ReadOnlyStoreError,
+    );
+  });
+});
