@@ -14,7 +14,7 @@ import type { ServeEngine } from "../serve/engine.ts";
 import { adapterRoutes } from "./adapter_routes.ts";
 import { type KeyTable, tenantAuth } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
-import { handleError, handleNotFound } from "./errors.ts";
+import { ApiError, handleError, handleNotFound } from "./errors.ts";
 import { inferenceRoutes } from "./inference_routes.ts";
 import { bodyLimitBytes, requestTimeout, RequestTracker, tenantConcurrency } from "./limits.ts";
 import { ServeMetrics } from "./metrics.ts";
@@ -46,6 +46,25 @@ export interface AppLimits {
    * @default {300000}
    */
   requestTimeoutMs?: number;
+}
+
+/**
+ * Refuses a request body that is not declared as JSON, before a route reads it as an empty object and
+ * reports a missing field instead.
+ */
+function requireJsonBody(request: Request): void {
+  const hasBody = request.headers.has("transfer-encoding") ||
+    Number(request.headers.get("content-length") ?? 0) > 0;
+  if (!hasBody) return;
+  const type = request.headers.get("content-type");
+  const media = type?.split(";")[0].trim().toLowerCase() ?? "";
+  if (media === "application/json" || /^application\/[\w.+-]*\+json$/.test(media)) return;
+  throw new ApiError(
+    400,
+    `Content-Type must be application/json for ${request.method} ${new URL(request.url).pathname}, ` +
+      `got ${type === null ? "none" : JSON.stringify(type)}`,
+    { code: "invalid_content_type" },
+  );
 }
 
 /** Options of {@linkcode createApp}. */
@@ -127,6 +146,7 @@ export function createApp(options: AppOptions): ServeApp {
     if (c.req.method === "POST" && (c.req.path === "/v1/adapters" || c.req.path === "/v1/files")) {
       return await next();
     }
+    requireJsonBody(c.req.raw);
     return await jsonLimit(c, next);
   });
   app.use("/v1/*", tenantAuth({ keys: options.keys }));

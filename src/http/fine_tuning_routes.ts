@@ -91,6 +91,9 @@ export function eventObject(event: JobEvent): Record<string, unknown> {
   };
 }
 
+/** The largest event sequence number (a 32-bit `integer` column). */
+const MAX_EVENT_SEQ = 2 ** 31 - 1;
+
 function limitOf(text: string | undefined): number | undefined {
   if (text === undefined) return 20;
   const n = Number(text);
@@ -173,10 +176,14 @@ export function fineTuningRoutes(options: FineTuningRoutesOptions): Hono<AppEnv>
     if (!job) throw notFound(id);
     const afterText = c.req.query("after");
     const after = afterText === undefined ? undefined : Number(afterText.replace(/^ftevent-/, ""));
-    if (after !== undefined && !Number.isInteger(after)) {
-      throw new ApiError(400, `Invalid after ${JSON.stringify(afterText)}: expected an event id`, {
-        param: "after",
-      });
+    if (after !== undefined && !(Number.isInteger(after) && after >= 0 && after <= MAX_EVENT_SEQ)) {
+      throw new ApiError(
+        400,
+        `Invalid after ${
+          JSON.stringify(afterText)
+        }: expected an event id (ftevent-N, N in 0..${MAX_EVENT_SEQ})`,
+        { param: "after" },
+      );
     }
     const stream = c.req.query("stream");
     if (stream !== "true") {
@@ -195,6 +202,13 @@ export function fineTuningRoutes(options: FineTuningRoutesOptions): Hono<AppEnv>
         closed = true;
         wake?.();
       });
+      // the request deadline ends the stream too (with an error event saying so)
+      const deadline = c.get("signal") as AbortSignal | undefined;
+      const onDeadline = () => {
+        closed = true;
+        wake?.();
+      };
+      deadline?.addEventListener("abort", onDeadline, { once: true });
       let cursor = after ?? 0;
       try {
         while (!closed) {
@@ -223,7 +237,23 @@ export function fineTuningRoutes(options: FineTuningRoutesOptions): Hono<AppEnv>
           });
           wake = undefined;
         }
+        if (deadline?.aborted) {
+          const message = deadline.reason instanceof Error
+            ? deadline.reason.message
+            : "The request timed out";
+          await sse.writeSSE({
+            data: JSON.stringify({
+              error: {
+                message: `${message}; reconnect with after=ftevent-${cursor}`,
+                type: "timeout_error",
+                param: null,
+                code: "request_timeout",
+              },
+            }),
+          });
+        }
       } finally {
+        deadline?.removeEventListener("abort", onDeadline);
         await unlisten().catch(() => {});
       }
     });

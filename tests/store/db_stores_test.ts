@@ -241,3 +241,63 @@ Deno.test("openDatabase names a server it cannot reach", async () => {
     },
   );
 });
+
+Deno.test({
+  name: "a finished job never replaces an adapter the tenant already has (pglite)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const test = await BACKENDS[0].create(t);
+    if (!test) return;
+    const { db } = test;
+    try {
+      const files = new FileStore(db);
+      const jobs = new JobStore(db);
+      const file = await files.create({
+        tenant: "acme",
+        filename: "a.jsonl",
+        purpose: "fine-tune",
+        content: bytes('{"text": "hello"}\n'),
+        rows: 1,
+      });
+      const newJob = () => ({
+        tenant: "acme",
+        model: "stories260K",
+        trainingFile: file.id,
+        method: { type: "lora" },
+        options: { steps: 3 },
+        totalSteps: 3,
+      });
+      const adapters = new DbAdapterStore(db);
+      const uploaded = { config: bytes('{"mine": true}'), weights: new Uint8Array([42]) };
+      await adapters.put("acme", "ft-dog_1", uploaded);
+      await adapters.put("acme", "ft-dog_1-2", uploaded);
+      await adapters.put("acme", "ft-dogx1-3", uploaded); // "_" is not a LIKE wildcard here
+      const job = await jobs.create(newJob());
+      const claimed = await jobs.claim("w-names", { leaseSeconds: 30 });
+      assert.equal(claimed?.id, job.id);
+      const record = await jobs.succeed(job.id, "w-names", {
+        adapterName: "ft-dog_1",
+        files: { config: bytes("{}"), weights: new Uint8Array([1]) },
+        result: {},
+        trainedTokens: 1,
+        steps: 3,
+      });
+      assert.equal(record?.name, "ft-dog_1-3");
+      const kept = await adapters.get("acme", "ft-dog_1");
+      assert.deepEqual((await adapters.read(kept!)).weights, new Uint8Array([42]));
+      assert.equal((await jobs.get("acme", job.id))?.fineTunedModel, "ft-dog_1-3");
+      const { events } = await jobs.events(job.id, { limit: 1 });
+      assert.equal(
+        events[0].message,
+        "The job has successfully completed: adapter ft-dog_1-3 is served " +
+          "(an adapter named ft-dog_1 already existed and is left as it was)",
+      );
+      for (const name of ["ft-dog_1", "ft-dog_1-2", "ft-dog_1-3", "ft-dogx1-3"]) {
+        await adapters.delete("acme", name);
+      }
+    } finally {
+      await test.dispose();
+    }
+  },
+});

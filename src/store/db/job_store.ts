@@ -247,6 +247,22 @@ async function insertEvent(tx: Queryable, jobId: string, event: NewJobEvent): Pr
   await tx.query("select pg_notify($1, $2)", [EVENTS_CHANNEL, jobId]);
 }
 
+/** `name`, or the first of `name-2`, `name-3`, … that the tenant has no adapter of (within the name limit). */
+async function freeAdapterName(tx: Queryable, tenant: string, name: string): Promise<string> {
+  const taken = new Set(
+    (await tx.query<{ name: string }>(
+      "select name from weightlora_adapters where tenant = $1 and (name = $2 or name like $3)",
+      [tenant, name, `${name.replace(/[\\%_]/g, "\\$&")}-%`],
+    )).map((r) => r.name),
+  );
+  if (!taken.has(name)) return name;
+  for (let i = 2;; i++) {
+    const suffix = `-${i}`;
+    const candidate = `${name.slice(0, 64 - suffix.length)}${suffix}`;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
 async function notifyJob(tx: Queryable, jobId: string): Promise<void> {
   await tx.query("select pg_notify($1, $2)", [JOBS_CHANNEL, jobId]);
 }
@@ -536,7 +552,9 @@ export class JobStore {
 
   /**
    * Finishes a job successfully: registers its adapter for the tenant and marks it succeeded, in one
-   * transaction — unless it was cancelled meanwhile or the trainer lost it.
+   * transaction — unless it was cancelled meanwhile or the trainer lost it. An existing adapter of the same
+   * name (the tenant uploaded one) is never replaced: the job's gets the first free name of
+   * `<name>-2`, `<name>-3`, …, which `fine_tuned_model` and the final event report.
    *
    * @param id Job id.
    * @param workerId The trainer's id.
@@ -550,22 +568,25 @@ export class JobStore {
         [id, workerId],
       );
       if (!rows.length) return undefined;
-      const { record } = await DbAdapterStore.putIn(
-        tx,
-        { tenant: rows[0].tenant, name: success.adapterName, files: success.files },
-        { jobId: id },
-      );
+      const tenant = rows[0].tenant;
+      const name = await freeAdapterName(tx, tenant, success.adapterName);
+      const { record } = await DbAdapterStore.putIn(tx, { tenant, name, files: success.files }, {
+        jobId: id,
+      });
       await tx.query(
         `update weightlora_jobs set status = 'succeeded', fine_tuned_model = $2, result = $3,
            trained_tokens = $4, step = $5, finished_at = ${EPOCH}, locked_by = null, heartbeat_at = null
          where id = $1`,
-        [id, success.adapterName, JSON.stringify(success.result), success.trainedTokens, success.steps],
+        [id, name, JSON.stringify(success.result), success.trainedTokens, success.steps],
       );
+      const renamed = name === success.adapterName
+        ? ""
+        : ` (an adapter named ${success.adapterName} already existed and is left as it was)`;
       await insertEvent(tx, id, {
         level: "info",
         type: "message",
-        message: `The job has successfully completed: adapter ${success.adapterName} is served`,
-        data: { fine_tuned_model: success.adapterName, version: record.version },
+        message: `The job has successfully completed: adapter ${name} is served${renamed}`,
+        data: { fine_tuned_model: name, version: record.version },
       });
       await notifyJob(tx, id);
       return record;
