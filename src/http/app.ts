@@ -53,8 +53,8 @@ export interface AppLimits {
  * reports a missing field instead.
  */
 function requireJsonBody(request: Request): void {
-  const hasBody = request.headers.has("transfer-encoding") ||
-    Number(request.headers.get("content-length") ?? 0) > 0;
+  const length = request.headers.get("content-length");
+  const hasBody = request.body !== null && (length === null || Number(length) > 0);
   if (!hasBody) return;
   const type = request.headers.get("content-type");
   const media = type?.split(";")[0].trim().toLowerCase() ?? "";
