@@ -3,6 +3,7 @@ import {
   EngineBusyError,
   EngineClosedError,
   type JobRow,
+  JobTooLargeError,
   ModelNotFoundError,
   type ModelRef,
   ServeEngine,
@@ -62,11 +63,14 @@ Deno.test({
       }
       assert.deepEqual(inFlight, oldAlone, "the request in flight finished on v1");
       assert.notDeepEqual(newTokens, oldAlone, "a new request uses v2");
-      // too many waiting rows is a clear refusal, not a crash
+      // more rows than the queue ever holds is a bad request; too many waiting rows a busy server
       assert.throws(
         () => engine.generate({ rows: Array.from({ length: 9 }, () => row()), model: base }),
-        EngineBusyError,
+        JobTooLargeError,
       );
+      const waiting = engine.generate({ rows: Array.from({ length: 8 }, () => row(5)), model: base });
+      assert.throws(() => engine.generate({ rows: [row()], model: base }), EngineBusyError);
+      for await (const _ of waiting) { /* run to the end */ }
       // aborting a request cancels its rows
       const controller = new AbortController();
       const events = [];
