@@ -53,6 +53,7 @@ export interface AppLimits {
  * reports a missing field instead.
  */
 function requireJsonBody(request: Request): void {
+  if (!["POST", "PUT", "PATCH"].includes(request.method)) return;
   const length = request.headers.get("content-length");
   const hasBody = request.body !== null && (length === null || Number(length) > 0);
   if (!hasBody) return;
