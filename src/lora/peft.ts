@@ -21,6 +21,11 @@ import { compileSafePattern, type SafePattern } from "./safe_pattern.ts";
  * an absurd one (`1e308`) would turn every output into infinities.
  */
 export const MAX_LORA_ALPHA = 65536;
+/**
+ * The most instructions all tenant patterns of one config may compile to together (module names need
+ * none): about 40 ms of matching on a 32-layer model at worst.
+ */
+export const MAX_PATTERN_INSTRUCTIONS = 4096;
 /** The most keys `rank_pattern` or `alpha_pattern` may hold. */
 export const MAX_PATTERN_KEYS = 4096;
 
@@ -65,7 +70,13 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
-function numberMap(source: string, field: string, value: unknown, integer: boolean): Record<string, number> {
+function numberMap(
+  source: string,
+  field: string,
+  value: unknown,
+  options: { integer: boolean; budget: PatternBudget },
+): Record<string, number> {
+  const { integer } = options;
   if (value === undefined || value === null) return {};
   if (!isRecord(value)) {
     fail(source, `adapter_config.json field "${field}" must be an object, got ${JSON.stringify(value)}`);
@@ -84,7 +95,7 @@ function numberMap(source: string, field: string, value: unknown, integer: boole
         }, expected a positive ${integer ? "integer" : `number up to ${MAX_LORA_ALPHA}`}`,
       );
     }
-    keyMatcher(source, field, key);
+    keyMatcher(source, field, key, options.budget);
   }
   return value as Record<string, number>;
 }
@@ -99,7 +110,7 @@ const PLAIN_KEY = /^[A-Za-z0-9_.\-]*$/;
  * characters only (the usual case: module paths) a direct comparison where `.` matches any character;
  * otherwise the linear-time matcher. Throws an adapter error naming the field for a refused pattern.
  */
-function keyMatcher(source: string, field: string, key: string): Matcher {
+function keyMatcher(source: string, field: string, key: string, budget: PatternBudget): Matcher {
   if (PLAIN_KEY.test(key)) {
     return (name) => {
       const start = name.length - key.length;
@@ -110,13 +121,30 @@ function keyMatcher(source: string, field: string, key: string): Matcher {
       return true;
     };
   }
-  const pattern = compilePattern(source, field, `(?:.*\\.)?(?:${key})`, key);
+  const pattern = compilePattern(source, { field, pattern: `(?:.*\\.)?(?:${key})`, shown: key, budget });
   return (name) => pattern.test(name);
 }
 
-function compilePattern(source: string, field: string, pattern: string, shown: string): SafePattern {
+/**
+ * What is left of the instructions all patterns of one config may compile to: matching costs
+ * instructions × name length per site, so the total bounds the work of loading an adapter.
+ */
+interface PatternBudget {
+  left: number;
+}
+
+function patternBudget(): PatternBudget {
+  return { left: MAX_PATTERN_INSTRUCTIONS };
+}
+
+function compilePattern(
+  source: string,
+  options: { field: string; pattern: string; shown: string; budget: PatternBudget },
+): SafePattern {
+  const { field, pattern, shown, budget } = options;
+  let compiled: SafePattern;
   try {
-    return compileSafePattern(pattern);
+    compiled = compileSafePattern(pattern);
   } catch (e) {
     const reason = (e as Error).message.replace(/^Pattern "(?:[^"\\]|\\.)*"(?: at offset \d+)?:? ?/, "");
     return fail(
@@ -126,6 +154,16 @@ function compilePattern(source: string, field: string, pattern: string, shown: s
       }, which is refused: ${reason}`,
     );
   }
+  budget.left -= compiled.size;
+  if (budget.left < 0) {
+    fail(
+      source,
+      `adapter_config.json patterns (target_modules, rank_pattern, alpha_pattern) are too complex in all: ` +
+        `over ${MAX_PATTERN_INSTRUCTIONS} instructions at "${field}" pattern ${JSON.stringify(shown)}; ` +
+        "list module names instead",
+    );
+  }
+  return compiled;
 }
 
 /**
@@ -185,6 +223,7 @@ export function parsePeftConfig(json: unknown, source: string): PeftLoraConfig {
       }: full module copies are not supported`,
     );
   }
+  const budget = patternBudget();
   const target = c.target_modules;
   const targetOk = typeof target === "string" ||
     (Array.isArray(target) && target.length > 0 && target.every((t) => typeof t === "string"));
@@ -197,7 +236,7 @@ export function parsePeftConfig(json: unknown, source: string): PeftLoraConfig {
     );
   }
   if (typeof target === "string" && target !== "all-linear") {
-    compilePattern(source, "target_modules", target, target);
+    compilePattern(source, { field: "target_modules", pattern: target, shown: target, budget });
   }
   let layers: number[] | undefined;
   const lt = c.layers_to_transform;
@@ -215,8 +254,8 @@ export function parsePeftConfig(json: unknown, source: string): PeftLoraConfig {
     r: c.r,
     loraAlpha,
     targetModules: target as string[] | string,
-    rankPattern: numberMap(source, "rank_pattern", c.rank_pattern, true),
-    alphaPattern: numberMap(source, "alpha_pattern", c.alpha_pattern, false),
+    rankPattern: numberMap(source, "rank_pattern", c.rank_pattern, { integer: true, budget }),
+    alphaPattern: numberMap(source, "alpha_pattern", c.alpha_pattern, { integer: false, budget }),
     useRslora: c.use_rslora === true,
     layersToTransform: layers,
     baseModelNameOrPath: typeof c.base_model_name_or_path === "string"
@@ -233,15 +272,16 @@ interface CompiledPatterns {
 }
 
 function compileConfigPatterns(config: PeftLoraConfig, source: string): CompiledPatterns {
+  const budget = patternBudget();
   const t = config.targetModules;
   let target: Matcher;
   if (t === "all-linear") target = () => true;
   else if (typeof t === "string") {
-    const pattern = compilePattern(source, "target_modules", t, t);
+    const pattern = compilePattern(source, { field: "target_modules", pattern: t, shown: t, budget });
     target = (name) => pattern.test(name);
   } else target = (name) => t.some((m) => name === m || name.endsWith(`.${m}`));
   const pairs = (field: string, patterns: Record<string, number>): [Matcher, number][] =>
-    Object.entries(patterns).map(([key, value]) => [keyMatcher(source, field, key), value]);
+    Object.entries(patterns).map(([key, value]) => [keyMatcher(source, field, key, budget), value]);
   return {
     target,
     rank: pairs("rank_pattern", config.rankPattern),

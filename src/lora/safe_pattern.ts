@@ -25,6 +25,8 @@ export const MAX_REPEAT = 100;
 export interface SafePattern {
   /** The source pattern. */
   readonly source: string;
+  /** Instructions of the compiled program: a match costs at most size × text length steps. */
+  readonly size: number;
   /** Whether the pattern matches the whole of `text`, in O(program × text) time. */
   test(text: string): boolean;
 }
@@ -418,5 +420,5 @@ export function compileSafePattern(source: string): SafePattern {
     for (let i = 0; i < ccount; i++) if (op[clist[i]] === OP_MATCH) return true;
     return false;
   }
-  return { source, test };
+  return { source, size: n, test };
 }

@@ -254,3 +254,22 @@ Deno.test("absurd lora_alpha and non-finite weights are refused", () => {
     );
   }
 });
+
+Deno.test("many complex pattern keys are refused quickly: the patterns of a config share one budget", () => {
+  const keys = Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`(.*){${i % 90 + 10}}x${i}`, 2]));
+  const started = performance.now();
+  assert.throws(
+    () => parsePeftConfig({ ...CONFIG_JSON, rank_pattern: keys }, "t"),
+    /patterns \(target_modules, rank_pattern, alpha_pattern\) are too complex in all: over 4096 instructions at "rank_pattern" pattern/,
+  );
+  const ms = performance.now() - started;
+  assert.ok(ms < 100, `refused after ${ms.toFixed(1)} ms`);
+  // plain module names cost nothing from the budget
+  const plain = Object.fromEntries(
+    Array.from({ length: 4000 }, (_, i) => [`model.layers.${i}.self_attn.q_proj`, 2]),
+  );
+  assert.equal(
+    Object.keys(parsePeftConfig({ ...CONFIG_JSON, rank_pattern: plain }, "t").rankPattern).length,
+    4000,
+  );
+});
