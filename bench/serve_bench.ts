@@ -95,13 +95,20 @@ async function benchVariants(model: ModelFolder) {
   const sites = [...LLAMA_MODULES].flatMap((m) =>
     Array.from({ length: model.config.numHiddenLayers }, (_, l) => ({ layer: l, module: m }))
   );
+  const usedSets = new Set<string>();
   const adapters = Array.from({ length: 64 }, (_, i) => {
-    // five sites per adapter, a different set each time
-    const chosen = new Set<string>();
-    for (let k = 0; chosen.size < 5; k++) {
-      const s = sites[(i * 7 + k * 11 + ((i * k) % 5)) % sites.length];
-      chosen.add(`${s.layer}:${s.module}`);
-    }
+    // five sites per adapter, a different set each time (seeded draws; sets already used are drawn again)
+    let state = i * 2654435761 + 1;
+    const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % sites.length;
+    let chosen = new Set<string>();
+    do {
+      chosen = new Set<string>();
+      while (chosen.size < 5) {
+        const s = sites[next()];
+        chosen.add(`${s.layer}:${s.module}`);
+      }
+    } while (usedSets.has([...chosen].sort().join(",")));
+    usedSets.add([...chosen].sort().join(","));
     const modules = [...new Set([...chosen].map((c) => c.split(":")[1] as LlamaModule))];
     const files = randomAdapterFiles(model.config, { seed: i + 1, rank: 8, modules, scale: 0.1 });
     const peft = parseAdapterFiles(files, { model: model.config, source: `v${i}` });

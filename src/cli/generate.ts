@@ -163,8 +163,6 @@ export interface GenerateCliIo {
   out: (text: string) => Promise<void>;
   /** Logs (stderr). */
   log: (line: string) => void;
-  /** Called after streamed text (not with `--json`), before the closing log line: e.g. end the line. */
-  endText?: () => Promise<void>;
 }
 
 /** The `"timing"` member of `--json` output: the generation alone, without start-up or model load. */
@@ -242,7 +240,10 @@ export async function runGenerate(options: GenerateCliOptions, io: GenerateCliIo
     if (options.json) {
       const timing = generateTiming(s);
       await io.out(JSON.stringify({ text, token_ids: tokenIds, prompt_token_ids: promptIds, timing }) + "\n");
-    } else await io.endText?.();
+    } else if (text !== "" && !text.endsWith("\n")) {
+      // the stats that follow on stderr start on their own line, also when both streams share a file or terminal
+      await io.out("\n");
+    }
     const decodeRate = s.decodeSteps > 0 ? (s.decodeSteps / (s.decodeMs / 1000)).toFixed(0) : "-";
     io.log(
       `${tokenIds.length} tokens (${finish}); prompt ${promptIds.length} tokens in ${
@@ -284,10 +285,6 @@ export async function main(args: string[]): Promise<number> {
         }
       },
       log,
-      // the closing log line (stderr) starts on its own line when the text shares the terminal
-      endText: async () => {
-        if (Deno.stdout.isTerminal()) await Deno.stdout.write(encoder.encode("\n"));
-      },
     });
     return 0;
   } catch (e) {

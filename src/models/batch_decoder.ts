@@ -1,7 +1,7 @@
 /**
  * {@linkcode BatchDecoder}: the one decode path of the toolkit. The CLI's generator and the server's batch
  * runner both drive it: rows are prefilled (several at once, right-padded), then decoded together one token
- * per step over the fused graphs' KV cache (`llama_fused.ts`); rows join between steps and leave when
+ * per step over the fused graphs' KV cache (`llama/fused.ts`); rows join between steps and leave when
  * they finish. What it does not know is what a row is for — sampling, text, stop strings, events and
  * adapters stay with the caller, which passes each pass's adapter feeds.
  *

@@ -1,14 +1,15 @@
 /**
- * {@linkcode LlamaGenerator}: text generation with a KV cache on onnxruntime-web. The sessions are built
- * once per model; a request runs a prefill on its prompts, then one decode step per token with the
- * previous step's `present.*` as `past.*` (kept on the GPU on WebGPU). On WebGPU the prefill is its own
- * graph (zero-sized tensors fail there); on wasm the decode graph also serves the prefill, fed an empty
- * past, so the base weights are held once.
+ * {@linkcode LlamaGenerator}: text generation with a KV cache on onnxruntime-web, on the toolkit's one
+ * decode path ({@linkcode BatchDecoder} over the model family's fused graphs, the same path the server's
+ * batch runner drives). A request prefills its prompts (right-padded; each row's positions start at 0),
+ * then decodes one token per step with the previous step's `present_kv` fed back as `past_kv` (kept on the
+ * GPU on WebGPU); finished rows leave the batch. On WebGPU the prefill is its own graph (zero-sized tensors
+ * fail there); on wasm the decode graph also serves the prefill, fed an empty past, so the base weights are
+ * held once.
  *
- * Prompts of different lengths share a batch: rows are left-padded, masked out with `attention_mask`,
- * and each row's positions start at 0 at its first real token, so a row gets the same tokens in a batch
- * as alone. Sampling is per row with its own seeded PRNG; text is decoded incrementally, so a character
- * split over byte-fallback tokens is emitted whole, and stop strings are never emitted in part.
+ * A row gets the same tokens in a batch as alone. Sampling is per row with its own seeded PRNG; text is
+ * decoded incrementally, so a character split over byte-fallback tokens is emitted whole, and stop strings
+ * are never emitted in part.
  *
  * @module
  */
