@@ -338,7 +338,7 @@ function explainFailure(error: string): string {
 export function peersMarkdown(
   rows: readonly PeerRow[],
   parity: readonly PeerParity[],
-  settings: { rounds: number; date: string } & Sizes,
+  settings: { rounds: number; date: string; machine: string } & Sizes,
 ): string {
   const table = markdownTable(
     [
@@ -384,7 +384,7 @@ export function peersMarkdown(
       ? `measured after a ${settings.warmup}-token warm-up generation in the same process; `
       : "cold: each process's first generation (ours through `deno task generate`); ") +
     `${settings.rounds} rounds alternating the engines, each run in its own process. ` +
-    `wllama ${WLLAMA_VERSION}, transformers.js ${TRANSFORMERS_VERSION}.`,
+    `wllama ${WLLAMA_VERSION}, transformers.js ${TRANSFORMERS_VERSION}. ${settings.machine}`,
     "",
     table,
     "",
@@ -501,6 +501,7 @@ async function main(): Promise<void> {
     maxTokens: Number(values.tokens ?? (quick ? 32 : 256)),
     warmup: values.cold ? 0 : 16,
   };
+  const loadBefore = Deno.loadavg()[0];
   const dir = await Deno.makeTempDir({ prefix: "peers_bench_" });
   const rows: PeerRow[] = [], parity: PeerParity[] = [];
   try {
@@ -513,12 +514,16 @@ async function main(): Promise<void> {
     await Deno.remove(dir, { recursive: true });
   }
   const date = new Date().toISOString();
-  const markdown = peersMarkdown(rows, parity, { ...settings, date });
+  const machine =
+    `${navigator.hardwareConcurrency} CPUs; load average ${loadBefore.toFixed(1)} at the start, ` +
+    `${Deno.loadavg()[0].toFixed(1)} at the end (shared machine: other work ran beside the bench).`;
+  const markdown = peersMarkdown(rows, parity, { ...settings, date, machine });
   console.log(`\n${markdown}`);
   // `bench/mod.ts` passes "--write" to scripts that name it so
   if (Deno.args.includes("--write") && !quick) {
     const json = {
       date,
+      machine,
       prompt: PROMPT,
       ...settings,
       versions: { wllama: WLLAMA_VERSION, transformers: TRANSFORMERS_VERSION },
