@@ -340,13 +340,27 @@ export function peersMarkdown(
   parity: readonly PeerParity[],
   settings: { rounds: number; date: string; machine: string } & Sizes,
 ): string {
+  // figures read back from JSON carry null for NaN
+  const nan = (x: number | null) => x ?? NaN;
+  rows = rows.map((r) => ({
+    ...r,
+    tokensPerS: nan(r.tokensPerS),
+    oursOverThis: nan(r.oursOverThis),
+    promptTokens: nan(r.promptTokens),
+    sessionRunShare: nan(r.sessionRunShare),
+  }));
+  const oursOf = (r: PeerRow) =>
+    rows.find((o) => o.model === r.model && o.engine === "weightlora" && o.threads === r.threads)
+      ?.tokensPerS ??
+      NaN;
   const table = markdownTable(
     [
       "model",
       "engine",
       "threads",
       "decode tokens/s (median)",
-      "ours / this (median of rounds)",
+      "ours / this, per round (median)",
+      "ours / this, of medians",
       "prompt tokens",
       "in session.run",
     ],
@@ -358,6 +372,9 @@ export function peersMarkdown(
       r.threads,
       r.tokensPerS,
       r.engine === "weightlora" || !Number.isFinite(r.oursOverThis) ? "—" : `${r.oursOverThis.toFixed(2)}×`,
+      r.engine === "weightlora" || !Number.isFinite(r.tokensPerS)
+        ? "—"
+        : `${(oursOf(r) / r.tokensPerS).toFixed(2)}×`,
       r.promptTokens,
       Number.isFinite(r.sessionRunShare) ? `${(100 * r.sessionRunShare).toFixed(0)}%` : "—",
     ]),
