@@ -11,6 +11,7 @@ import {
   ModelNotFoundError,
   type ModelRef,
   type ServeEngine,
+  TenantRowQuotaError,
 } from "../serve/engine.ts";
 import { InvalidAdapterError } from "../serve/prepared_adapter.ts";
 import type { TokenLogprob } from "../serve/runner_types.ts";
@@ -178,7 +179,7 @@ export function applyEvents(choices: ChoiceState[], events: JobEvent[], signal: 
   }
 }
 
-/** Starts a job, turning engine refusals into 503s. */
+/** Starts a job, turning engine refusals into 503s (429 for a tenant over its rows quota). */
 export function startJob(
   ctx: InferenceContext,
   job: { rows: JobRow[]; model: ModelRef; signal: AbortSignal },
@@ -186,6 +187,9 @@ export function startJob(
   try {
     return ctx.engine.generate(job);
   } catch (e) {
+    if (e instanceof TenantRowQuotaError) {
+      throw new ApiError(429, e.message, { param: "concurrent_rows", code: "quota_exceeded" });
+    }
     if (e instanceof EngineBusyError || e instanceof EngineClosedError) {
       throw new ApiError(503, e.message, {
         code: e instanceof EngineBusyError ? "server_busy" : "shutting_down",

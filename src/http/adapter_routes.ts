@@ -22,6 +22,7 @@ import { encodeTar } from "../io/tar.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 import { bodyLimitBytes } from "./limits.ts";
+import type { QuotaGuard } from "./quotas.ts";
 
 /** Options of {@linkcode adapterRoutes}. */
 export interface AdapterRoutesOptions {
@@ -32,6 +33,8 @@ export interface AdapterRoutesOptions {
    * @default {64 MiB}
    */
   maxAdapterBytes?: number;
+  /** Tenants' quotas of adapters and bytes (none when absent). */
+  quotas?: QuotaGuard;
 }
 
 /** The API object of a stored adapter. */
@@ -214,7 +217,12 @@ export function adapterRoutes(options: AdapterRoutesOptions): Hono<AppEnv> {
       }
       let result;
       try {
-        result = await store.put(tenant, name, files);
+        const bytes = files.config.byteLength + files.weights.byteLength;
+        const put = async () => {
+          await options.quotas?.checkAdapter(tenant, { name, bytes });
+          return await store.put(tenant, name, files);
+        };
+        result = options.quotas ? await options.quotas.serialize(tenant, put) : await put();
       } catch (e) {
         if (e instanceof ReadOnlyStoreError) throw new ApiError(403, e.message, { code: "read_only_store" });
         throw e;

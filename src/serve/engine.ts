@@ -413,8 +413,8 @@ export class ServeEngine {
     const live = this.#live.get(tenant) ?? 0;
     if (quota !== undefined && live + job.rows.length > quota) {
       throw new TenantRowQuotaError(
-        `Cannot generate ${job.rows.length} rows for tenant "${tenant}": it has ${live} rows waiting or ` +
-          `running and its quota concurrent_rows is ${quota}`,
+        `Quota concurrent_rows exceeded for tenant "${tenant}": it has ${live} rows waiting or running and ` +
+          `asked for ${job.rows.length} more, the quota is ${quota}`,
         quota,
       );
     }
