@@ -9,13 +9,13 @@
 
 import { Hono } from "hono";
 import type { JobModel } from "../jobs/create_job.ts";
-import { parseJsonl } from "../train/data.ts";
+import { parseJsonlAsync } from "../train/data.ts";
 import { FileInUseError, type FileRecord, type FileStore } from "../store/db/file_store.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 
 /** Checks an uploaded file's text; throws with `file:line: message` on a bad row. Returns the row count. */
-export type FileValidator = (text: string, filename: string) => { rows: number };
+export type FileValidator = (text: string, filename: string) => { rows: number } | Promise<{ rows: number }>;
 
 /** Options of {@linkcode filesRoutes}. */
 export interface FilesRoutesOptions {
@@ -32,7 +32,8 @@ export interface FilesRoutesOptions {
 
 /**
  * The validator that tokenizes every row with a served model, as training will (`{"prompt",
- * "completion"}`, `{"text"}`, `{"messages"}` or `{"input_ids"}` rows).
+ * "completion"}`, `{"text"}`, `{"messages"}` or `{"input_ids"}` rows), handing the event loop back every
+ * 10 ms so that other requests go on while a large file is tokenised.
  *
  * @param model A served model (tokenizer, config, chat template).
  * @returns A {@linkcode FileValidator}.
@@ -40,8 +41,8 @@ export interface FilesRoutesOptions {
 export function jsonlValidator(
   model: Pick<JobModel, "tokenizer" | "config" | "chatTemplate">,
 ): FileValidator {
-  return (text, filename) => {
-    const data = parseJsonl(text, filename, {
+  return async (text, filename) => {
+    const data = await parseJsonlAsync(text, filename, {
       tokenizer: model.tokenizer,
       seqLen: model.config.maxPositionEmbeddings,
       chatTemplate: model.chatTemplate,
@@ -127,7 +128,7 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<AppEnv> {
     }
     let rows: number;
     try {
-      ({ rows } = validate(text, filename));
+      ({ rows } = await validate(text, filename));
     } catch (e) {
       throw new ApiError(400, `Invalid file: ${(e as Error).message}`, {
         param: "file",
