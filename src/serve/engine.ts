@@ -17,6 +17,7 @@ import {
 } from "../runtime/execution_provider.ts";
 import { type AdapterRecord, type AdapterStore, AdapterVersionGoneError } from "../store/adapter_store.ts";
 import { AdapterCache, adapterKey } from "./adapter_cache.ts";
+import { AdapterValidator } from "./adapter_validator.ts";
 import { BatchRunner } from "./batch_runner.ts";
 import { FairQueue } from "./fair_queue.ts";
 import { preloadOrtWasm } from "./ort_wasm.ts";
@@ -218,6 +219,8 @@ export class ServeEngine {
   readonly store: AdapterStore;
   /** The prepared-adapter cache. */
   readonly cache: AdapterCache;
+  /** Checks uploaded adapters against the model off the request thread (its worker stops with the engine). */
+  readonly validator: AdapterValidator;
   #slots: Slot[] = [];
   #queue = new FairQueue<QueuedRow>((q) => q.request.promptIds.length + q.request.maxTokens);
   #registrations = new Map<number, Registration>();
@@ -257,6 +260,7 @@ export class ServeEngine {
       );
     }
     this.#tenantRowQuota = options.tenantRowQuota;
+    this.validator = new AdapterValidator(model.config);
     this.cache = new AdapterCache({
       maxBytes: options.cacheBytes ?? 256 * 2 ** 20,
       load: (record) => this.#load(record, setup.shared),
@@ -502,6 +506,7 @@ export class ServeEngine {
     this.#idle = undefined;
     this.#cancel([...this.#registrations.keys()]);
     await Promise.all(this.#slots.map((s) => s.runner.close()));
+    this.validator.close();
     this.cache.clear();
   }
 
