@@ -66,7 +66,15 @@ export async function* readMultipart(
   let ended = false;
   const more = async (): Promise<boolean> => {
     if (ended) return false;
-    const { done, value } = await reader.read();
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      // a size limit's error is the caller's to turn into a response; anything else is a broken upload
+      if ((e as { status?: number }).status !== undefined) throw e;
+      throw new MultipartError(`The upload ended early: ${(e as Error).message}`);
+    }
+    const { done, value } = chunk;
     if (done) {
       ended = true;
       return false;
