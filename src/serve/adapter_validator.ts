@@ -2,7 +2,9 @@
  * {@linkcode AdapterValidator}: checks uploaded adapters against the base model in a Deno Worker
  * (`workers/adapter_validation_worker.ts`), so that parsing tens of megabytes of safetensors never
  * blocks the server's request thread. The worker reads the staged weights file itself; one worker serves
- * the uploads one after another. Where Workers cannot start, it validates in-process.
+ * the uploads one after another, and one that takes longer than the time limit is stopped (the upload is
+ * refused, the worker replaced), so no upload can hold the queue. Where Workers cannot start, it validates
+ * in-process.
  *
  * @module
  */
@@ -58,27 +60,32 @@ export class AdapterValidator {
   #worker: Worker | undefined;
   #nextId = 1;
   #pending = new Map<number, { resolve: (r: ValidateResult) => void; reject: (e: Error) => void }>();
+  #queue: Promise<unknown> = Promise.resolve();
   /** Whether validation runs in a worker. */
   readonly inWorker: boolean;
+  /** Most time one validation may take in the worker, ms. */
+  readonly timeoutMs: number;
 
   /**
    * @param model The base model's shape.
-   * @param options `worker: false` validates in-process.
+   * @param options `worker: false` validates in-process; `timeoutMs` (default 20 000) bounds one validation.
    */
-  constructor(model: LlamaConfig, options: { worker?: boolean } = {}) {
+  constructor(model: LlamaConfig, options: { worker?: boolean; timeoutMs?: number } = {}) {
     this.#model = model;
     this.inWorker = (options.worker ?? true) && WebWorker !== undefined && canStartWorkers();
+    this.timeoutMs = options.timeoutMs ?? 20_000;
   }
 
   /**
    * Validates an adapter whose weights are in a file.
    *
-   * @param upload The config bytes, the weights file, a name for messages.
+   * @param upload The config bytes, the weights file, a name for messages, and optionally this call's time
+   *   limit (ms).
    * @returns What it adapts.
-   * @throws {InvalidAdapterError} When it does not fit the model.
+   * @throws {InvalidAdapterError} When it does not fit the model, or its check runs past the time limit.
    */
   async validate(
-    upload: { config: Uint8Array; weightsPath: string; source: string },
+    upload: { config: Uint8Array; weightsPath: string; source: string; timeoutMs?: number },
   ): Promise<AdapterSummary> {
     if (!this.inWorker) {
       const weights = await Deno.readFile(upload.weightsPath);
@@ -88,15 +95,42 @@ export class AdapterValidator {
       });
       return { sites: peft.sites.size, rank: Math.max(...[...peft.sites.values()].map((s) => s.rank)) };
     }
-    const worker = this.#start();
-    const id = this.#nextId++;
-    const result = await new Promise<ValidateResult>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, ...upload, model: this.#model } satisfies ValidateRequest);
-    });
+    // one at a time, so that the time limit measures this upload's own work
+    const turn = this.#queue.then(() => this.#run(upload));
+    this.#queue = turn.catch(() => {});
+    const result = await turn;
     if (result.ok) return { sites: result.sites, rank: result.rank };
     if (result.invalid) throw new InvalidAdapterError(result.message);
     throw new Error(result.message);
+  }
+
+  async #run(
+    upload: { config: Uint8Array; weightsPath: string; source: string; timeoutMs?: number },
+  ): Promise<ValidateResult> {
+    const { timeoutMs = this.timeoutMs, ...request } = upload;
+    const worker = this.#start();
+    const id = this.#nextId++;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await new Promise<ValidateResult>((resolve, reject) => {
+        this.#pending.set(id, { resolve, reject });
+        timer = setTimeout(() => {
+          this.#pending.delete(id);
+          this.close();
+          resolve({
+            id,
+            ok: false,
+            invalid: true,
+            message: `Cannot load adapter "${upload.source}": checking it took longer than ${
+              timeoutMs / 1000
+            } s`,
+          });
+        }, timeoutMs);
+        worker.postMessage({ id, ...request, model: this.#model } satisfies ValidateRequest);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Stops the worker (a later call starts a new one). */
