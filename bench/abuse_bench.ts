@@ -27,6 +27,7 @@ import { parseArgs } from "node:util";
 import { loadModelFolder } from "../src/io/model_folder.ts";
 import type { LlamaConfig } from "../src/models/config.ts";
 import { randomAdapterFiles, stories260kHf } from "../tests/serve/_fixtures.ts";
+import type { SideBySideEntry } from "./_side_by_side.ts";
 import { figure, markdownTable } from "./_table.ts";
 
 const { values: flags } = parseArgs({
@@ -647,6 +648,41 @@ async function probes(repo: string, model: string, config: LlamaConfig): Promise
   }
 }
 
+/** The headline figures for `deno task bench`'s side-by-side table. */
+function sideBySide(results: Record<string, unknown>): SideBySideEntry[] {
+  // deno-lint-ignore no-explicit-any
+  const r = results as any;
+  const entries: SideBySideEntry[] = [];
+  if (r.soak) {
+    entries.push({
+      area: "serving under abuse",
+      metric: "well-behaved tenant p99 (8-token greedy)",
+      value: r.soak.good_under_abuse_ms.p99,
+      baseline: "the same tenant without abusers",
+      baselineValue: r.soak.good_alone_ms.p99,
+      unit: "ms",
+      higherIsBetter: false,
+    });
+  }
+  for (
+    const [probe, label] of [["adapter_upload_47mb", "47 MB adapter upload"], ["prompt_1mb", "1 MB prompt"]]
+  ) {
+    const before = r.probes?.baseline?.[probe];
+    const after = r.probes?.this?.[probe];
+    if (!before || !after) continue;
+    entries.push({
+      area: "serving under abuse",
+      metric: `/health max during a ${label}`,
+      value: after.health_max_ms,
+      baseline: "the baseline code",
+      baselineValue: before.health_max_ms,
+      unit: "ms",
+      higherIsBetter: false,
+    });
+  }
+  return entries;
+}
+
 /** The Markdown of the results. */
 export function renderMarkdown(results: Record<string, unknown>): string {
   // deno-lint-ignore no-explicit-any
@@ -791,6 +827,7 @@ async function main(): Promise<void> {
     console.log(`soak: ${seconds / 3} s alone, ${seconds} s under abuse`);
     results.soak = await soak(model, seconds);
   }
+  results.sideBySide = sideBySide(results);
   const md = renderMarkdown(results);
   console.log(md);
   if (!flags["dry-run"]) {
