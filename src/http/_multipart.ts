@@ -104,7 +104,9 @@ export async function* readMultipart(
       // the headers, up to an empty line
       let end: number;
       while ((end = indexOf(buf, utf8.encode("\r\n\r\n"), 0)) < 0) {
-        if (buf.length > MAX_HEADER_BYTES) throw new MultipartError("A multipart part's headers are too long");
+        if (buf.length > MAX_HEADER_BYTES) {
+          throw new MultipartError("A multipart part's headers are too long");
+        }
         if (!(await more())) throw new MultipartError("The multipart body ends inside a part's headers");
       }
       const headers = new TextDecoder().decode(buf.subarray(0, end));
@@ -133,7 +135,7 @@ export async function* readMultipart(
       };
       const stream = partBody();
       yield { name, filename, body: stream };
-      if (!finished) for await (const _ of stream) { /* skip what the reader left */ }
+      if (!finished) { for await (const _ of stream) { /* skip what the reader left */ } }
     }
   } finally {
     reader.releaseLock();

@@ -94,7 +94,9 @@ Deno.test({
       const capped = await engine.resolveModel("capped", engine.modelId);
       assert.throws(
         () => engine.generate({ rows: [row(2), row(2), row(2)], model: capped }),
-        (e) => e instanceof TenantRowQuotaError && /Quota concurrent_rows exceeded .* the quota is 2/.test(e.message),
+        (e) =>
+          e instanceof TenantRowQuotaError &&
+          /Quota concurrent_rows exceeded .* the quota is 2/.test(e.message),
       );
       const ok = engine.generate({ rows: [row(2), row(2)], model: capped });
       assert.throws(() => engine.generate({ rows: [row(2)], model: capped }), TenantRowQuotaError);
