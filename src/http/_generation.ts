@@ -17,6 +17,7 @@ import { InvalidAdapterError } from "../serve/prepared_adapter.ts";
 import type { TokenLogprob } from "../serve/runner_types.ts";
 import { validateStoreName } from "../store/adapter_store.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Tokenizer } from "../io/tokenizer.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError, type ApiErrorBody } from "./errors.ts";
 import { RequestTimeoutError } from "./limits.ts";
@@ -93,10 +94,13 @@ const pieceBytes = new WeakMap<object, number>();
  * doubled for normalisation. A longer prompt cannot fit whatever its tokens, so it is refused before it
  * is encoded (encoding costs ~4 µs per byte on the request thread).
  *
- * @param engine The engine (tokenizer and context).
+ * @param engine The engine, or a model (tokenizer and context).
  * @returns The limit in bytes.
  */
-export function promptByteLimit(engine: Pick<ServeEngine, "tokenizer" | "config">): number {
+export function promptByteLimit(engine: {
+  tokenizer: Pick<Tokenizer, "vocabSize" | "idToToken">;
+  config: { maxPositionEmbeddings: number };
+}): number {
   let longest = pieceBytes.get(engine.tokenizer);
   if (longest === undefined) {
     const utf8 = new TextEncoder();

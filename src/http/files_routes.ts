@@ -13,6 +13,7 @@ import { parseJsonlAsync } from "../train/data.ts";
 import { FileInUseError, type FileRecord, type FileStore } from "../store/db/file_store.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
+import { promptByteLimit } from "./_generation.ts";
 
 /** Checks an uploaded file's text; throws with `file:line: message` on a bad row. Returns the row count. */
 export type FileValidator = (text: string, filename: string) => { rows: number } | Promise<{ rows: number }>;
@@ -41,11 +42,14 @@ export interface FilesRoutesOptions {
 export function jsonlValidator(
   model: Pick<JobModel, "tokenizer" | "config" | "chatTemplate">,
 ): FileValidator {
+  // a longer string gives at least seqLen tokens whatever follows: tokenise only that much of it
+  const maxStringLength = promptByteLimit(model);
   return async (text, filename) => {
     const data = await parseJsonlAsync(text, filename, {
       tokenizer: model.tokenizer,
       seqLen: model.config.maxPositionEmbeddings,
       chatTemplate: model.chatTemplate,
+      maxStringLength,
     });
     return { rows: data.examples.length };
   };

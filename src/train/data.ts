@@ -198,14 +198,14 @@ export function parseJsonl(text: string, source: string, options: DatasetOptions
  *
  * @param text The JSONL text.
  * @param source The file name for messages.
- * @param options Tokenizer, sequence length, chat template, slice length (ms, default 10).
+ * @param options Tokenizer, sequence length, chat template, slice length, string clipping.
  * @returns The tokenized rows.
  * @throws {Error} As {@linkcode parseJsonl}.
  */
 export async function parseJsonlAsync(
   text: string,
   source: string,
-  options: DatasetOptions & { sliceMs?: number },
+  options: DatasetOptions & ParseJsonlAsyncOptions,
 ): Promise<Dataset> {
   const dataset = newDataset(source, options);
   const sliceMs = options.sliceMs ?? 10;
@@ -224,6 +224,32 @@ export async function parseJsonlAsync(
   return finishDataset(dataset, options);
 }
 
+/** More options of {@linkcode parseJsonlAsync}. */
+export interface ParseJsonlAsyncOptions {
+  /**
+   * Hand the event loop back after this much work, ms.
+   * @default {10}
+   */
+  sliceMs?: number;
+  /**
+   * Cut every string of a row to this many UTF-16 units before tokenising (for validating uploads: a
+   * string longer than `seqLen` × the longest vocabulary piece × 2 bytes gives at least `seqLen` tokens
+   * either way, so rows, truncations and empty rows count the same, at a bounded cost per row).
+   * @default {no cut}
+   */
+  maxStringLength?: number;
+}
+
+/** A row with every string cut to `max` UTF-16 units. */
+function clipStrings(value: unknown, max: number): unknown {
+  if (typeof value === "string") return value.length > max ? value.slice(0, max) : value;
+  if (Array.isArray(value)) return value.map((v) => clipStrings(v, max));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, clipStrings(v, max)]));
+  }
+  return value;
+}
+
 function newDataset(source: string, options: DatasetOptions): Dataset {
   if (!Number.isInteger(options.seqLen) || options.seqLen < 2) {
     throw new RangeError(`Cannot read ${source}: seqLen must be an integer ≥ 2, got ${options.seqLen}`);
@@ -231,7 +257,12 @@ function newDataset(source: string, options: DatasetOptions): Dataset {
   return { source, examples: [], truncated: 0, empty: 0, targets: 0 };
 }
 
-function addJsonlLine(dataset: Dataset, line: string, index: number, options: DatasetOptions): void {
+function addJsonlLine(
+  dataset: Dataset,
+  line: string,
+  index: number,
+  options: DatasetOptions & { maxStringLength?: number },
+): void {
   const source = dataset.source;
   const fail = (message: string): never => {
     throw new Error(`${source}:${index + 1}: ${message}`);
@@ -243,6 +274,7 @@ function addJsonlLine(dataset: Dataset, line: string, index: number, options: Da
   } catch (e) {
     fail(`invalid JSON (${(e as Error).message})`);
   }
+  if (options.maxStringLength !== undefined) row = clipStrings(row, options.maxStringLength);
   let example = exampleOfRow(row, options, fail);
   if (example.inputIds.length > options.seqLen) {
     example = {

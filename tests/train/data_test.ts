@@ -172,3 +172,29 @@ Deno.test("parseJsonlAsync: the same rows as parseJsonl, and other work runs whi
   assert.equal(data.examples.length, 2000);
   assert.ok(ticks >= 5, `the event loop ran ${ticks} times during ~100 ms of tokenisation`);
 });
+
+Deno.test("parseJsonlAsync maxStringLength: long strings cut before tokenising, the same rows counted", async () => {
+  let longest = 0;
+  const spy = {
+    ...tokenizer,
+    encode: (s: string) => {
+      longest = Math.max(longest, s.length);
+      return tokenizer.encode(s);
+    },
+  };
+  const long = "a".repeat(200_000);
+  const text = [
+    JSON.stringify({ text: long }),
+    JSON.stringify({ prompt: long, completion: "cd" }), // the completion is truncated away: empty
+    JSON.stringify({ prompt: "ab", completion: long }),
+    JSON.stringify({ text: "hi" }),
+  ].join("\n");
+  const full = parseJsonl(text, "d.jsonl", options);
+  const clipped = await parseJsonlAsync(text, "d.jsonl", { ...options, tokenizer: spy, maxStringLength: 64 });
+  assert.ok(longest <= 64 + 8, `the longest encoded text had ${longest} characters`);
+  assert.deepEqual(
+    [clipped.examples.length, clipped.truncated, clipped.empty, clipped.targets],
+    [full.examples.length, full.truncated, full.empty, full.targets],
+  );
+  assert.deepEqual(clipped.examples, full.examples);
+});
