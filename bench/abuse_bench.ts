@@ -11,7 +11,8 @@
  *   still there.
  * - **probes** (before/after with `--baseline DIR`, a checkout of the code to compare, alternating):
  *   `/health` latency while one 47 MB adapter is uploaded, while it is first used after a restart, while a
- *   2 MB JSONL file is uploaded, and while a 1 MB prompt is refused; the server's peak RSS.
+ *   2 MB JSONL file (many rows, or one row) is uploaded, and while a 1 MB prompt is refused; the server's
+ *   peak RSS.
  *
  * The machine is shared: compare only figures of one run. Writes `bench/results/abuse.json` and the tables
  * generated from it, `bench/results/abuse.md` (`--render` regenerates the Markdown from the JSON alone).
@@ -622,6 +623,16 @@ async function probes(repo: string, model: string, config: LlamaConfig): Promise
           body: fileForm(jsonlOf(2 << 20)),
         }),
     );
+    const oneLine = JSON.stringify({ text: "Once upon a time. ".repeat(116_000) }) + "\n";
+    await timed(
+      "jsonl_one_line_2mb",
+      () =>
+        fetch(`${server.url}/v1/files`, {
+          method: "POST",
+          headers: bearer("floods"),
+          body: fileForm(oneLine),
+        }),
+    );
     await timed("prompt_1mb", () =>
       fetch(`${server.url}/v1/completions`, {
         method: "POST",
@@ -743,6 +754,7 @@ export function renderMarkdown(results: Record<string, unknown>): string {
       "adapter_upload_47mb",
       "adapter_first_use_after_restart",
       "jsonl_upload_2mb",
+      "jsonl_one_line_2mb",
       "prompt_1mb",
     ];
     const versions = Object.keys(r.probes);
