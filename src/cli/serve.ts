@@ -20,6 +20,7 @@
  */
 
 import { KeyTable } from "../http/auth.ts";
+import { databaseUsage } from "../http/quotas.ts";
 import { type RunningServer, startServer } from "../http/server.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
@@ -302,6 +303,7 @@ export async function main(args: string[]): Promise<RunningServer> {
     model: a.model,
     store: state?.adapters ?? new FolderAdapterStore(a.store!, { readOnly: true }),
     routes: state?.routes,
+    usage: state?.usage,
     keys,
     ep: a.ep,
     workers: a.workers,
@@ -328,6 +330,7 @@ export async function main(args: string[]): Promise<RunningServer> {
 
 interface State {
   adapters: import("../store/db/mod.ts").DbAdapterStore;
+  usage: import("../http/quotas.ts").TenantUsageSources;
   routes: (engine: ServeEngine) => Hono<AppEnv>[];
   attach(server: RunningServer): Promise<RunningServer>;
   close(): Promise<void>;
@@ -371,6 +374,7 @@ async function openState(a: ServeArgs): Promise<State> {
   };
   return {
     adapters,
+    usage: databaseUsage({ files, jobs }),
     close,
     routes(engine) {
       const model = {

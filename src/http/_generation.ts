@@ -12,11 +12,13 @@ import {
   ModelNotFoundError,
   type ModelRef,
   type ServeEngine,
+  TenantRowQuotaError,
 } from "../serve/engine.ts";
 import { InvalidAdapterError } from "../serve/prepared_adapter.ts";
 import type { TokenLogprob } from "../serve/runner_types.ts";
 import { validateStoreName } from "../store/adapter_store.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Tokenizer } from "../io/tokenizer.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError, type ApiErrorBody } from "./errors.ts";
 import { RequestTimeoutError } from "./limits.ts";
@@ -84,6 +86,83 @@ export interface PlanOptions {
   seed: number | null | undefined;
   stop: string[];
   logprobs: number | undefined;
+}
+
+const pieceBytes = new WeakMap<object, number>();
+
+/**
+ * The most UTF-8 bytes a prompt that fits the context can have: context × the longest vocabulary piece,
+ * doubled for normalisation. A longer prompt cannot fit whatever its tokens, so it is refused before it
+ * is encoded (encoding costs ~4 µs per byte on the request thread).
+ *
+ * @param engine The engine, or a model (tokenizer and context).
+ * @returns The limit in bytes.
+ */
+export function promptByteLimit(engine: {
+  tokenizer: Pick<Tokenizer, "vocabSize" | "idToToken">;
+  config: { maxPositionEmbeddings: number };
+}): number {
+  let longest = pieceBytes.get(engine.tokenizer);
+  if (longest === undefined) {
+    const utf8 = new TextEncoder();
+    longest = 1;
+    for (let id = 0; id < engine.tokenizer.vocabSize; id++) {
+      const piece = engine.tokenizer.idToToken(id);
+      if (piece !== undefined && piece.length * 3 > longest) {
+        longest = Math.max(longest, utf8.encode(piece).byteLength);
+      }
+    }
+    pieceBytes.set(engine.tokenizer, longest);
+  }
+  return engine.config.maxPositionEmbeddings * longest * 2;
+}
+
+/**
+ * Refuses (400) a prompt text that cannot fit the context, without encoding it.
+ *
+ * @param ctx The inference context.
+ * @param text The prompt text.
+ * @param param The request field, for the error.
+ * @throws {ApiError} 400 `context_length_exceeded`.
+ */
+export function checkPromptText(ctx: InferenceContext, text: string, param: string): void {
+  const limit = promptByteLimit(ctx.engine);
+  // UTF-16 units never exceed UTF-8 bytes: count bytes only for a text that might still fit
+  const bytes = text.length > limit ? text.length : new TextEncoder().encode(text).byteLength;
+  if (bytes > limit) {
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${ctx.engine.config.maxPositionEmbeddings} tokens, but ${param} ` +
+        `has ${
+          text.length > limit ? "over " : ""
+        }${bytes} bytes, more than the ${limit} that many tokens can ` +
+        "hold; shorten the prompt",
+      { param, code: "context_length_exceeded" },
+    );
+  }
+}
+
+/**
+ * Encodes prompt texts after checking them all ({@linkcode checkPromptText}), letting other requests run
+ * between prompts (each is bounded by the check).
+ *
+ * @param ctx The inference context.
+ * @param texts The prompts and their request fields.
+ * @param encode Encodes one text.
+ * @returns The token ids of each.
+ */
+export async function encodePrompts(
+  ctx: InferenceContext,
+  texts: { text: string; param: string }[],
+  encode: (text: string) => number[],
+): Promise<number[][]> {
+  for (const t of texts) checkPromptText(ctx, t.text, t.param);
+  const out: number[][] = [];
+  for (const t of texts) {
+    if (out.length > 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    out.push(encode(t.text));
+  }
+  return out;
 }
 
 /** Checks prompts against the context and the caps, and makes the rows (prompt-major, `n` per prompt). */
@@ -179,7 +258,8 @@ export function applyEvents(choices: ChoiceState[], events: JobEvent[], signal: 
   }
 }
 
-/** Starts a job, turning engine refusals into 503s (busy, closing) or a 400 (larger than the queue). */
+/** Starts a job, turning engine refusals into 503s (busy, closing), a 400 (larger than the queue) or a
+ * 429 (a tenant over its rows quota). */
 export function startJob(
   ctx: InferenceContext,
   job: { rows: JobRow[]; model: ModelRef; signal: AbortSignal },
@@ -192,6 +272,9 @@ export function startJob(
         param: "n",
         code: "too_many_rows",
       });
+    }
+    if (e instanceof TenantRowQuotaError) {
+      throw new ApiError(429, e.message, { param: "concurrent_rows", code: "quota_exceeded" });
     }
     if (e instanceof EngineBusyError || e instanceof EngineClosedError) {
       throw new ApiError(503, e.message, {

@@ -10,11 +10,15 @@
 
 import { Hono } from "hono";
 import type { ServeEngine } from "../serve/engine.ts";
-import { InvalidAdapterError, parseAdapterFiles } from "../serve/prepared_adapter.ts";
+import type { AdapterSummary } from "../serve/adapter_validator.ts";
+import { InvalidAdapterError } from "../serve/prepared_adapter.ts";
+import { BlobStore, type StagedBlob } from "../store/blob_store.ts";
 import {
   type AdapterFiles,
   type AdapterRecord,
+  type AdapterStore,
   AdapterVersionGoneError,
+  type PutAdapterResult,
   ReadOnlyStoreError,
   validateStoreName,
 } from "../store/adapter_store.ts";
@@ -22,6 +26,35 @@ import { encodeTar } from "../io/tar.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 import { bodyLimitBytes } from "./limits.ts";
+import type { QuotaGuard } from "./quotas.ts";
+import { multipartBoundary, MultipartError, partBytes, readMultipart } from "./_multipart.ts";
+
+/** The largest `adapter_config.json` accepted, bytes. */
+const MAX_CONFIG_BYTES = 1 << 20;
+
+/** A store that commits weights already streamed to its blob folder (the database store). */
+interface StagingStore extends AdapterStore {
+  blobs: BlobStore;
+  putStaged(
+    tenant: string,
+    name: string,
+    adapter: { config: Uint8Array; weights: StagedBlob },
+  ): Promise<PutAdapterResult>;
+}
+
+function isStagingStore(store: AdapterStore): store is StagingStore {
+  const s = store as Partial<StagingStore>;
+  return s.blobs instanceof BlobStore && typeof s.putStaged === "function";
+}
+
+let uploads: Promise<BlobStore> | undefined;
+
+/** Where an upload's weights are staged: the store's blob folder, or a temporary folder. */
+function stagingFor(store: AdapterStore): Promise<BlobStore> {
+  if (isStagingStore(store)) return Promise.resolve(store.blobs);
+  uploads ??= Deno.makeTempDir({ prefix: "weightlora-uploads-" }).then((dir) => new BlobStore(dir));
+  return uploads;
+}
 
 /** Options of {@linkcode adapterRoutes}. */
 export interface AdapterRoutesOptions {
@@ -32,6 +65,8 @@ export interface AdapterRoutesOptions {
    * @default {64 MiB}
    */
   maxAdapterBytes?: number;
+  /** Tenants' quotas of adapters and bytes (none when absent). */
+  quotas?: QuotaGuard;
 }
 
 /** The API object of a stored adapter. */
@@ -155,78 +190,119 @@ export function adapterRoutes(options: AdapterRoutesOptions): Hono<AppEnv> {
     async (c) => {
       const tenant = c.get("tenant");
       const type = c.req.header("content-type") ?? "";
-      if (!type.startsWith("multipart/form-data")) {
+      const boundary = multipartBoundary(type);
+      const body = c.req.raw.body;
+      if (!type.startsWith("multipart/form-data") || !boundary || !body) {
         throw new ApiError(
           400,
           `Expected a multipart/form-data upload with fields name, adapter_config.json and adapter_model.safetensors, got content type "${type}"`,
           { code: "invalid_upload" },
         );
       }
-      let form: FormData;
+      // the weights stream to a staging file (beside the database in database mode), never whole in memory
+      const staging = await stagingFor(store);
+      let name: string | undefined;
+      let config: Uint8Array | undefined;
+      let staged: StagedBlob | undefined;
       try {
-        form = await c.req.formData();
+        for await (const part of readMultipart(body, boundary)) {
+          if (part.name === "name") name = new TextDecoder().decode(await partBytes(part, 1024));
+          else if (part.name === "adapter_config.json") config = await partBytes(part, MAX_CONFIG_BYTES);
+          else if (part.name === "adapter_model.safetensors" && part.filename !== undefined && !staged) {
+            staged = await staging.stage(part.body, {
+              maxBytes,
+              tooLarge: () =>
+                new ApiError(
+                  413,
+                  `The adapter upload is larger than the server's limit of ${maxBytes} bytes`,
+                  {
+                    code: "request_too_large",
+                  },
+                ),
+            });
+          }
+        }
       } catch (e) {
-        if (e instanceof ApiError) throw e;
-        throw new ApiError(400, `Cannot read the multipart upload: ${(e as Error).message}`, {
-          code: "invalid_upload",
-        });
-      }
-      const name = form.get("name");
-      if (typeof name !== "string") {
-        throw new ApiError(400, 'The upload has no text field "name"', {
-          param: "name",
-          code: "invalid_upload",
-        });
-      }
-      try {
-        validateStoreName("adapter name", name);
-      } catch (e) {
-        throw new ApiError(400, (e as Error).message, { param: "name", code: "invalid_value" });
-      }
-      if (name === engine.modelId) {
-        throw new ApiError(400, `Invalid adapter name "${name}": it is the base model's id`, {
-          param: "name",
-          code: "invalid_value",
-        });
-      }
-      const file = async (field: string): Promise<Uint8Array> => {
-        const value = form.get(field);
-        if (!(value instanceof File)) {
-          throw new ApiError(400, `The upload has no file field "${field}"`, {
-            param: field,
+        if (staged) await staging.discard(staged);
+        if (e instanceof MultipartError) {
+          throw new ApiError(400, `Cannot read the multipart upload: ${e.message}`, {
             code: "invalid_upload",
           });
         }
-        return new Uint8Array(await value.arrayBuffer());
-      };
-      const files = {
-        config: await file("adapter_config.json"),
-        weights: await file("adapter_model.safetensors"),
-      };
-      let summary;
+        throw e;
+      }
       try {
-        summary = parseAdapterFiles(files, { model: engine.config, source: name });
-      } catch (e) {
-        if (e instanceof InvalidAdapterError) {
-          throw new ApiError(400, e.message, { code: "invalid_adapter" });
+        if (name === undefined) {
+          throw new ApiError(400, 'The upload has no text field "name"', {
+            param: "name",
+            code: "invalid_upload",
+          });
         }
-        throw e;
+        try {
+          validateStoreName("adapter name", name);
+        } catch (e) {
+          throw new ApiError(400, (e as Error).message, { param: "name", code: "invalid_value" });
+        }
+        if (name === engine.modelId) {
+          throw new ApiError(400, `Invalid adapter name "${name}": it is the base model's id`, {
+            param: "name",
+            code: "invalid_value",
+          });
+        }
+        for (
+          const [field, value] of [["adapter_config.json", config], ["adapter_model.safetensors", staged]]
+        ) {
+          if (value === undefined) {
+            throw new ApiError(400, `The upload has no file field "${field}"`, {
+              param: field as string,
+              code: "invalid_upload",
+            });
+          }
+        }
+        const weights = staged!;
+        let summary: AdapterSummary;
+        try {
+          summary = await engine.validator.validate({
+            config: config!,
+            weightsPath: weights.path,
+            source: name,
+          });
+        } catch (e) {
+          if (e instanceof InvalidAdapterError) {
+            throw new ApiError(400, e.message, { code: "invalid_adapter" });
+          }
+          throw e;
+        }
+        let result;
+        try {
+          const bytes = config!.byteLength + weights.bytes;
+          const put = async () => {
+            await options.quotas?.checkAdapter(tenant, { name: name!, bytes });
+            if (isStagingStore(store)) {
+              return await store.putStaged(tenant, name!, { config: config!, weights });
+            }
+            return await store.put(tenant, name!, {
+              config: config!,
+              weights: await Deno.readFile(weights.path),
+            });
+          };
+          result = options.quotas ? await options.quotas.serialize(tenant, put) : await put();
+        } catch (e) {
+          if (e instanceof ReadOnlyStoreError) {
+            throw new ApiError(403, e.message, { code: "read_only_store" });
+          }
+          throw e;
+        }
+        engine.cache.invalidate(tenant, name);
+        return c.json({
+          ...adapterObject(result.record, engine.modelId),
+          replaced: result.replaced,
+          sites: summary.sites,
+          rank: summary.rank,
+        }, result.replaced ? 200 : 201);
+      } finally {
+        if (staged) await staging.discard(staged); // no-op once committed
       }
-      let result;
-      try {
-        result = await store.put(tenant, name, files);
-      } catch (e) {
-        if (e instanceof ReadOnlyStoreError) throw new ApiError(403, e.message, { code: "read_only_store" });
-        throw e;
-      }
-      engine.cache.invalidate(tenant, name);
-      const ranks = [...summary.sites.values()].map((s) => s.rank);
-      return c.json({
-        ...adapterObject(result.record, engine.modelId),
-        replaced: result.replaced,
-        sites: summary.sites.size,
-        rank: Math.max(...ranks),
-      }, result.replaced ? 200 : 201);
     },
   );
 

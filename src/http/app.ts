@@ -3,7 +3,8 @@
  * `/health` and `/metrics` — as a plain `fetch` handler that runs under `Deno.serve` or any edge runtime.
  *
  * Middleware order: request tracking (graceful shutdown) → metrics → body limit → authentication
- * (`c.get("tenant")`) → per-tenant concurrency → request timeout (`c.get("signal")`) → routes. Errors
+ * (`c.get("tenant")`) → per-tenant concurrency → request timeout (`c.get("signal")`) → quotas of the keys file
+ * (files, bytes, jobs; adapters in their route; rows in the engine) → routes. Errors
  * from anywhere become OpenAI error bodies in one handler; a bad request never takes the server down.
  *
  * @module
@@ -18,6 +19,7 @@ import { ApiError, handleError, handleNotFound } from "./errors.ts";
 import { inferenceRoutes } from "./inference_routes.ts";
 import { bodyLimitBytes, requestTimeout, RequestTracker, tenantConcurrency } from "./limits.ts";
 import { ServeMetrics } from "./metrics.ts";
+import { QuotaGuard, type TenantUsageSources } from "./quotas.ts";
 
 /** Limits of the app; every field has a default. */
 export interface AppLimits {
@@ -83,6 +85,8 @@ export interface AppOptions {
    * and file routes of `fine_tuning_routes.ts` and `files_routes.ts`).
    */
   routes?: Hono<AppEnv>[];
+  /** Files and jobs of tenants, for the quotas of the keys file (database mode). */
+  usage?: TenantUsageSources;
 }
 
 /** The app and what a server needs around it. */
@@ -153,8 +157,10 @@ export function createApp(options: AppOptions): ServeApp {
   app.use("/v1/*", tenantAuth({ keys: options.keys }));
   app.use("/v1/*", tenantConcurrency({ max: limits.maxConcurrentPerTenant ?? 16 }));
   app.use("/v1/*", requestTimeout({ ms: limits.requestTimeoutMs ?? 300_000 }));
+  const quotas = new QuotaGuard({ keys: options.keys, adapters: engine.store, usage: options.usage });
+  app.use("/v1/*", quotas.middleware());
   app.route("/", inferenceRoutes({ engine, metrics, maxTokensCap: limits.maxTokens ?? 1024 }));
-  app.route("/", adapterRoutes({ engine, maxAdapterBytes: maxAdapter }));
+  app.route("/", adapterRoutes({ engine, maxAdapterBytes: maxAdapter, quotas }));
   for (const routes of options.routes ?? []) app.route("/", routes);
   return { app, fetch: (request) => app.fetch(request), metrics, tracker };
 }

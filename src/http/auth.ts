@@ -1,6 +1,7 @@
 /**
  * API keys to tenants: {@linkcode KeyTable} reads the keys file
- * (`{"tenants": {"<tenant>": {"keys": ["<api key>", …]}}}`), and {@linkcode tenantAuth} is the Hono
+ * (`{"tenants": {"<tenant>": {"keys": ["<api key>", …], "quotas": {…}}}, "default_quotas": {…}}`; quotas
+ * are optional, see {@linkcode TenantQuotas}), and {@linkcode tenantAuth} is the Hono
  * middleware that turns `Authorization: Bearer <key>` into `c.get("tenant")`. Keys are compared by their
  * SHA-256 digest, so lookups take the same time whatever the key.
  *
@@ -17,25 +18,93 @@ async function digest(key: string): Promise<string> {
   return btoa(String.fromCharCode(...new Uint8Array(bytes)));
 }
 
+/**
+ * A tenant's quotas, from the keys file (`"quotas"` of a tenant, over `"default_quotas"` of the file);
+ * an absent field means no limit. In the file the fields are snake_case: `adapters`, `files`, `bytes`,
+ * `concurrent_jobs`, `concurrent_rows`.
+ */
+export interface TenantQuotas {
+  /** Most stored adapters. */
+  adapters?: number;
+  /** Most stored files. */
+  files?: number;
+  /** Most bytes of adapters and files stored. */
+  bytes?: number;
+  /** Most fine-tuning jobs not finished (validating, queued or running). */
+  concurrentJobs?: number;
+  /** Most generation rows (prompts × choices) waiting or running. */
+  concurrentRows?: number;
+}
+
+const QUOTA_FIELDS: Record<string, keyof TenantQuotas> = {
+  adapters: "adapters",
+  files: "files",
+  bytes: "bytes",
+  concurrent_jobs: "concurrentJobs",
+  concurrent_rows: "concurrentRows",
+};
+
+/** The quota's name as written in the keys file (`concurrentJobs` → `concurrent_jobs`). */
+export function quotaName(field: keyof TenantQuotas): string {
+  return Object.keys(QUOTA_FIELDS).find((k) => QUOTA_FIELDS[k] === field) ?? field;
+}
+
+function parseQuotas(value: unknown, where: string, fail: (message: string) => never): TenantQuotas {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return fail(`${where} must be an object such as {"adapters": 10, "bytes": 1073741824}`);
+  }
+  const quotas: TenantQuotas = {};
+  for (const [key, n] of Object.entries(value as Record<string, unknown>)) {
+    const field = QUOTA_FIELDS[key];
+    if (!field) {
+      fail(`${where} has an unknown quota "${key}" (known: ${Object.keys(QUOTA_FIELDS).join(", ")})`);
+    }
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+      fail(`${where}.${key} is ${JSON.stringify(n)}, expected an integer ≥ 0`);
+    }
+    quotas[field] = n as number;
+  }
+  return quotas;
+}
+
 /** API keys by tenant. */
 export class KeyTable {
   #byDigest: Map<string, string>;
+  #quotas: Map<string, TenantQuotas>;
+  #defaultQuotas: TenantQuotas;
   /** Tenant ids, sorted. */
   readonly tenants: readonly string[];
 
-  private constructor(byDigest: Map<string, string>, tenants: string[]) {
+  private constructor(
+    byDigest: Map<string, string>,
+    tenants: string[],
+    quotas: { byTenant: Map<string, TenantQuotas>; defaults: TenantQuotas },
+  ) {
     this.#byDigest = byDigest;
     this.tenants = tenants;
+    this.#quotas = quotas.byTenant;
+    this.#defaultQuotas = quotas.defaults;
+  }
+
+  /**
+   * A tenant's quotas: its own over the file's `default_quotas`.
+   *
+   * @param tenant The tenant.
+   * @returns The quotas (absent fields: no limit).
+   */
+  quotasOf(tenant: string): TenantQuotas {
+    return { ...this.#defaultQuotas, ...this.#quotas.get(tenant) };
   }
 
   /**
    * Builds the table from the parsed keys file.
    *
-   * @param json `{"tenants": {"<tenant>": {"keys": ["<api key>", …]}}}`.
+   * @param json `{"tenants": {"<tenant>": {"keys": ["<api key>", …], "quotas"?: {…}}}, "default_quotas"?: {…}}`.
    * @param source The file name for messages.
    * @returns The table.
    * @throws {Error} When the shape is wrong, a tenant id is invalid, a key is shorter than 8 characters,
-   *   or one key belongs to two tenants.
+   *   one key belongs to two tenants, or a quota is unknown or not an integer ≥ 0.
    * @example
    * ```ts
    * import { KeyTable } from "./auth.ts";
@@ -52,6 +121,8 @@ export class KeyTable {
       return fail('expected {"tenants": {"<tenant>": {"keys": ["<api key>", …]}}}');
     }
     const byDigest = new Map<string, string>();
+    const defaults = parseQuotas((json as Record<string, unknown>).default_quotas, '"default_quotas"', fail);
+    const byTenant = new Map<string, TenantQuotas>();
     for (const [tenant, entry] of Object.entries(tenants as Record<string, unknown>)) {
       try {
         validateStoreName("tenant", tenant);
@@ -73,8 +144,10 @@ export class KeyTable {
         }
         byDigest.set(d, tenant);
       }
+      const quotas = (entry as { quotas?: unknown }).quotas;
+      byTenant.set(tenant, parseQuotas(quotas, `"quotas" of tenant "${tenant}"`, fail));
     }
-    return new KeyTable(byDigest, Object.keys(tenants).sort());
+    return new KeyTable(byDigest, Object.keys(tenants).sort(), { byTenant, defaults });
   }
 
   /**

@@ -9,7 +9,7 @@
 
 import { Hono } from "hono";
 import type { JobModel } from "../jobs/create_job.ts";
-import { parseJsonl } from "../train/data.ts";
+import { parseJsonlAsync } from "../train/data.ts";
 import { FileInUseError, type FileRecord, type FileStore } from "../store/db/file_store.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
@@ -17,9 +17,10 @@ import { bodyLimitBytes } from "./limits.ts";
 
 /** Room for the multipart framing and the `purpose` field around the file, bytes. */
 const MULTIPART_SLACK = 64 * 1024;
+import { promptByteLimit } from "./_generation.ts";
 
 /** Checks an uploaded file's text; throws with `file:line: message` on a bad row. Returns the row count. */
-export type FileValidator = (text: string, filename: string) => { rows: number };
+export type FileValidator = (text: string, filename: string) => { rows: number } | Promise<{ rows: number }>;
 
 /** Options of {@linkcode filesRoutes}. */
 export interface FilesRoutesOptions {
@@ -37,7 +38,8 @@ export interface FilesRoutesOptions {
 
 /**
  * The validator that tokenizes every row with a served model, as training will (`{"prompt",
- * "completion"}`, `{"text"}`, `{"messages"}` or `{"input_ids"}` rows).
+ * "completion"}`, `{"text"}`, `{"messages"}` or `{"input_ids"}` rows), handing the event loop back every
+ * 10 ms so that other requests go on while a large file is tokenised.
  *
  * @param model A served model (tokenizer, config, chat template).
  * @returns A {@linkcode FileValidator}.
@@ -45,11 +47,14 @@ export interface FilesRoutesOptions {
 export function jsonlValidator(
   model: Pick<JobModel, "tokenizer" | "config" | "chatTemplate">,
 ): FileValidator {
-  return (text, filename) => {
-    const data = parseJsonl(text, filename, {
+  // a longer string gives at least seqLen tokens whatever follows: tokenise only that much of it
+  const maxStringLength = promptByteLimit(model);
+  return async (text, filename) => {
+    const data = await parseJsonlAsync(text, filename, {
       tokenizer: model.tokenizer,
       seqLen: model.config.maxPositionEmbeddings,
       chatTemplate: model.chatTemplate,
+      maxStringLength,
     });
     return { rows: data.examples.length };
   };
@@ -133,7 +138,7 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<AppEnv> {
       }
       let rows: number;
       try {
-        ({ rows } = validate(text, filename));
+        ({ rows } = await validate(text, filename));
       } catch (e) {
         throw new ApiError(400, `Invalid file: ${(e as Error).message}`, {
           param: "file",

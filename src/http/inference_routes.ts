@@ -18,10 +18,12 @@ import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 import {
   chatLogprobs,
+  checkPromptText,
   type ChoiceState,
   collect,
   completionLogprobs,
   countUsage,
+  encodePrompts,
   type InferenceContext,
   planRows,
   resolveModel,
@@ -112,9 +114,17 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
       ? [raw as number[]]
       : (raw as (string | number[])[]);
     const vocab = engine.config.vocabSize;
+    const texts = list.flatMap((p, i) =>
+      typeof p === "string" ? [{ text: p, param: list.length > 1 ? `prompt[${i}]` : "prompt" }] : []
+    );
+    const encoded = await encodePrompts(
+      ctx,
+      texts,
+      (p) => p === "" && tokenizer.bosId !== undefined ? [tokenizer.bosId] : tokenizer.encode(p),
+    );
     const prompts = list.map((p, i) => {
       if (typeof p === "string") {
-        const ids = p === "" && tokenizer.bosId !== undefined ? [tokenizer.bosId] : tokenizer.encode(p);
+        const ids = encoded.shift()!;
         if (ids.length === 0) {
           throw new ApiError(400, `Prompt ${i} is empty and the model has no BOS token to start from`, {
             param: "prompt",
@@ -206,6 +216,8 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
       role: m.role === "developer" ? "system" : m.role,
       content: typeof m.content === "string" ? m.content : (m.content ?? []).map((p) => p.text).join(""),
     }));
+    // the rendered prompt holds every message: refuse what cannot fit before rendering it
+    checkPromptText(ctx, messages.map((m) => m.content).join(""), "messages");
     const bosText = tokenizer.bosId === undefined ? "" : (tokenizer.idToToken(tokenizer.bosId) ?? "");
     const eosText = tokenizer.eosIds.length ? (tokenizer.idToToken(tokenizer.eosIds[0]) ?? "") : "";
     let text: string;
@@ -217,10 +229,14 @@ export function inferenceRoutes(options: InferenceRoutesOptions): Hono<AppEnv> {
         code: "invalid_messages",
       });
     }
-    const promptIds = bosText !== "" && text.startsWith(bosText)
-      ? tokenizer.encode(text, { addBos: false })
-      : tokenizer.encode(text);
-    const prompts = [promptIds];
+    const prompts = await encodePrompts(
+      ctx,
+      [{ text, param: "messages" }],
+      (text) =>
+        bosText !== "" && text.startsWith(bosText)
+          ? tokenizer.encode(text, { addBos: false })
+          : tokenizer.encode(text),
+    );
     const stop = stopList(body.stop);
     if (engine.chatTemplate === undefined && !stop.includes(DEFAULT_CHAT_STOP)) stop.push(DEFAULT_CHAT_STOP);
     const n = body.n ?? 1;

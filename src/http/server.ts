@@ -15,6 +15,7 @@ import { type AppLimits, createApp, type ServeApp } from "./app.ts";
 import type { KeyTable } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
 import { createMeteredEngine } from "./_metered_engine.ts";
+import type { TenantUsageSources } from "./quotas.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface StartServerOptions {
@@ -40,6 +41,8 @@ export interface StartServerOptions {
   port?: number;
   /** More routes for the app, made once the engine is loaded (fine-tuning jobs and files). */
   routes?: (engine: ServeEngine) => Hono<AppEnv>[];
+  /** Files and jobs of tenants, for the quotas of the keys file (database mode). */
+  usage?: TenantUsageSources;
 }
 
 /** A running server. */
@@ -97,6 +100,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     workers: options.workers,
     maxBatch: options.maxBatch ?? 16,
     cacheBytes: options.cacheBytes,
+    // one tenant (no keys): it may fill every seat; several: each leaves a quarter to the others
+    maxRowsPerTenant: options.keys ? undefined : Number.MAX_SAFE_INTEGER,
+    tenantRowQuota: options.keys ? (tenant) => options.keys!.quotasOf(tenant).concurrentRows : undefined,
   });
   const app = createApp({
     engine,
@@ -104,6 +110,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     limits: options.limits,
     metrics,
     routes: options.routes?.(engine),
+    usage: options.usage,
   });
   let resolveAddr: (addr: Deno.NetAddr) => void;
   const listening = new Promise<Deno.NetAddr>((resolve) => (resolveAddr = resolve));

@@ -17,7 +17,9 @@ import {
 } from "../runtime/execution_provider.ts";
 import { type AdapterRecord, type AdapterStore, AdapterVersionGoneError } from "../store/adapter_store.ts";
 import { AdapterCache, adapterKey } from "./adapter_cache.ts";
+import { AdapterValidator } from "./adapter_validator.ts";
 import { BatchRunner } from "./batch_runner.ts";
+import { FairQueue } from "./fair_queue.ts";
 import { preloadOrtWasm } from "./ort_wasm.ts";
 import { parseAdapterFiles, prepareAdapter, type PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
@@ -61,6 +63,18 @@ export interface ServeEngineOptions {
    * @default {256}
    */
   maxQueuedRows?: number;
+  /**
+   * Most rows of one tenant running at once over all runners; its other rows wait their turn, so that
+   * another tenant's request always finds a seat without waiting for long streams to end. Waiting rows
+   * are handed out fairly across tenants, by tokens (prompt + most new tokens), not by arrival.
+   * @default {¾ of runners × maxBatch, at least 1}
+   */
+  maxRowsPerTenant?: number;
+  /**
+   * The most rows (waiting or running) a tenant may have; beyond it {@linkcode ServeEngine.generate}
+   * throws {@linkcode TenantRowQuotaError}. `undefined` means no quota for that tenant.
+   */
+  tenantRowQuota?: (tenant: string) => number | undefined;
   /** Receives the figures of every forward pass (for metrics). */
   onStep?: (info: StepInfo) => void;
 }
@@ -115,6 +129,21 @@ export class JobTooLargeError extends RangeError {
   }
 }
 
+/** Thrown when a tenant's rows (waiting and running) would exceed its quota (the caller should answer 429). */
+export class TenantRowQuotaError extends Error {
+  /** The tenant's quota of concurrent rows. */
+  readonly limit: number;
+  /**
+   * @param message Why.
+   * @param limit The quota.
+   */
+  constructor(message: string, limit: number) {
+    super(message);
+    this.name = "TenantRowQuotaError";
+    this.limit = limit;
+  }
+}
+
 /** Thrown by {@linkcode ServeEngine.resolveModel} when the tenant has no model of that name. */
 export class ModelNotFoundError extends Error {
   /** @param message Why. */
@@ -140,14 +169,21 @@ interface Slot {
 
 interface Registration {
   row: number;
+  tenant: string;
   deliver: (events: JobEvent[]) => void;
 }
 
 interface QueuedJob {
-  requests: RowRequest[];
+  tenant: string;
   adapter: PreparedAdapter | null;
-  /** The adapter is resolved: the job may run. */
+  /** The adapter is resolved: the job's rows may run. */
   ready: boolean;
+}
+
+/** One waiting row. */
+interface QueuedRow {
+  job: QueuedJob;
+  request: RowRequest;
 }
 
 /** An adapter resolved for a request: the stored version and its prepared tensors. */
@@ -192,9 +228,19 @@ export class ServeEngine {
   readonly store: AdapterStore;
   /** The prepared-adapter cache. */
   readonly cache: AdapterCache;
+  /** Checks uploaded adapters against the model off the request thread (its worker stops with the engine). */
+  readonly validator: AdapterValidator;
   #slots: Slot[] = [];
-  #queue: QueuedJob[] = [];
+  #queue = new FairQueue<QueuedRow>((q) => q.request.promptIds.length + q.request.maxTokens);
   #registrations = new Map<number, Registration>();
+  /** Rows handed to runners, by tenant. */
+  #running = new Map<string, number>();
+  /** The tenant of each row handed to a runner. */
+  #rowTenant = new Map<number, string>();
+  /** Rows waiting or running, by tenant. */
+  #live = new Map<string, number>();
+  #maxRowsPerTenant: number;
+  #tenantRowQuota: ((tenant: string) => number | undefined) | undefined;
   #nextId = 1;
   #maxQueuedRows: number;
   #closing = false;
@@ -215,6 +261,15 @@ export class ServeEngine {
     this.maxBatch = options.maxBatch ?? 8;
     this.store = options.store;
     this.#maxQueuedRows = options.maxQueuedRows ?? 256;
+    this.#maxRowsPerTenant = options.maxRowsPerTenant ??
+      Math.max(1, Math.floor(0.75 * setup.runnerCount * this.maxBatch));
+    if (!Number.isInteger(this.#maxRowsPerTenant) || this.#maxRowsPerTenant < 1) {
+      throw new RangeError(
+        `Invalid max rows per tenant ${this.#maxRowsPerTenant}: it must be a positive integer`,
+      );
+    }
+    this.#tenantRowQuota = options.tenantRowQuota;
+    this.validator = new AdapterValidator(model.config);
     this.cache = new AdapterCache({
       maxBytes: options.cacheBytes ?? 256 * 2 ** 20,
       load: (record) => this.#load(record, setup.shared),
@@ -372,7 +427,17 @@ export class ServeEngine {
         `Cannot generate ${job.rows.length} rows in one request: the server holds at most ${this.#maxQueuedRows}`,
       );
     }
-    const queued = this.#queue.reduce((n, j) => n + j.requests.length, 0);
+    const tenant = job.model.tenant;
+    const quota = this.#tenantRowQuota?.(tenant);
+    const live = this.#live.get(tenant) ?? 0;
+    if (quota !== undefined && live + job.rows.length > quota) {
+      throw new TenantRowQuotaError(
+        `Quota concurrent_rows exceeded for tenant "${tenant}": it has ${live} rows waiting or running and ` +
+          `asked for ${job.rows.length} more, the quota is ${quota}`,
+        quota,
+      );
+    }
+    const queued = this.#queue.size;
     if (queued + job.rows.length > this.#maxQueuedRows) {
       throw new EngineBusyError(
         `Cannot generate: ${queued} rows are already waiting (limit ${this.#maxQueuedRows}); retry later`,
@@ -384,25 +449,27 @@ export class ServeEngine {
     requests.forEach((request, row) => {
       this.#registrations.set(request.id, {
         row,
+        tenant,
         deliver: (events) => {
           inbox.push(events);
           state.wake?.();
         },
       });
     });
-    const entry: QueuedJob = { requests, adapter: null, ready: false };
-    this.#queue.push(entry);
-    return this.#stream(entry, job.model, inbox, state, job.signal);
+    this.#live.set(tenant, live + requests.length);
+    const entry: QueuedJob = { tenant, adapter: null, ready: false };
+    for (const request of requests) this.#queue.push(tenant, { job: entry, request });
+    return this.#stream(entry, requests, job.model, inbox, state, job.signal);
   }
 
   async *#stream(
     queued: QueuedJob,
+    requests: RowRequest[],
     model: ModelRef,
     inbox: JobEvent[][],
     state: { wake?: () => void },
     signal: AbortSignal | undefined,
   ): AsyncGenerator<JobEvent[]> {
-    const requests = queued.requests;
     const remaining = new Set(requests.map((r) => r.id));
     const onAbort = () => this.#cancel([...remaining]);
     signal?.addEventListener("abort", onAbort);
@@ -410,7 +477,7 @@ export class ServeEngine {
       try {
         queued.adapter = await this.#prepared(model);
       } catch (e) {
-        this.#queue = this.#queue.filter((j) => j !== queued);
+        this.#queue.remove((q) => q.job === queued);
         throw e;
       }
       queued.ready = true;
@@ -427,6 +494,9 @@ export class ServeEngine {
       signal?.removeEventListener("abort", onAbort);
       if (remaining.size > 0) this.#cancel([...remaining]);
       for (const r of requests) this.#registrations.delete(r.id);
+      const left = (this.#live.get(queued.tenant) ?? 0) - requests.length;
+      if (left > 0) this.#live.set(queued.tenant, left);
+      else this.#live.delete(queued.tenant);
       this.#checkIdle();
     }
   }
@@ -451,6 +521,7 @@ export class ServeEngine {
     this.#idle = undefined;
     this.#cancel([...this.#registrations.keys()]);
     await Promise.all(this.#slots.map((s) => s.runner.close()));
+    this.validator.close();
     this.cache.clear();
   }
 
@@ -464,28 +535,54 @@ export class ServeEngine {
     return prepareAdapter(peft, { key: adapterKey(record), shared });
   }
 
-  /** Hands queued jobs to the least-loaded runners that have room. */
+  /**
+   * Hands waiting rows, one seat at a time, to the least-loaded runners that have room: the row comes
+   * from the tenant given the least work so far, among those under their share of the runners.
+   */
   #pump(): void {
+    const ready = (q: QueuedRow) => q.job.ready; // rows still resolving their adapter wait
+    const eligible = (tenant: string) => (this.#running.get(tenant) ?? 0) < this.#maxRowsPerTenant;
+    const batches = new Map<Slot, Map<QueuedJob, RowRequest[]>>();
     for (;;) {
-      const at = this.#queue.findIndex((j) => j.ready); // jobs still resolving their adapter wait
-      if (at < 0) return;
       let best: Slot | undefined;
       for (const slot of this.#slots) {
         if (slot.outstanding.size >= this.maxBatch) continue;
         if (!best || slot.outstanding.size < best.outstanding.size) best = slot;
       }
-      if (!best) return;
-      const [job] = this.#queue.splice(at, 1);
-      for (const r of job.requests) best.outstanding.add(r.id);
-      best.runner.submit(job.requests, job.adapter);
+      if (!best) break;
+      const next = this.#queue.take({ ready, eligible });
+      if (!next) break;
+      const { job, request } = next;
+      best.outstanding.add(request.id);
+      this.#running.set(job.tenant, (this.#running.get(job.tenant) ?? 0) + 1);
+      this.#rowTenant.set(request.id, job.tenant);
+      const byJob = batches.get(best) ?? new Map<QueuedJob, RowRequest[]>();
+      byJob.set(job, [...(byJob.get(job) ?? []), request]);
+      batches.set(best, byJob);
     }
+    for (const [slot, byJob] of batches) {
+      for (const [job, rows] of byJob) slot.runner.submit(rows, job.adapter);
+    }
+  }
+
+  /** A row left its runner. */
+  #left(id: number): void {
+    const tenant = this.#rowTenant.get(id);
+    if (tenant === undefined) return;
+    this.#rowTenant.delete(id);
+    const left = (this.#running.get(tenant) ?? 1) - 1;
+    if (left > 0) this.#running.set(tenant, left);
+    else this.#running.delete(tenant);
   }
 
   #deliver(slot: Slot, events: RowEvent[]): void {
     const byJob = new Map<Registration, JobEvent[]>();
     let freed = false;
     for (const e of events) {
-      if (e.finishReason && slot.outstanding.delete(e.id)) freed = true;
+      if (e.finishReason && slot.outstanding.delete(e.id)) {
+        freed = true;
+        this.#left(e.id);
+      }
       const reg = this.#registrations.get(e.id);
       if (!reg) continue;
       const list = byJob.get(reg) ?? [];
@@ -499,16 +596,10 @@ export class ServeEngine {
   #cancel(ids: number[]): void {
     if (ids.length === 0) return;
     const wanted = new Set(ids);
-    for (const job of this.#queue) {
-      const dropped = job.requests.filter((r) => wanted.has(r.id));
-      if (dropped.length === 0) continue;
-      job.requests = job.requests.filter((r) => !wanted.has(r.id));
-      for (const r of dropped) {
-        const reg = this.#registrations.get(r.id);
-        reg?.deliver([{ id: r.id, row: reg.row, text: "", finishReason: "cancelled" }]);
-      }
+    for (const { request: r } of this.#queue.remove((q) => wanted.has(q.request.id))) {
+      const reg = this.#registrations.get(r.id);
+      reg?.deliver([{ id: r.id, row: reg.row, text: "", finishReason: "cancelled" }]);
     }
-    this.#queue = this.#queue.filter((j) => j.requests.length > 0);
     for (const slot of this.#slots) {
       const mine = ids.filter((id) => slot.outstanding.has(id));
       if (mine.length > 0) slot.runner.cancel(mine);
@@ -523,9 +614,9 @@ export class ServeEngine {
       finishReason: "error",
       error: error.message,
     }));
+    this.#slots = this.#slots.filter((s) => s !== slot); // before delivering: no new rows go to it
     this.#deliver(slot, events);
     slot.outstanding.clear();
-    this.#slots = this.#slots.filter((s) => s !== slot);
     console.error(`${error.message}; starting a new inference worker`);
     if (!this.#closing && this.#spawn) {
       this.#spawn().catch((e) =>

@@ -187,38 +187,113 @@ function exampleOfRow(row: unknown, options: DatasetOptions, fail: (m: string) =
  * ```
  */
 export function parseJsonl(text: string, source: string, options: DatasetOptions): Dataset {
+  const dataset = newDataset(source, options);
+  text.split("\n").forEach((line, index) => addJsonlLine(dataset, line, index, options));
+  return finishDataset(dataset, options);
+}
+
+/**
+ * {@linkcode parseJsonl} that lets other work run: it hands the event loop back every `sliceMs` of
+ * tokenisation (for a server validating uploads on its request thread).
+ *
+ * @param text The JSONL text.
+ * @param source The file name for messages.
+ * @param options Tokenizer, sequence length, chat template, slice length, string clipping.
+ * @returns The tokenized rows.
+ * @throws {Error} As {@linkcode parseJsonl}.
+ */
+export async function parseJsonlAsync(
+  text: string,
+  source: string,
+  options: DatasetOptions & ParseJsonlAsyncOptions,
+): Promise<Dataset> {
+  const dataset = newDataset(source, options);
+  const sliceMs = options.sliceMs ?? 10;
+  let sliceStart = performance.now();
+  let start = 0;
+  for (let index = 0; start <= text.length; index++) {
+    const end = text.indexOf("\n", start);
+    const stop = end < 0 ? text.length : end;
+    addJsonlLine(dataset, text.slice(start, stop), index, options);
+    start = stop + 1;
+    if (performance.now() - sliceStart >= sliceMs) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      sliceStart = performance.now();
+    }
+  }
+  return finishDataset(dataset, options);
+}
+
+/** More options of {@linkcode parseJsonlAsync}. */
+export interface ParseJsonlAsyncOptions {
+  /**
+   * Hand the event loop back after this much work, ms.
+   * @default {10}
+   */
+  sliceMs?: number;
+  /**
+   * Cut every string of a row to this many UTF-16 units before tokenising (for validating uploads: a
+   * string longer than `seqLen` × the longest vocabulary piece × 2 bytes gives at least `seqLen` tokens
+   * either way, so rows, truncations and empty rows count the same, at a bounded cost per row).
+   * @default {no cut}
+   */
+  maxStringLength?: number;
+}
+
+/** A row with every string cut to `max` UTF-16 units. */
+function clipStrings(value: unknown, max: number): unknown {
+  if (typeof value === "string") return value.length > max ? value.slice(0, max) : value;
+  if (Array.isArray(value)) return value.map((v) => clipStrings(v, max));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, clipStrings(v, max)]));
+  }
+  return value;
+}
+
+function newDataset(source: string, options: DatasetOptions): Dataset {
   if (!Number.isInteger(options.seqLen) || options.seqLen < 2) {
     throw new RangeError(`Cannot read ${source}: seqLen must be an integer ≥ 2, got ${options.seqLen}`);
   }
-  const dataset: Dataset = { source, examples: [], truncated: 0, empty: 0, targets: 0 };
-  const lines = text.split("\n");
-  lines.forEach((line, index) => {
-    const fail = (message: string): never => {
-      throw new Error(`${source}:${index + 1}: ${message}`);
+  return { source, examples: [], truncated: 0, empty: 0, targets: 0 };
+}
+
+function addJsonlLine(
+  dataset: Dataset,
+  line: string,
+  index: number,
+  options: DatasetOptions & { maxStringLength?: number },
+): void {
+  const source = dataset.source;
+  const fail = (message: string): never => {
+    throw new Error(`${source}:${index + 1}: ${message}`);
+  };
+  if (line.trim() === "") return;
+  let row: unknown;
+  try {
+    row = JSON.parse(line);
+  } catch (e) {
+    fail(`invalid JSON (${(e as Error).message})`);
+  }
+  if (options.maxStringLength !== undefined) row = clipStrings(row, options.maxStringLength);
+  let example = exampleOfRow(row, options, fail);
+  if (example.inputIds.length > options.seqLen) {
+    example = {
+      inputIds: example.inputIds.slice(0, options.seqLen),
+      labels: example.labels.slice(0, options.seqLen),
     };
-    if (line.trim() === "") return;
-    let row: unknown;
-    try {
-      row = JSON.parse(line);
-    } catch (e) {
-      fail(`invalid JSON (${(e as Error).message})`);
-    }
-    let example = exampleOfRow(row, options, fail);
-    if (example.inputIds.length > options.seqLen) {
-      example = {
-        inputIds: example.inputIds.slice(0, options.seqLen),
-        labels: example.labels.slice(0, options.seqLen),
-      };
-      dataset.truncated++;
-    }
-    const targets = countTargets(example);
-    if (targets === 0) {
-      dataset.empty++;
-      return;
-    }
-    dataset.examples.push(example);
-    dataset.targets += targets;
-  });
+    dataset.truncated++;
+  }
+  const targets = countTargets(example);
+  if (targets === 0) {
+    dataset.empty++;
+    return;
+  }
+  dataset.examples.push(example);
+  dataset.targets += targets;
+}
+
+function finishDataset(dataset: Dataset, options: DatasetOptions): Dataset {
+  const source = dataset.source;
   if (dataset.examples.length === 0) {
     throw new Error(
       `Cannot train on ${source}: it has no usable rows` +

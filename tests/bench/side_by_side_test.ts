@@ -99,6 +99,7 @@ Deno.test("collectEntries reads a results folder and names the expected files it
     const { entries, missing } = collectEntries(new URL(`file://${dir}/`));
     assert.equal(entries.length, 1);
     assert.deepEqual(missing.sort(), [
+      "abuse.json",
       "models.json",
       "peers.json",
       "quant.json",

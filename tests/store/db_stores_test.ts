@@ -39,7 +39,7 @@ for (const backend of BACKENDS) {
         await t.step("migrate is idempotent", async () => {
           assert.deepEqual(await migrate(db), []);
           const rows = await db.query<{ version: number }>("select version from weightlora_migrations");
-          assert.deepEqual(rows.map((r) => Number(r.version)), [1]);
+          assert.deepEqual(rows.map((r) => Number(r.version)), [1, 2]);
         });
 
         await t.step("adapters: put, get, read, replace, list, delete, notify", async () => {

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { countTargets, IGNORE_LABEL, parseJsonl, splitDataset } from "../../src/train/data.ts";
+import {
+  countTargets,
+  IGNORE_LABEL,
+  parseJsonl,
+  parseJsonlAsync,
+  splitDataset,
+} from "../../src/train/data.ts";
 import { DEFAULT_CHAT_TEMPLATE, renderChatTemplate } from "../../src/io/chat_template.ts";
 import { BatchSampler, makeBatch } from "../../src/train/batches.ts";
 import { learningRate } from "../../src/train/schedule.ts";
@@ -140,4 +146,55 @@ Deno.test("learning-rate schedules: warmup, linear and cosine decay", () => {
   assert.equal(learningRate(7, { ...base, schedule: "linear" }), 0.5);
   assert.ok(Math.abs(learningRate(7, { ...base, schedule: "cosine" }) - 0.5) < 1e-12);
   assert.equal(learningRate(10, { ...base, schedule: "constant" }), 1);
+});
+
+Deno.test("parseJsonlAsync: the same rows as parseJsonl, and other work runs while it tokenises", async () => {
+  const text = '{"text": "hi"}\n\n{"prompt": "ab", "completion": "cd"}\n{"input_ids": [5, 6, 7]}';
+  assert.deepEqual(await parseJsonlAsync(text, "d.jsonl", options), parseJsonl(text, "d.jsonl", options));
+  await assert.rejects(
+    parseJsonlAsync('{"text": "a"}\n{bad', "d.jsonl", options),
+    /^Error: d\.jsonl:2: invalid JSON/,
+  );
+  // a slow tokenizer: 2000 rows × ~0.05 ms; a timer set before must fire before the end
+  const slow = {
+    ...tokenizer,
+    encode: (s: string) => {
+      const end = performance.now() + 0.05;
+      while (performance.now() < end) { /* busy */ }
+      return tokenizer.encode(s);
+    },
+  };
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const rows = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ text: `row ${i}` })).join("\n");
+  const data = await parseJsonlAsync(rows, "big.jsonl", { ...options, tokenizer: slow, sliceMs: 5 });
+  clearInterval(timer);
+  assert.equal(data.examples.length, 2000);
+  assert.ok(ticks >= 5, `the event loop ran ${ticks} times during ~100 ms of tokenisation`);
+});
+
+Deno.test("parseJsonlAsync maxStringLength: long strings cut before tokenising, the same rows counted", async () => {
+  let longest = 0;
+  const spy = {
+    ...tokenizer,
+    encode: (s: string) => {
+      longest = Math.max(longest, s.length);
+      return tokenizer.encode(s);
+    },
+  };
+  const long = "a".repeat(200_000);
+  const text = [
+    JSON.stringify({ text: long }),
+    JSON.stringify({ prompt: long, completion: "cd" }), // the completion is truncated away: empty
+    JSON.stringify({ prompt: "ab", completion: long }),
+    JSON.stringify({ text: "hi" }),
+  ].join("\n");
+  const full = parseJsonl(text, "d.jsonl", options);
+  const clipped = await parseJsonlAsync(text, "d.jsonl", { ...options, tokenizer: spy, maxStringLength: 64 });
+  assert.ok(longest <= 64 + 8, `the longest encoded text had ${longest} characters`);
+  assert.deepEqual(
+    [clipped.examples.length, clipped.truncated, clipped.empty, clipped.targets],
+    [full.examples.length, full.truncated, full.empty, full.targets],
+  );
+  assert.deepEqual(clipped.examples, full.examples);
 });

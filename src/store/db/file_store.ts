@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { BlobStore } from "../blob_store.ts";
+import { blobsOf, releaseBlobs } from "./_blobs.ts";
 import type { Database } from "./database.ts";
 
 /** One stored file (without its content). */
@@ -98,10 +100,17 @@ export function newId(prefix: string): string {
 export class FileStore {
   /** The database. */
   readonly db: Database;
+  /** Where contents are stored, when not in the rows (beside an embedded database). */
+  readonly blobs: BlobStore | undefined;
 
-  /** @param db A migrated database. */
-  constructor(db: Database) {
+  /**
+   * @param db A migrated database.
+   * @param options `blobs`: where contents go (`null`: in the rows; default: the embedded database's blob
+   *   folder, none for a Postgres server).
+   */
+  constructor(db: Database, options: { blobs?: BlobStore | null } = {}) {
     this.db = db;
+    this.blobs = options.blobs === null ? undefined : (options.blobs ?? blobsOf(db));
   }
 
   /**
@@ -111,20 +120,40 @@ export class FileStore {
    * @returns Its record.
    */
   async create(file: NewFile): Promise<FileRecord> {
-    const rows = await this.db.query<FileRow>(
-      `insert into weightlora_files (id, tenant, filename, purpose, bytes, rows, content)
-       values ($1, $2, $3, $4, $5, $6, $7) returning ${COLUMNS}`,
-      [
-        newId("file"),
-        file.tenant,
-        file.filename,
-        file.purpose,
-        file.content.byteLength,
-        file.rows,
-        file.content,
-      ],
-    );
-    return toRecord(rows[0]);
+    const insert = async (content: Uint8Array, blob: string | null) => {
+      const rows = await this.db.query<FileRow>(
+        `insert into weightlora_files (id, tenant, filename, purpose, bytes, rows, content, content_blob)
+         values ($1, $2, $3, $4, $5, $6, $7, $8) returning ${COLUMNS}`,
+        [
+          newId("file"),
+          file.tenant,
+          file.filename,
+          file.purpose,
+          file.content.byteLength,
+          file.rows,
+          content,
+          blob,
+        ],
+      );
+      return toRecord(rows[0]);
+    };
+    const blobs = this.blobs;
+    if (!blobs) return await insert(file.content, null);
+    const chunk = 1 << 20;
+    const content = file.content;
+    const staged = await blobs.stage((async function* () {
+      for (let at = 0; at < content.byteLength; at += chunk) yield content.subarray(at, at + chunk);
+    })());
+    return await blobs.exclusive(async () => {
+      try {
+        await blobs.commit(staged);
+        return await insert(new Uint8Array(0), staged.sha256);
+      } catch (e) {
+        await blobs.discard(staged);
+        await releaseBlobs(this.db, blobs, [staged.sha256]).catch(() => {});
+        throw e;
+      }
+    });
   }
 
   /**
@@ -166,11 +195,15 @@ export class FileStore {
    * @returns The bytes, or `undefined` when the tenant has no such file.
    */
   async content(tenant: string, id: string): Promise<Uint8Array | undefined> {
-    const rows = await this.db.query<{ content: Uint8Array }>(
-      "select content from weightlora_files where tenant = $1 and id = $2",
+    const rows = await this.db.query<{ content: Uint8Array; content_blob: string | null; bytes: number }>(
+      "select content, content_blob, bytes from weightlora_files where tenant = $1 and id = $2",
       [tenant, id],
     );
-    return rows[0]?.content;
+    if (!rows.length) return undefined;
+    const { content, content_blob: blob, bytes } = rows[0];
+    if (blob === null) return content;
+    if (!this.blobs) throw new Error(`Cannot read file ${id}: ${this.db.location} has no blob folder`);
+    return await this.blobs.read(blob, Number(bytes));
   }
 
   /**
@@ -182,6 +215,16 @@ export class FileStore {
    * @throws {FileInUseError} When a queued or running job of the tenant uses it.
    */
   async delete(tenant: string, id: string): Promise<boolean> {
+    const blobs = this.blobs;
+    if (!blobs) return (await this.#delete(tenant, id)).length > 0;
+    return await blobs.exclusive(async () => {
+      const rows = await this.#delete(tenant, id);
+      await releaseBlobs(this.db, blobs, rows.map((r) => r.content_blob));
+      return rows.length > 0;
+    });
+  }
+
+  async #delete(tenant: string, id: string): Promise<{ content_blob: string | null }[]> {
     return await this.db.transaction(async (tx) => {
       const jobs = await tx.query<{ id: string }>(
         `select id from weightlora_jobs where tenant = $1 and (training_file = $2 or validation_file = $2)
@@ -193,11 +236,10 @@ export class FileStore {
           `Cannot delete file ${id}: fine-tuning job ${jobs[0].id} uses it (cancel the job or wait for it)`,
         );
       }
-      const rows = await tx.query("delete from weightlora_files where tenant = $1 and id = $2 returning id", [
-        tenant,
-        id,
-      ]);
-      return rows.length > 0;
+      return await tx.query<{ content_blob: string | null }>(
+        "delete from weightlora_files where tenant = $1 and id = $2 returning content_blob",
+        [tenant, id],
+      );
     });
   }
 }

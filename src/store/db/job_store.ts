@@ -428,11 +428,14 @@ export class JobStore {
     );
     const rows = await this.db.query(
       `with next as (
-         select id from weightlora_jobs
+         select id from weightlora_jobs q
          where (status = 'queued'
             or (status = 'running' and (heartbeat_at is null or heartbeat_at < ${EPOCH} - $2)))
            and ($3::text is null or model in (select jsonb_array_elements_text($3::jsonb)))
-         order by created_at, id
+         order by (select count(*) from weightlora_jobs r
+                   where r.tenant = q.tenant and r.status = 'running' and r.id <> q.id
+                     and r.heartbeat_at >= ${EPOCH} - $2),
+           created_at, id
          for update skip locked
          limit 1)
        update weightlora_jobs j set status = 'running', locked_by = $1, heartbeat_at = ${EPOCH},
@@ -442,6 +445,21 @@ export class JobStore {
       [workerId, options.leaseSeconds, options.models ? JSON.stringify(options.models) : null],
     );
     return rows.length ? toJob(rows[0]) : undefined;
+  }
+
+  /**
+   * Jobs of a tenant not yet finished (validating, queued or running), for its concurrent-jobs quota.
+   *
+   * @param tenant The tenant.
+   * @returns How many.
+   */
+  async activeCount(tenant: string): Promise<number> {
+    const rows = await this.db.query<{ n: number }>(
+      `select count(*)::int as n from weightlora_jobs
+       where tenant = $1 and status in ('validating_files', 'queued', 'running')`,
+      [tenant],
+    );
+    return Number(rows[0].n);
   }
 
   /**

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { blobsOf, REFERENCED_BLOBS } from "./_blobs.ts";
 import type { Database } from "./database.ts";
 
 /** One schema step. */
@@ -99,13 +100,23 @@ create table weightlora_job_checkpoints (
 );
 `,
   },
+  {
+    version: 2,
+    name: "large blobs in files beside an embedded database (rows keep their SHA-256)",
+    sql: `
+alter table weightlora_adapters add column weights_blob text;
+alter table weightlora_files add column content_blob text;
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across processes. */
 const MIGRATION_LOCK = 7_160_331;
 
 /**
- * Brings the schema up to date (idempotent; concurrent callers wait for each other).
+ * Brings the schema up to date (idempotent; concurrent callers wait for each other). On an embedded
+ * database (one process owns its folder) it also removes blobs no row references and staging files left
+ * by a killed upload: call it once when opening, before any write.
  *
  * @param db The database.
  * @returns The versions applied now (empty when it was up to date).
@@ -119,6 +130,18 @@ const MIGRATION_LOCK = 7_160_331;
  * ```
  */
 export async function migrate(db: Database): Promise<number[]> {
+  const applied = await applyMigrations(db);
+  const blobs = blobsOf(db);
+  if (blobs) {
+    await blobs.exclusive(async () => {
+      const rows = await db.query<{ sha: string }>(REFERENCED_BLOBS);
+      await blobs.sweep(new Set(rows.map((r) => r.sha)));
+    });
+  }
+  return applied;
+}
+
+async function applyMigrations(db: Database): Promise<number[]> {
   return await db.transaction(async (tx) => {
     await tx.query(`select pg_advisory_xact_lock(${MIGRATION_LOCK})`);
     await tx.query(
