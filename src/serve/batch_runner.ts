@@ -260,14 +260,7 @@ export class BatchRunner {
     this.#active.push(...rows);
     const vocab = this.#config.vocabSize;
     const events = rows.map((row, r) => row.step(logits.subarray(r * vocab, (r + 1) * vocab)));
-    this.#options.onStep?.({
-      kind: "prefill",
-      rows: rows.length,
-      slots: comp.slots.length,
-      width: this.#decoder.lastPass!.width,
-      ms: performance.now() - started,
-    });
-    this.#options.onEvents(events);
+    this.#report("prefill", rows.length, comp, started, events);
   }
 
   /** Drops finished rows from the batch (on WebGPU only once half of the rows have finished). */
@@ -298,9 +291,20 @@ export class BatchRunner {
     rows.forEach((row, r) => {
       if (!row.done) events.push(row.step(logits.subarray(r * vocab, (r + 1) * vocab)));
     });
+    this.#report("decode", rows.length, comp, started, events);
+  }
+
+  /** Reports a pass's figures and hands its events on. */
+  #report(
+    kind: StepInfo["kind"],
+    rows: number,
+    comp: BatchComposition,
+    started: number,
+    events: RowEvent[],
+  ): void {
     this.#options.onStep?.({
-      kind: "decode",
-      rows: rows.length,
+      kind,
+      rows,
       slots: comp.slots.length,
       width: this.#decoder.lastPass!.width,
       ms: performance.now() - started,

@@ -35,6 +35,7 @@ import type { Model } from "../../onnx/types.ts";
 import type { LlamaConfig } from "../config.ts";
 import type { LlamaWeights } from "./forward.ts";
 import { loraInputAdapter } from "../lora_inputs.ts";
+import { checkInferenceGraphOptions } from "./inference.ts";
 import { applyRope, ropeInverseFrequencies, type RopeTables, ropeTables } from "../rope.ts";
 import {
   type AdapterHook,
@@ -154,12 +155,7 @@ export function buildLlamaFusedGraph(
   options: LlamaFusedGraphOptions,
 ): Model {
   const { config } = model;
-  if (options.kind !== "prefill" && options.kind !== "decode") {
-    throw new TypeError(`Unknown inference graph kind "${options.kind}": use prefill or decode`);
-  }
-  if (options.adapter && options.loraSites) {
-    throw new TypeError("Cannot build the inference graph with both an adapter hook and LoRA sites");
-  }
+  checkInferenceGraphOptions(options);
   const nHeads = config.numAttentionHeads;
   const nKvHeads = config.numKeyValueHeads;
   if (!Number.isInteger(nHeads / nKvHeads)) {

@@ -51,6 +51,24 @@ export interface KvCacheNames {
 }
 
 /**
+ * Checks the options every inference graph builder shares: the graph kind, and at most one way to attach
+ * adapters.
+ *
+ * @param options The builder's options.
+ * @throws {TypeError} On an unknown kind, or both an adapter hook and LoRA sites.
+ */
+export function checkInferenceGraphOptions(
+  options: { kind: string; adapter?: unknown; loraSites?: readonly string[] },
+): void {
+  if (options.kind !== "prefill" && options.kind !== "decode") {
+    throw new TypeError(`Unknown inference graph kind "${options.kind}": use prefill or decode`);
+  }
+  if (options.adapter && options.loraSites) {
+    throw new TypeError("Cannot build the inference graph with both an adapter hook and LoRA sites");
+  }
+}
+
+/**
  * The names of the past/present cache tensors of layer `layer`.
  *
  * @param layer Decoder block index.
@@ -83,12 +101,7 @@ export function buildLlamaInferenceGraph(
   options: LlamaInferenceGraphOptions,
 ): Model {
   const { config } = model;
-  if (options.kind !== "prefill" && options.kind !== "decode") {
-    throw new TypeError(`Unknown inference graph kind "${options.kind}": use prefill or decode`);
-  }
-  if (options.adapter && options.loraSites) {
-    throw new TypeError("Cannot build the inference graph with both an adapter hook and LoRA sites");
-  }
+  checkInferenceGraphOptions(options);
   const b = new GraphBuilder(`${config.architecture}_${options.kind}`);
   const inputIds = b.input("input_ids", "int64", ["batch", "seq"]);
   const positionIds = b.input("position_ids", "int64", ["batch", "seq"]);
