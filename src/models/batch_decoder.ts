@@ -20,14 +20,12 @@ import { disposeTensors, hostTensor } from "../runtime/tensor.ts";
 import type { LlamaConfig } from "./config.ts";
 import { FUSED_CACHE, FUSED_INPUTS, fusedRopeInside } from "./llama/fused.ts";
 
-/** Options of {@linkcode BatchDecoder.create}. */
-export interface BatchDecoderOptions {
+/** Options of {@linkcode createDecoderSessions}. */
+export interface DecoderSessionsOptions {
   /** The fused decode graph (a model or its ONNX bytes); on wasm it also runs prefills. */
   decode: Model | Uint8Array;
   /** The fused prefill graph; needed on WebGPU, where an empty past cannot be fed. */
   prefill?: Model | Uint8Array;
-  /** The model's shape. */
-  config: LlamaConfig;
   /**
    * Execution provider.
    * @default {"auto"}
@@ -53,9 +51,7 @@ export interface DecoderSessions {
  * @returns The sessions.
  * @throws {Error} When onnxruntime rejects a graph, or WebGPU is used without a prefill graph.
  */
-export async function createDecoderSessions(
-  options: Omit<BatchDecoderOptions, "config">,
-): Promise<DecoderSessions> {
+export async function createDecoderSessions(options: DecoderSessionsOptions): Promise<DecoderSessions> {
   const label = options.label ?? "decoder";
   const keepOnDevice = [FUSED_CACHE.present];
   const decode = await OnnxSession.create(options.decode, {
@@ -84,6 +80,15 @@ export async function createDecoderSessions(
   }
 }
 
+/**
+ * Releases a set of decoder sessions.
+ *
+ * @param sessions The sessions.
+ */
+export async function releaseDecoderSessions(sessions: DecoderSessions): Promise<void> {
+  await Promise.all([sessions.decode.release(), sessions.prefill?.release()]);
+}
+
 /** Figures of one forward pass. */
 export interface DecoderPass {
   /** `prefill` or `decode`. */
@@ -105,58 +110,36 @@ export interface DecoderPass {
  *
  * @example
  * ```ts ignore
- * const decoder = await BatchDecoder.create({ decode, config, ep: "wasm" });
+ * const sessions = await createDecoderSessions({ decode, ep: "wasm" });
+ * const decoder = new BatchDecoder(config, sessions);
  * let logits = await decoder.prefill([[1, 403, 9]], {});
  * logits = await decoder.decode([argmax(logits)], {});
- * await decoder.release();
+ * decoder.clear();
+ * await releaseDecoderSessions(sessions);
  * ```
  */
 export class BatchDecoder {
   /** The model's shape. */
   readonly config: LlamaConfig;
-  /** Operator count of the decode graph (nodes per decode step, before onnxruntime's own fusions). */
-  readonly decodeOps: number;
   /** The latest pass's figures. */
   lastPass: DecoderPass | undefined;
   #sessions: DecoderSessions;
-  #owned: boolean;
   #cache: OrtTensor | undefined; // present_kv of the rows, [2·layers·rows, kvHeads, width, headDim]
   #lens: number[] = []; // positions in the cache per row
   #width = 0;
   #ropeInside: boolean;
 
   /**
-   * A decoder over sessions the caller owns (see {@linkcode BatchDecoder.use} to switch between graph
-   * variants; the cache carries over, since every variant has the same cache layout).
+   * A decoder with no rows over sessions the caller owns (see {@linkcode BatchDecoder.use} to switch between
+   * graph variants; the cache carries over, since every variant has the same cache layout).
    *
    * @param config The model's shape.
    * @param sessions The sessions to run.
-   * @param options Operator count of the decode graph (for reports); whether {@linkcode BatchDecoder.release}
-   * releases the sessions.
    */
-  constructor(
-    config: LlamaConfig,
-    sessions: DecoderSessions,
-    options: { decodeOps?: number; ownsSessions?: boolean } = {},
-  ) {
+  constructor(config: LlamaConfig, sessions: DecoderSessions) {
     this.config = config;
     this.#sessions = sessions;
-    this.#owned = options.ownsSessions ?? false;
-    this.decodeOps = options.decodeOps ?? 0;
     this.#ropeInside = fusedRopeInside(config);
-  }
-
-  /**
-   * Creates the sessions (the prefill one only when given).
-   *
-   * @param options Graphs, model shape and provider.
-   * @returns The decoder, with no rows.
-   * @throws {Error} When onnxruntime rejects a graph, or WebGPU is used without a prefill graph.
-   */
-  static async create(options: BatchDecoderOptions): Promise<BatchDecoder> {
-    const sessions = await createDecoderSessions(options);
-    const decodeOps = options.decode instanceof Uint8Array ? 0 : options.decode.graph.nodes.length;
-    return new BatchDecoder(options.config, sessions, { decodeOps, ownsSessions: true });
   }
 
   /**
@@ -327,12 +310,6 @@ export class BatchDecoder {
     this.#cache = undefined;
     this.#lens = [];
     this.#width = 0;
-  }
-
-  /** Frees the cache, and releases the sessions when this decoder created them. */
-  async release(): Promise<void> {
-    this.clear();
-    if (this.#owned) await Promise.all([this.#sessions.decode.release(), this.#sessions.prefill?.release()]);
   }
 
   /** Replaces the cache by picked rows of the sources (host surgery), left-aligned, as wide as the longest row. */

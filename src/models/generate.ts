@@ -21,7 +21,12 @@ import {
   resolveExecutionProvider,
 } from "../runtime/execution_provider.ts";
 import type { OrtTensor } from "../runtime/session.ts";
-import { BatchDecoder } from "./batch_decoder.ts";
+import {
+  BatchDecoder,
+  createDecoderSessions,
+  type DecoderSessions,
+  releaseDecoderSessions,
+} from "./batch_decoder.ts";
 import type { LlamaConfig } from "./config.ts";
 import { Row } from "./decode_row.ts";
 import type { LlamaWeights } from "./llama/forward.ts";
@@ -153,19 +158,23 @@ export class LlamaGenerator {
   readonly decodeOps: number;
   /** Timings of the latest request. */
   stats: GenerationStats | undefined;
-  #decoder: BatchDecoder;
+  #sessions: DecoderSessions;
 
-  private constructor(model: GeneratorModel, decoder: BatchDecoder, loraSites: readonly string[]) {
+  private constructor(
+    model: GeneratorModel,
+    sessions: DecoderSessions,
+    graph: { decodeOps: number; loraSites: readonly string[] },
+  ) {
     this.config = model.config;
     this.tokenizer = model.tokenizer;
-    this.#decoder = decoder;
-    this.decodeOps = decoder.decodeOps;
-    this.loraSites = loraSites;
+    this.#sessions = sessions;
+    this.decodeOps = graph.decodeOps;
+    this.loraSites = graph.loraSites;
   }
 
   /** The execution provider the sessions run on. */
   get ep(): ExecutionProvider {
-    return this.#decoder.ep;
+    return this.#sessions.decode.ep;
   }
 
   /**
@@ -184,19 +193,13 @@ export class LlamaGenerator {
     const prefill = ep === "webgpu"
       ? family.buildFusedGraph(model, { kind: "prefill", loraSites })
       : undefined;
-    const decoder = await BatchDecoder.create({
-      decode,
-      prefill,
-      config: model.config,
-      ep,
-      label: "generator",
-    });
-    return new LlamaGenerator(model, decoder, loraSites);
+    const sessions = await createDecoderSessions({ decode, prefill, ep, label: "generator" });
+    return new LlamaGenerator(model, sessions, { decodeOps: decode.graph.nodes.length, loraSites });
   }
 
   /** Releases the sessions. */
   async release(): Promise<void> {
-    await this.#decoder.release();
+    await releaseDecoderSessions(this.#sessions);
   }
 
   /**
@@ -280,10 +283,7 @@ export class LlamaGenerator {
       return new Row(request, null, env);
     });
     const lora = this.loraSites.length > 0 ? this.#loraFeeds(options.adapter) : {};
-    const decoder = this.#decoder;
-    if (decoder.rows > 0) {
-      throw new Error("Cannot generate: this generator is already generating (one request at a time)");
-    }
+    const decoder = new BatchDecoder(this.config, this.#sessions); // one cache per request
     const stats: GenerationStats = {
       batch: rows.length,
       prefillTokens: Math.max(...rows.map((r) => r.len)),

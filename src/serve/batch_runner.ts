@@ -17,7 +17,12 @@
  */
 
 import { setImmediate } from "node:timers";
-import { BatchDecoder, createDecoderSessions, type DecoderSessions } from "../models/batch_decoder.ts";
+import {
+  BatchDecoder,
+  createDecoderSessions,
+  type DecoderSessions,
+  releaseDecoderSessions,
+} from "../models/batch_decoder.ts";
 import type { LlamaConfig } from "../models/config.ts";
 import { Row, type RunnerTokenizer } from "../models/decode_row.ts";
 import type { LlamaWeights } from "../models/llama/forward.ts";
@@ -127,7 +132,7 @@ export class BatchRunner {
     this.#sites = listAdapterSites(this.#config);
     this.#tokenizer = options.tokenizer;
     this.#eosIds = [...new Set([...options.tokenizer.eosIds, ...this.#config.eosTokenIds])];
-    this.#decoder = new BatchDecoder(this.#config, base.sessions, { decodeOps: base.ops });
+    this.#decoder = new BatchDecoder(this.#config, base.sessions);
     this.#variants.set(variantKey({ sites: [], mode: "none" }), base);
   }
 
@@ -225,7 +230,7 @@ export class BatchRunner {
     this.#decoder.clear();
     for (const entry of this.#deviceFeeds.values()) disposeTensors(Object.values(entry.feeds));
     this.#deviceFeeds.clear();
-    await Promise.all([...this.#variants.values()].map((v) => releaseVariant(v)));
+    await Promise.all([...this.#variants.values()].map((v) => releaseDecoderSessions(v.sessions)));
     this.#variants.clear();
   }
 
@@ -364,7 +369,7 @@ export class BatchRunner {
     while (this.#variants.size > this.maxVariants) {
       const [oldest, old] = this.#variants.entries().next().value!;
       this.#variants.delete(oldest);
-      await releaseVariant(old);
+      await releaseDecoderSessions(old.sessions);
     }
     return built;
   }
@@ -413,8 +418,4 @@ async function buildVariant(
     label: `serving variant ${variantKey(variant).slice(0, 80)}`,
   });
   return { sessions, ops: graphs.decode.graph.nodes.length, buildMs: performance.now() - started };
-}
-
-async function releaseVariant(variant: Variant): Promise<void> {
-  await Promise.all([variant.sessions.decode.release(), variant.sessions.prefill?.release()]);
 }

@@ -75,29 +75,6 @@ export const FUSED_INPUTS = {
 export const FUSED_CACHE = { past: "past_kv", present: "present_kv" } as const;
 
 /**
- * Splits a `present_kv` output into per-layer views `[key 0, value 0, key 1, …]`, each
- * `[batch, kvHeads, present, headDim]` (no copy).
- *
- * @param data The output's elements.
- * @param dims The output's dims `[2·layers·batch, kvHeads, present, headDim]`.
- * @param batch Rows.
- * @returns One view per layer and kind, with its dims.
- */
-export function splitPresent(
-  data: Float32Array,
-  dims: readonly number[],
-  batch: number,
-): { data: Float32Array; dims: number[] }[] {
-  const [rows, heads, width, headDim] = dims;
-  const parts = rows / batch;
-  const size = batch * heads * width * headDim;
-  return Array.from({ length: parts }, (_, i) => ({
-    data: data.subarray(i * size, (i + 1) * size),
-    dims: [batch, heads, width, headDim],
-  }));
-}
-
-/**
  * How a fused graph computes attention for a head size:
  * - `gqa-rope`: one GroupQueryAttention node that also applies RoPE (its rotary kernel needs a head size
  *   that is a multiple of 16: Llama, Mistral, Qwen2, SmolLM, stories15M…);
@@ -280,7 +257,8 @@ function fusedForward(
       let qkv = b.withScope("self_attn.qkv_proj", () => {
         const out = projectionMatMul(b, xn, projection(w, qkvSites));
         if (!config.attentionBias) return out;
-        return b.add(out, fusedBias(b, model.weights, qkvSites));
+        // the biases concatenated like the weights (a Concat of initializers, folded by onnxruntime)
+        return b.add(out, b.concat(qkvSites.map((s) => w.plain(`${s.name}.bias`, [s.outFeatures])), 0));
       });
       let key: Value | undefined;
       let value: Value | undefined;
@@ -546,34 +524,4 @@ function projection(w: WeightLoader, sites: AdapterSite[]): ProjectionWeight {
     sites.map((s) => s.outFeatures),
     sites[0].inFeatures,
   );
-}
-
-/** Several sites' biases concatenated: `[Σ out]`. */
-function fusedBias(b: GraphBuilder, weights: LlamaWeights, sites: AdapterSite[]): Value {
-  const total = sites.reduce((n, s) => n + s.outFeatures, 0);
-  const fused = new Float32Array(total);
-  let at = 0;
-  for (const s of sites) {
-    const name = `${s.name}.bias`;
-    const bias = float32Of(weights, name);
-    if (bias.length !== s.outFeatures) {
-      throw new RangeError(
-        `Cannot build the model graph: weight "${name}" has ${bias.length} elements, expected ${s.outFeatures}`,
-      );
-    }
-    fused.set(bias, at);
-    at += s.outFeatures;
-  }
-  return b.initializer(`${sites.map((s) => s.name).join("+")}.bias`, fused, [total]);
-}
-
-function float32Of(weights: LlamaWeights, name: string): Float32Array {
-  const tensor = weights.get(name);
-  if (!tensor) throw new Error(`Cannot build the model graph: weight "${name}" is missing`);
-  if (tensor.dtype !== "float32") {
-    throw new TypeError(`Cannot use weight "${name}": dtype is ${tensor.dtype}, expected float32`);
-  }
-  const { data } = tensor;
-  if (data.byteOffset % 4 === 0) return new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
-  return new Float32Array(data.slice().buffer);
 }
