@@ -115,6 +115,12 @@ export interface JobRunnerOptions {
    */
   workDir?: string;
   /**
+   * The folder in which the runner makes its scratch folder (when `workDir` is not given) and sweeps
+   * killed runners' scratch folders.
+   * @default the system's temporary folder
+   */
+  scratchParent?: string;
+  /**
    * Log lines (job claimed, finished, failed).
    * @default {console.error}
    */
@@ -157,7 +163,9 @@ interface Running {
 export class JobRunner {
   /** This runner's lease id. */
   readonly workerId: string;
-  #o: Required<Omit<JobRunnerOptions, "workDir">> & { workDir?: string };
+  #o:
+    & Required<Omit<JobRunnerOptions, "workDir" | "scratchParent">>
+    & Pick<JobRunnerOptions, "workDir" | "scratchParent">;
   #running = new Map<string, Running>();
   #stopped = true;
   #wake: (() => void) | undefined;
@@ -197,7 +205,7 @@ export class JobRunner {
     this.#stopped = false;
     if (this.#o.workDir) this.#workDir = this.#o.workDir;
     else {
-      this.#workDir = await Deno.makeTempDir({ prefix: SCRATCH_PREFIX });
+      this.#workDir = await Deno.makeTempDir({ prefix: SCRATCH_PREFIX, dir: this.#o.scratchParent });
       this.#workLock = await lockFolder(this.#workDir, { what: "scratch folder" });
       const swept = await sweepScratch(this.#workDir);
       if (swept.length) this.#o.log(`jobs: removed ${swept.length} scratch folder(s) of killed trainers`);

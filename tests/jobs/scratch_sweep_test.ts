@@ -6,8 +6,8 @@ import { JobRunner, SCRATCH_PREFIX } from "../../src/jobs/job_runner.ts";
 import { lockFolder } from "../../src/store/folder_lock.ts";
 import { FileStore, JobStore, migrate, openDatabase } from "../../src/store/db/mod.ts";
 
-async function scratch(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: SCRATCH_PREFIX });
+async function scratch(parent: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: SCRATCH_PREFIX, dir: parent });
   await Deno.mkdir(`${dir}/job-1-abc`);
   await Deno.writeTextFile(`${dir}/job-1-abc/adapter_model.safetensors`, "partial output");
   return dir;
@@ -23,12 +23,14 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
+    // a folder of its own: runners started by tests running in parallel sweep the system's temp folder
+    const parent = await Deno.makeTempDir({ prefix: "scratch_sweep_parent_" });
     // a killed runner: its lock file exists, nobody holds it
-    const dead = await scratch();
+    const dead = await scratch(parent);
     (await lockFolder(dead, { what: "scratch folder" })).release();
     await age(dead);
     // a live runner (here: a lock held by this process)
-    const live = await scratch();
+    const live = await scratch(parent);
     const liveLock = await lockFolder(live, { what: "scratch folder" });
     await age(live);
     const root = await Deno.makeTempDir({ prefix: "scratch_sweep_" });
@@ -41,6 +43,7 @@ Deno.test({
         files: new FileStore(db),
         models: new Map(),
         ep: "wasm",
+        scratchParent: parent,
         log: (m) => logs.push(m),
       });
       await runner.start();
@@ -54,8 +57,7 @@ Deno.test({
     } finally {
       liveLock.release();
       await db.close();
-      await Deno.remove(live, { recursive: true }).catch(() => {});
-      await Deno.remove(dead, { recursive: true }).catch(() => {});
+      await Deno.remove(parent, { recursive: true }).catch(() => {});
       await Deno.remove(root, { recursive: true });
     }
   },
