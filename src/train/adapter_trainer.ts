@@ -41,9 +41,6 @@ export interface AdapterOptimizerOptions {
  */
 export type GateNorm = "none" | "params" | "rms";
 
-/** Every {@linkcode GateNorm}. */
-export const GATE_NORMS: readonly GateNorm[] = ["none", "params", "rms"];
-
 /**
  * Chooses the kept sites from updated gate values.
  *
