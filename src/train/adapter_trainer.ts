@@ -391,7 +391,9 @@ export class AdapterTrainer {
 
   async #rebuild(trainableGates: boolean, carry: "moments" | "reset"): Promise<void> {
     const state = carry === "moments" ? await this.#session.state() : undefined;
-    const old = this.#session;
+    // the old session goes first: the new one reuses its memory (peak: one session, not two); the factors and
+    // moments are on the host by now (sync, state)
+    await this.#session.release();
     const { session, active, dropoutShapes } = await AdapterTrainer.#build(
       this.#options,
       this.sites,
@@ -410,7 +412,6 @@ export class AdapterTrainer {
       }
       session.loadState(keep);
     }
-    await old.release();
     this.#session = session;
     this.#active = active;
     this.trainableGates = trainableGates;
