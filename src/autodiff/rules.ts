@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { GraphBuilder, Value } from "../onnx/builder.ts";
+import { attr, type GraphBuilder, type Value } from "../onnx/builder.ts";
 import type { Node } from "../onnx/types.ts";
 import { normAxis, reduceToShape, swapLastTwo, zerosAlong, zerosLike } from "./_util.ts";
 
@@ -430,31 +430,30 @@ const softmaxCrossEntropy: GradientRule = (ctx) => {
   const ignore = node.attributes.ignore_index?.type === "int"
     ? node.attributes.ignore_index.value
     : undefined;
-  const rank = scores!.shape.length;
-  const classes = scores!.shape[1];
-  if (typeof classes !== "number") unsupported(ctx, `the class dimension must be fixed, got "${classes}"`);
+  // d loss / d scores = w · (softmax(scores) − one_hot(labels)), with w the per-row weight of the
+  // reduction (0 on ignored rows). The one-hot term touches one class per row: it is scattered into the
+  // scaled softmax instead of built as a [N, C, …] tensor (one pass over the scores instead of six).
   const labels64 = b.cast(labels!, "int64");
-  // one_hot[n, c, …] = (labels[n, …] == c)
-  const classIds = b.reshape(b.ints(Array.from({ length: classes }, (_, i) => i)), [
-    1,
-    classes,
-    ...new Array(rank - 2).fill(1),
-  ]);
-  const labelsC = b.unsqueeze(labels64, [1]);
-  const oneHot = b.cast(b.equal(labelsC, classIds), scores!.dtype);
-  let delta = b.sub(b.softmax(scores!, 1), oneHot);
-  let count: Value | undefined;
-  if (ignore !== undefined) {
-    const kept = b.cast(b.not(b.equal(labels64, b.constant([ignore], "int64", []))), scores!.dtype);
-    delta = b.mul(delta, b.unsqueeze(kept, [1]));
-    if (reduction === "mean") count = b.reduceSum(kept, undefined, false);
-  } else if (reduction === "mean") {
-    count = b.cast(b.node("Size", [labels64])[0], scores!.dtype);
-  }
+  const ignored = ignore === undefined ? undefined : b.equal(labels64, b.constant([ignore], "int64", []));
+  const kept = ignored
+    ? b.cast(b.not(ignored), scores!.dtype)
+    : b.cast(b.equal(labels64, labels64), scores!.dtype);
   let g = grads[0]!;
-  if (reduction === "none") g = b.unsqueeze(g, [1]);
-  else if (reduction === "mean") g = b.div(g, b.max(count!, 1));
-  return [b.mul(delta, g), undefined, undefined];
+  if (reduction === "mean") {
+    const count = ignored
+      ? b.reduceSum(kept, undefined, false)
+      : b.cast(b.node("Size", [labels64])[0], scores!.dtype);
+    g = b.div(g, b.max(count, 1));
+  }
+  const weight = b.mul(kept, g); // [N, …]: per-row factor (g is a scalar, or per row for "none")
+  const scaled = b.mul(b.softmax(scores!, 1), b.unsqueeze(weight, [1]));
+  const safeLabels = ignored ? b.where(ignored, b.constant([0], "int64", []), labels64) : labels64;
+  const delta =
+    b.node("ScatterElements", [scaled, b.unsqueeze(safeLabels, [1]), b.unsqueeze(b.neg(weight), [1])], {
+      axis: attr.int(1),
+      reduction: attr.string("add"),
+    })[0];
+  return [delta, undefined, undefined];
 };
 
 /**
