@@ -339,15 +339,28 @@ const slice: GradientRule = (ctx) => {
     const a = normAxis(axis, rank);
     const dim = x.shape[a];
     if (steps[i] !== 1) unsupported(ctx, `slices with step ${steps[i]} are not supported`);
-    if (typeof dim !== "number") unsupported(ctx, `sliced axis ${a} must have a fixed size, got "${dim}"`);
-    const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + dim : v, 0), dim);
-    const start = clamp(starts[i]);
-    const end = Math.max(start, clamp(ends[i]));
+    // the zeros to pad before and after the slice along this axis
+    let before: number, after: number;
+    if (typeof dim === "number") {
+      const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + dim : v, 0), dim);
+      const start = clamp(starts[i]);
+      const end = Math.max(start, clamp(ends[i]));
+      [before, after] = [start, dim - end];
+    } else if (starts[i] >= 0 && (ends[i] < 0 || ends[i] >= 2 ** 31 - 1)) {
+      // a symbolic length: a slice that keeps a fixed count off each end (x[:, a:-c], x[:, a:]) still pads
+      // by fixed counts (the axis is assumed long enough, as the forward requires)
+      [before, after] = [starts[i], ends[i] < 0 ? -ends[i] : 0];
+    } else {
+      unsupported(
+        ctx,
+        `sliced axis ${a} has symbolic size "${dim}": only x[a:-c] and x[a:] slices are supported`,
+      );
+    }
     // Pad the gradient with zeros before and after the slice along this axis (no zero-sized pieces).
     const pieces: Value[] = [];
-    if (start > 0) pieces.push(zerosAlong(b, g, a, start));
+    if (before > 0) pieces.push(zerosAlong(b, g, a, before));
     pieces.push(g);
-    if (end < dim) pieces.push(zerosAlong(b, g, a, dim - end));
+    if (after > 0) pieces.push(zerosAlong(b, g, a, after));
     if (pieces.length > 1) g = b.concat(pieces, a);
   });
   return [g, undefined, undefined, undefined, undefined];

@@ -21,20 +21,28 @@ export interface Batch {
   targets: number;
   /** Real (unpadded) tokens. */
   tokens: number;
+  /** Tokens per row (the padded length). */
+  seqLen: number;
 }
 
 /**
  * Pads examples into one batch.
  *
  * @param examples At most `batchSize` rows, each at most `seqLen` long.
- * @param shape Batch size, sequence length and the id used for padding.
+ * @param shape Batch size, sequence length, the id used for padding, and whether rows are padded to
+ *   `seqLen` (the default: a graph with a fixed sequence length) or to the batch's longest row (a graph
+ *   whose sequence length each run sets).
  * @returns The batch.
  */
 export function makeBatch(
   examples: readonly Example[],
-  shape: { batchSize: number; seqLen: number; padId?: number },
+  shape: { batchSize: number; seqLen: number; padId?: number; padTo?: "seqLen" | "longest" },
 ): Batch {
-  const { batchSize, seqLen } = shape;
+  const { batchSize } = shape;
+  // padding per batch: rows are padded to the longest of them (at least 2 tokens), not to seqLen
+  const seqLen = shape.padTo === "longest"
+    ? Math.min(shape.seqLen, Math.max(2, ...examples.map((e) => e.inputIds.length)))
+    : shape.seqLen;
   const n = batchSize * seqLen;
   const inputIds = new BigInt64Array(n).fill(BigInt(shape.padId ?? 0));
   const labels = new BigInt64Array(n).fill(BigInt(IGNORE_LABEL));
@@ -60,7 +68,7 @@ export function makeBatch(
     targets += countTargets(example);
     tokens += example.inputIds.length;
   });
-  return { inputIds, labels, attentionMask, targets, tokens };
+  return { inputIds, labels, attentionMask, targets, tokens, seqLen };
 }
 
 /** Where a {@linkcode BatchSampler} stands (for checkpoints). */

@@ -335,7 +335,12 @@ export async function train(
   method.validate(options, fresh, inputs.initAdapter !== undefined);
   const sampler = new BatchSampler(inputs.train.examples, options.seed);
   const padId = inputs.model.config.eosTokenIds[0] ?? 0;
-  const batchShape = { batchSize: options.batchSize, seqLen: options.seqLen, padId };
+  const batchShape = {
+    batchSize: options.batchSize,
+    seqLen: options.seqLen,
+    padId,
+    padTo: "longest" as const,
+  };
 
   let sites = method.initialSites(fresh, options);
   let state: MethodState = method.start(options, n);

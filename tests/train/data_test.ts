@@ -116,6 +116,18 @@ Deno.test("batches pad with ignored labels and a zero mask; the sampler is seede
   assert.deepEqual([...batch.attentionMask].map(Number), [1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1]);
   assert.deepEqual([...batch.labels].map(Number).slice(0, 4), [1, 68, -100, -100]);
   assert.equal(batch.targets, 3);
+  assert.equal(batch.seqLen, 4);
+  // padding per batch: to the longest row of the batch, not seqLen
+  const fitted = makeBatch(data.examples.slice(0, 2), {
+    batchSize: 3,
+    seqLen: 4,
+    padId: 2,
+    padTo: "longest",
+  });
+  assert.equal(fitted.seqLen, 3);
+  assert.deepEqual([...fitted.attentionMask].map(Number), [1, 1, 0, 1, 1, 1, 1, 1, 1]);
+  assert.equal(fitted.targets, 3);
+  assert.equal(makeBatch([], { batchSize: 1, seqLen: 8, padTo: "longest" }).seqLen, 2, "at least 2 tokens");
   const a = new BatchSampler(data.examples, 7), b = new BatchSampler(data.examples, 7);
   const first = a.next(3);
   assert.deepEqual(b.next(3), first);
