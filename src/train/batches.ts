@@ -85,17 +85,21 @@ export class BatchSampler {
   #seed: number;
   #order: number[] = [];
   #state: SamplerState = { epoch: 0, position: 0 };
+  #groupBy: number;
 
   /**
    * Creates a sampler.
    *
    * @param examples The rows.
    * @param seed Shuffle seed.
+   * @param options `groupByLength`: the batch size, to draw batches of rows of similar length (0: plain
+   *   shuffle).
    */
-  constructor(examples: readonly Example[], seed: number) {
+  constructor(examples: readonly Example[], seed: number, options: { groupByLength?: number } = {}) {
     if (examples.length === 0) throw new RangeError("Cannot sample from an empty data set");
     this.#examples = examples;
     this.#seed = seed;
+    this.#groupBy = options.groupByLength ?? 0;
     this.#shuffle();
   }
 
@@ -105,6 +109,22 @@ export class BatchSampler {
     for (let i = this.#order.length - 1; i > 0; i--) {
       const j = prng.nextUint32() % (i + 1);
       [this.#order[i], this.#order[j]] = [this.#order[j], this.#order[i]];
+    }
+    const size = this.#groupBy;
+    if (size > 1) {
+      // group by length: within windows of 16 batches, sort rows by length and cut them into batches, then
+      // shuffle the batches: a batch's rows have similar lengths, so little of it is padding
+      const lengthOf = (i: number) => this.#examples[i].inputIds.length;
+      const batches: number[][] = [];
+      for (let w = 0; w < this.#order.length; w += size * 16) {
+        const window = this.#order.slice(w, w + size * 16).sort((a, b) => lengthOf(b) - lengthOf(a));
+        for (let k = 0; k < window.length; k += size) batches.push(window.slice(k, k + size));
+      }
+      for (let i = batches.length - 1; i > 0; i--) {
+        const j = prng.nextUint32() % (i + 1);
+        [batches[i], batches[j]] = [batches[j], batches[i]];
+      }
+      this.#order = batches.flat();
     }
   }
 

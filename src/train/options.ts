@@ -275,6 +275,16 @@ export const TRAIN_OPTION_SPECS: readonly TrainOptionSpec[] = [
     doc: "Micro-batches per optimizer step.",
   },
   {
+    field: "groupByLength",
+    flag: "group-by-length",
+    job: "group_by_length",
+    type: { kind: "bool" },
+    default: false,
+    group: "Optimisation",
+    doc: "Draw batches of rows of similar length (each batch is padded to its longest row, so less padding " +
+      "is computed; the order within an epoch is less random).",
+  },
+  {
     field: "optimizer",
     flag: "optimizer",
     job: "optimizer",

@@ -82,6 +82,8 @@ export interface TrainOptions {
   seqLen: number;
   /** Micro-batches per optimizer step. */
   gradAccum: number;
+  /** Draw batches of rows of similar length (less padding; the order within an epoch is less random). @default {false} */
+  groupByLength?: boolean;
   /** Update rule of A and B. */
   optimizer: "adamw" | "sgd";
   /** Peak learning rate of A and B. */
@@ -296,10 +298,11 @@ async function readCheckpoint(
 }
 
 /** The options that are new since a run could be saved: a job stored before them gets these values. */
-const LATER_OPTIONS: Pick<TrainOptions, "gateWarmup" | "gateNorm" | "budget"> = {
+const LATER_OPTIONS: Pick<TrainOptions, "gateWarmup" | "gateNorm" | "budget" | "groupByLength"> = {
   gateWarmup: 0,
   gateNorm: "none",
   budget: null,
+  groupByLength: false,
 };
 
 /**
@@ -333,7 +336,9 @@ export async function train(
   validate(options);
   const fresh = initialSites(inputs, options, candidates);
   method.validate(options, fresh, inputs.initAdapter !== undefined);
-  const sampler = new BatchSampler(inputs.train.examples, options.seed);
+  const sampler = new BatchSampler(inputs.train.examples, options.seed, {
+    groupByLength: options.groupByLength ? options.batchSize : 0,
+  });
   const padId = inputs.model.config.eosTokenIds[0] ?? 0;
   const batchShape = {
     batchSize: options.batchSize,

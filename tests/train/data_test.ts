@@ -139,6 +139,34 @@ Deno.test("batches pad with ignored labels and a zero mask; the sampler is seede
   assert.notDeepEqual(new BatchSampler(data.examples, 8).next(5), new BatchSampler(data.examples, 7).next(5));
 });
 
+Deno.test("grouping by length draws batches of similar rows, seeded and resumable", () => {
+  const lengths = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % 23));
+  const data = parseJsonl(
+    lengths.map((n) => JSON.stringify({ text: "x".repeat(n) })).join("\n"),
+    "d",
+    options,
+  );
+  const spread = (rows: { inputIds: number[] }[]) =>
+    Math.max(...rows.map((r) => r.inputIds.length)) - Math.min(...rows.map((r) => r.inputIds.length));
+  const grouped = new BatchSampler(data.examples, 3, { groupByLength: 4 });
+  const plain = new BatchSampler(data.examples, 3);
+  let groupedSpread = 0, plainSpread = 0;
+  const seen = new Set<unknown>();
+  for (let i = 0; i < 16; i++) {
+    const batch = grouped.next(4);
+    batch.forEach((r) => seen.add(r));
+    groupedSpread += spread(batch);
+    plainSpread += spread(plain.next(4));
+  }
+  assert.equal(seen.size, 64, "one epoch draws every row once");
+  assert.ok(groupedSpread * 3 < plainSpread, `spread ${groupedSpread} vs ${plainSpread}`);
+  const again = new BatchSampler(data.examples, 3, { groupByLength: 4 });
+  again.state = { epoch: 1, position: 8 };
+  const resumed = new BatchSampler(data.examples, 3, { groupByLength: 4 });
+  resumed.state = { epoch: 1, position: 8 };
+  assert.deepEqual(again.next(12), resumed.next(12));
+});
+
 Deno.test("eval split is deterministic and disjoint", () => {
   const data = parseJsonl(
     Array.from({ length: 10 }, (_, i) => JSON.stringify({ text: `r${i}` })).join("\n"),
