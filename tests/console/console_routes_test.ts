@@ -1,0 +1,257 @@
+// The console over plain HTTP (no browser): redirects without a session, sign-in with a tenant's key (the
+// cookie's attributes, no key in any page), CSRF and origin checks on forms, the API's validation messages,
+// and tenant isolation — a second tenant sees none of the first's adapters, files or jobs, by list or by URL.
+
+import assert from "node:assert/strict";
+import { randomAdapterFiles } from "../serve/_fixtures.ts";
+import { dogRows } from "../train/_stories.ts";
+import { quickMethod } from "../jobs/_jobs.ts";
+import { KEYS, startConsoleServer } from "./_console.ts";
+
+const ORIGIN = "http://127.0.0.1";
+
+interface Browser {
+  cookie?: string;
+  get(path: string): Promise<Response>;
+  post(path: string, body: FormData | URLSearchParams, headers?: Record<string, string>): Promise<Response>;
+  csrf(path: string): Promise<string>;
+}
+
+function browser(fetch: (r: Request) => Response | Promise<Response>): Browser {
+  const b: Browser = {
+    get: (path) =>
+      Promise.resolve(fetch(
+        new Request(`${ORIGIN}${path}`, {
+          headers: { accept: "text/html", ...(b.cookie ? { cookie: b.cookie } : {}) },
+        }),
+      )),
+    post: async (path, body, headers = {}) => {
+      const res = await fetch(
+        new Request(`${ORIGIN}${path}`, {
+          method: "POST",
+          body,
+          headers: { origin: ORIGIN, ...(b.cookie ? { cookie: b.cookie } : {}), ...headers },
+        }),
+      );
+      const set = res.headers.get("set-cookie");
+      if (set) b.cookie = set.split(";")[0];
+      return res;
+    },
+    csrf: async (path) => {
+      const html = await (await b.get(path)).text();
+      const m = /name="_csrf" value="([^"]+)"/.exec(html);
+      assert.ok(m, `no CSRF field on ${path}`);
+      return m[1];
+    },
+  };
+  return b;
+}
+
+async function signIn(b: Browser, key: string): Promise<Response> {
+  return await b.post("/console/login", new URLSearchParams({ api_key: key }));
+}
+
+function form(fields: Record<string, string | File>): FormData {
+  const f = new FormData();
+  for (const [k, v] of Object.entries(fields)) f.append(k, v);
+  return f;
+}
+
+Deno.test({
+  name: "console: sessions, CSRF, validation messages and tenant isolation over HTTP",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const server = await startConsoleServer(t);
+    if (!server) return;
+    const fetch = server.app.fetch;
+    try {
+      await t.step("without a session every page redirects to sign-in", async () => {
+        const anon = browser(fetch);
+        const root = await anon.get("/console");
+        assert.equal(root.status, 303);
+        assert.equal(root.headers.get("location"), "/console/login");
+        for (
+          const path of ["/console/adapters", "/console/jobs", "/console/jobs/ftjob-x", "/console/playground"]
+        ) {
+          const res = await anon.get(path);
+          assert.equal(res.status, 303, path);
+          assert.equal(res.headers.get("location"), `/console/login?next=${encodeURIComponent(path)}`);
+        }
+        // what an EventSource asks for: a 401, not a redirect to a page
+        const events = await fetch(
+          new Request(`${ORIGIN}/console/jobs/ftjob-x/events`, { headers: { accept: "text/event-stream" } }),
+        );
+        assert.equal(events.status, 401);
+        await events.body?.cancel();
+        const post = await anon.post("/console/adapters", form({ name: "x" }));
+        assert.equal(post.status, 401);
+        await post.body?.cancel();
+      });
+
+      const acme = browser(fetch);
+      await t.step(
+        "a wrong key is refused; the right one gives an HTTP-only SameSite=Strict cookie",
+        async () => {
+          const wrong = await signIn(acme, "sk-nobody-000000");
+          assert.equal(wrong.status, 401);
+          assert.match(await wrong.text(), /Incorrect API key/);
+          assert.equal(acme.cookie, undefined);
+          const ok = await signIn(acme, KEYS.acme);
+          assert.equal(ok.status, 303);
+          assert.equal(ok.headers.get("location"), "/console/adapters");
+          const cookie = ok.headers.get("set-cookie")!;
+          assert.match(cookie, /HttpOnly/);
+          assert.match(cookie, /SameSite=Strict/);
+          assert.match(cookie, /Path=\/console/);
+          assert.ok(!cookie.includes(KEYS.acme), "the cookie is not the key");
+          const page = await acme.get("/console/adapters");
+          assert.equal(page.status, 200);
+          const html = await page.text();
+          assert.ok(!html.includes(KEYS.acme), "the key never reaches the page");
+          assert.match(html, /acme/);
+          assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+        },
+      );
+
+      await t.step("forms need the session's CSRF token and the console's origin", async () => {
+        const files = randomAdapterFiles(server.engine.config, { seed: 3, scale: 0.1 });
+        const fields = {
+          name: "story",
+          "adapter_config.json": new File([files.config as Uint8Array<ArrayBuffer>], "adapter_config.json"),
+          "adapter_model.safetensors": new File(
+            [files.weights as Uint8Array<ArrayBuffer>],
+            "adapter_model.safetensors",
+          ),
+        };
+        const noToken = await acme.post("/console/adapters", form(fields));
+        assert.equal(noToken.status, 403);
+        assert.match(await noToken.text(), /CSRF token/);
+        const token = await acme.csrf("/console/adapters");
+        const crossSite = await acme.post("/console/adapters", form({ ...fields, _csrf: token }), {
+          origin: "http://evil.example",
+        });
+        assert.equal(crossSite.status, 403);
+        await crossSite.body?.cancel();
+        const ok = await acme.post("/console/adapters", form({ ...fields, _csrf: token }));
+        assert.equal(ok.status, 303);
+        const list = await (await acme.get("/console/adapters")).text();
+        assert.match(list, /Uploaded adapter story: 15 sites, rank 4/);
+        assert.match(list, /data-adapter="story"/);
+        assert.match(list, /15 \/ 35/, "sites kept / candidates");
+      });
+
+      await t.step("the API's validation messages come back on the page", async () => {
+        const token = await acme.csrf("/console/adapters");
+        const bad = await acme.post(
+          "/console/adapters",
+          form({
+            _csrf: token,
+            name: "bad name!",
+            "adapter_config.json": new File(["{}"], "adapter_config.json"),
+            "adapter_model.safetensors": new File(["x"], "adapter_model.safetensors"),
+          }),
+        );
+        assert.equal(bad.status, 303);
+        const page = await (await acme.get("/console/adapters")).text();
+        assert.match(page, /Invalid adapter name &quot;bad name!&quot;/);
+        // a job with a bad hyperparameter: the page shows the API's message and keeps the form's values
+        const up = await acme.post(
+          "/console/files",
+          form({ _csrf: token, file: new File([dogRows(8)], "dog.jsonl") }),
+        );
+        assert.equal(up.status, 303);
+        const jobs = await (await acme.get("/console/jobs")).text();
+        const fileId = /<code>(file-[^<]+)<\/code>/.exec(jobs)![1];
+        const refused = await acme.post(
+          "/console/jobs",
+          form({ _csrf: token, training_file: fileId, method: "weightlora", rank: "0", steps: "2" }),
+        );
+        assert.equal(refused.status, 400);
+        const text = await refused.text();
+        assert.match(text, /rank/);
+        assert.match(text, /class="flash error"/);
+        assert.match(text, /name="rank"[^>]*value="0"|value="0"[^>]*name="rank"/);
+      });
+
+      const beta = browser(fetch);
+      await t.step("a second tenant sees none of the first's things", async () => {
+        // a job of acme, queued (no runner here)
+        const jobsPage = await (await acme.get("/console/jobs")).text();
+        const fileId = /<code>(file-[^<]+)<\/code>/.exec(jobsPage)![1];
+        const token = await acme.csrf("/console/jobs");
+        const method = quickMethod(2).weightlora as { hyperparameters: Record<string, unknown> };
+        const started = await acme.post(
+          "/console/jobs",
+          form({
+            _csrf: token,
+            training_file: fileId,
+            method: "weightlora",
+            steps: String(method.hyperparameters.steps),
+            rank: "2",
+            batch_size: "4",
+            select_steps: "all",
+          }),
+        );
+        assert.equal(started.status, 303, await started.clone().text());
+        const jobUrl = started.headers.get("location")!;
+        assert.match(jobUrl, /^\/console\/jobs\/ftjob-/);
+        const jobPage = await acme.get(jobUrl);
+        assert.equal(jobPage.status, 200);
+        assert.match(await jobPage.text(), /Started job ftjob-/);
+
+        assert.equal((await signIn(beta, KEYS.beta)).status, 303);
+        const adapters = await (await beta.get("/console/adapters")).text();
+        assert.match(adapters, /0 adapters/);
+        assert.ok(!adapters.includes("story"));
+        const jobs = await (await beta.get("/console/jobs")).text();
+        assert.match(jobs, /0 jobs/);
+        assert.ok(!jobs.includes(fileId), "no file of acme");
+        const play = await (await beta.get("/console/playground")).text();
+        assert.ok(!play.includes('value="story"'));
+        const foreign = await beta.get(jobUrl);
+        assert.equal(foreign.status, 404);
+        assert.match(await foreign.text(), /No such fine-tuning job/);
+        for (const suffix of ["/gates", "/status", "/events"]) {
+          const res = await beta.get(`${jobUrl}${suffix}`);
+          assert.equal(res.status, 404, suffix);
+          await res.body?.cancel();
+        }
+        const betaToken = await beta.csrf("/console/adapters");
+        const del = await beta.post("/console/adapters/story/delete", form({ _csrf: betaToken }));
+        assert.equal(del.status, 303);
+        assert.match(
+          await (await beta.get("/console/adapters")).text(),
+          /No adapter named &quot;story&quot;/,
+        );
+        assert.match(
+          await (await acme.get("/console/adapters")).text(),
+          /data-adapter="story"/,
+          "still there",
+        );
+        const cancel = await beta.post(`${jobUrl}/cancel`, form({ _csrf: betaToken }));
+        assert.equal(cancel.status, 303);
+        assert.match(await (await beta.get("/console/adapters")).text(), /No such fine-tuning job/);
+        // another session's token does not work either
+        const stolen = await beta.post("/console/adapters/story/delete", form({ _csrf: token }));
+        assert.equal(stolen.status, 403);
+        await stolen.body?.cancel();
+      });
+
+      await t.step("signing out ends the session", async () => {
+        const token = await acme.csrf("/console/adapters");
+        const old = acme.cookie;
+        const out = await acme.post("/console/logout", form({ _csrf: token }));
+        assert.equal(out.status, 303);
+        assert.equal(out.headers.get("location"), "/console/login?signed_out");
+        assert.match(out.headers.get("set-cookie") ?? "", /Max-Age=0/);
+        acme.cookie = old; // a copied cookie is dead too
+        const again = await acme.get("/console/adapters");
+        assert.equal(again.status, 303);
+        await again.body?.cancel();
+      });
+    } finally {
+      await server.close();
+    }
+  },
+});
