@@ -70,7 +70,8 @@ const SECURITY_HEADERS: Record<string, string> = {
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
+  // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on form posts
+  "referrer-policy": "same-origin",
   "x-frame-options": "DENY",
 };
 
@@ -510,6 +511,7 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Hono<ConsoleEnv> {
       step: job.progress.step,
       total_steps: job.progress.total_steps,
       fine_tuned_model: job.fine_tuned_model,
+      finished_at: job.finished_at,
       done: TERMINAL.has(job.status),
     });
   });

@@ -133,6 +133,13 @@ function jobPage(figure) {
       a.textContent = s.fine_tuned_model;
       document.getElementById("job-adapter").replaceChildren(a);
     }
+    if (s.finished_at) {
+      const iso = new Date(s.finished_at * 1000).toISOString();
+      const time = document.createElement("time");
+      time.dateTime = iso;
+      time.textContent = iso.slice(0, 16).replace("T", " ");
+      document.getElementById("job-finished").replaceChildren(time);
+    }
     if (s.done) document.querySelectorAll("form[action$='/cancel']").forEach((f) => f.remove());
   };
   const onEvent = (event) => {

@@ -34,14 +34,17 @@ function mix(t: number): string {
 }
 
 /**
- * The heatmap with its frame links, legend and savings.
+ * The heatmap with its frame links, legend and savings; the frame shown is `props.frame`, else
+ * `after_selection` when recorded, else the latest.
  *
  * @param props Gates, frame and page URL.
  * @returns The section's content.
  */
 export function Heatmap(props: HeatmapProps): Child {
   const g = props.gates;
-  const frame = g.frames.find((f) => f.label === props.frame) ?? g.frames.at(-1)!;
+  // by default the gates as selection left them (every candidate's value), else the latest
+  const frame = g.frames.find((f) => f.label === props.frame) ??
+    g.frames.find((f) => f.label === "after_selection") ?? g.frames.at(-1)!;
   const values = Object.values(frame.gates).map(Math.abs);
   const max = Math.max(1e-12, ...values);
   const survivors = new Set(g.survivors);

@@ -125,7 +125,7 @@ export function JobPage(props: JobPageProps): Child {
               <Time seconds={job.created_at} />
             </dd>
             <dt>Finished</dt>
-            <dd>
+            <dd id="job-finished">
               <Time seconds={job.finished_at} />
             </dd>
             <dt>Adapter</dt>
