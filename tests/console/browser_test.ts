@@ -283,7 +283,7 @@ Deno.test({
         ) {
           await page.goto(`${url}${path}`);
           const overflow = await page.evaluate(() =>
-            document.documentElement.scrollWidth - window.innerWidth
+            document.documentElement.scrollWidth - globalThis.innerWidth
           );
           assert.ok(overflow <= 0, `${path} is ${overflow} px wider than a phone`);
         }

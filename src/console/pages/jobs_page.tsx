@@ -75,6 +75,8 @@ export const JOB_FIELDS: readonly (readonly [string, string, string])[] = [
   ["budget", "Budget (parameters)", "replaces K"],
   ["select_steps", "Select steps", 'a number or "all"'],
   ["batch_size", "Batch size", "e.g. 8"],
+  ["eval_every", "Evaluate every (steps)", "0: at the end"],
+  ["save_every", "Checkpoint every (steps)", "live gates: e.g. 10"],
 ];
 
 /**
