@@ -168,26 +168,36 @@ function jobPage(figure) {
     }
   };
   drawChart(box, state);
-  const source = new EventSource(figure.dataset.events);
-  source.onmessage = (m) => {
-    if (m.data === "[DONE]") {
-      source.close();
-      figure.dataset.streamDone = "true";
-      refreshStatus();
-      refreshGates(true);
-      return;
-    }
-    try {
-      const data = JSON.parse(m.data);
-      if (data.error) {
+  let lastId = "";
+  const listen = () => {
+    const url = new URL(figure.dataset.events, location.href);
+    if (lastId) url.searchParams.set("after", lastId);
+    const source = new EventSource(url);
+    source.onmessage = (m) => {
+      if (m.lastEventId) lastId = m.lastEventId;
+      if (m.data === "[DONE]") {
         source.close();
+        figure.dataset.streamDone = "true";
+        refreshStatus();
+        refreshGates(true);
+        return;
+      }
+      let data;
+      try {
+        data = JSON.parse(m.data);
+      } catch {
+        return; // not an event
+      }
+      if (data.error) {
+        // the request's deadline ended the stream: go on from the last event seen
+        source.close();
+        if (data.error.code === "request_timeout") setTimeout(listen, 500);
         return;
       }
       onEvent(data);
-    } catch {
-      // not an event
-    }
+    };
   };
+  listen();
 }
 
 /** Reads an SSE response, calling `onData` with each `data:` payload. */
