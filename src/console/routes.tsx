@@ -89,10 +89,18 @@ async function apiMessage(response: Response): Promise<string> {
   return `The API answered ${response.status} ${response.statusText}`.trim();
 }
 
+/** Where to go after signing in: a console path (normalized: no `..`, no other host), else the adapters. */
 function safeNext(next: unknown): string {
-  return typeof next === "string" && /^\/console(\/[\w\-./?=&%]*)?$/.test(next) && !next.includes("//")
-    ? next
-    : "/console/adapters";
+  const fallback = "/console/adapters";
+  if (typeof next !== "string" || !next.startsWith("/console")) return fallback;
+  let url: URL;
+  try {
+    url = new URL(next, "http://console.internal");
+  } catch {
+    return fallback;
+  }
+  const inConsole = url.pathname === "/console" || url.pathname.startsWith("/console/");
+  return url.host === "console.internal" && inConsole ? url.pathname + url.search : fallback;
 }
 
 /**

@@ -174,7 +174,73 @@ Deno.test({
         assert.match(text, /name="rank"[^>]*value="0"|value="0"[^>]*name="rank"/);
       });
 
+      await t.step("the playground answers without script: both models, the API's own texts", async () => {
+        const token = await acme.csrf("/console/playground");
+        const res = await acme.post(
+          "/console/playground",
+          form({
+            _csrf: token,
+            prompt: "Once upon a time",
+            adapter: "story",
+            mode: "greedy",
+            max_tokens: "12",
+          }),
+        );
+        assert.equal(res.status, 200);
+        const html = await res.text();
+        const shown = (id: string) => {
+          const m = new RegExp(`<output id="${id}"[^>]*>([^<]*)</output>`).exec(html);
+          assert.ok(m, `no ${id}`);
+          return m[1].replaceAll("&#39;", "'").replaceAll("&quot;", '"').replaceAll("&amp;", "&");
+        };
+        const answer = async (model: string) => {
+          const r = await fetch(
+            new Request(`${ORIGIN}/v1/completions`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${KEYS.acme}`, "content-type": "application/json" },
+              body: JSON.stringify({ model, prompt: "Once upon a time", max_tokens: 12, temperature: 0 }),
+            }),
+          );
+          return (await r.json()).choices[0].text;
+        };
+        assert.equal(shown("out-base"), await answer("stories260K"));
+        assert.equal(shown("out-adapter"), await answer("story"));
+        assert.ok(shown("out-base").length > 0);
+        // another tenant's adapter name is the API's "not found"
+        const beta = browser(fetch);
+        await signIn(beta, KEYS.beta);
+        const refused = await beta.post(
+          "/console/playground/stream",
+          JSON.stringify({ model: "story", prompt: "Hi" }) as unknown as FormData,
+          { "content-type": "application/json", "x-csrf-token": await beta.csrf("/console/playground") },
+        );
+        assert.equal(refused.status, 404);
+        assert.match(
+          await refused.text(),
+          /The model "story" does not exist or you do not have access to it/,
+        );
+      });
+
+      await t.step("sign-in goes on to the page asked for, never off the console", async () => {
+        const other = browser(fetch);
+        const to = await other.post(
+          "/console/login",
+          new URLSearchParams({ api_key: KEYS.acme, next: "/console/jobs" }),
+        );
+        assert.equal(to.headers.get("location"), "/console/jobs");
+        for (
+          const next of ["//evil.example/console", "https://evil.example/", "/v1/adapters", "/console/../v1"]
+        ) {
+          const res = await browser(fetch).post(
+            "/console/login",
+            new URLSearchParams({ api_key: KEYS.acme, next }),
+          );
+          assert.equal(res.headers.get("location"), "/console/adapters", next);
+        }
+      });
+
       const beta = browser(fetch);
+      let jobUrl = "";
       await t.step("a second tenant sees none of the first's things", async () => {
         // a job of acme, queued (no runner here)
         const jobsPage = await (await acme.get("/console/jobs")).text();
@@ -194,7 +260,7 @@ Deno.test({
           }),
         );
         assert.equal(started.status, 303, await started.clone().text());
-        const jobUrl = started.headers.get("location")!;
+        jobUrl = started.headers.get("location")!;
         assert.match(jobUrl, /^\/console\/jobs\/ftjob-/);
         const jobPage = await acme.get(jobUrl);
         assert.equal(jobPage.status, 200);
@@ -236,6 +302,43 @@ Deno.test({
         const stolen = await beta.post("/console/adapters/story/delete", form({ _csrf: token }));
         assert.equal(stolen.status, 403);
         await stolen.body?.cancel();
+      });
+
+      await t.step("a running job's gates come from its latest checkpoint", async () => {
+        const gatesUrl = `${jobUrl}/gates`;
+        assert.match(await (await acme.get(gatesUrl)).text(), /No gate values yet/);
+        const id = jobUrl.split("/").at(-1)!;
+        const claimed = await server.jobs.claim("console-test", { leaseSeconds: 600 });
+        assert.equal(claimed?.id, id);
+        const attention = ["q_proj", "k_proj", "v_proj", "o_proj"].map((m) => `self_attn.${m}`);
+        const mlp = ["gate_proj", "up_proj", "down_proj"].map((m) => `mlp.${m}`);
+        const names = [...attention, ...mlp].flatMap((m) =>
+          [0, 1, 2, 3, 4].map((l) => `model.layers.${l}.${m}`)
+        );
+        const state = {
+          step: 2,
+          sites: names.map((name, i) => ({ name, rank: 2, gate: i / 34, active: true })),
+          summary: { gates: {} },
+        };
+        const saved = await server.jobs.saveCheckpoint(id, "console-test", {
+          step: 2,
+          trainerState: new TextEncoder().encode(JSON.stringify(state)),
+          trainingState: new Uint8Array(),
+        });
+        assert.ok(saved);
+        const res = await acme.get(gatesUrl);
+        assert.equal(res.headers.get("x-job-status"), "running");
+        const html = await res.text();
+        assert.match(html, /data-source="checkpoint"/);
+        assert.match(html, /<strong aria-current="true">step 2<\/strong>/);
+        assert.equal(html.match(/class="cell kept"/g)?.length, 35, "every site is active during selection");
+        assert.match(html, /data-gate="1"/);
+        const job = await (await acme.get(jobUrl)).text();
+        assert.match(job, /id="job-status" class="status running"/);
+        assert.match(job, /Cancel job/);
+        const cancel = await acme.post(`${jobUrl}/cancel`, form({ _csrf: await acme.csrf(jobUrl) }));
+        assert.equal(cancel.status, 303);
+        assert.match(await (await acme.get(jobUrl)).text(), /Cancelled job/);
       });
 
       await t.step("signing out ends the session", async () => {

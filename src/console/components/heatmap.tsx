@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Child } from "hono/jsx";
+import { type Child, Fragment } from "hono/jsx";
 import { type JobGates, siteAt } from "../gates.ts";
 import { formatBytes, formatCount } from "../layout.tsx";
 
@@ -57,8 +57,16 @@ export function Heatmap(props: HeatmapProps): Child {
       <p class="frames">
         Gates at: {g.frames.map((f) =>
           f.label === frame.label
-            ? <strong key={f.label} aria-current="true">{f.label}</strong>
-            : <a key={f.label} href={`${props.href}?frame=${encodeURIComponent(f.label)}#gates`}>{f.label}</a>
+            ? (
+              <Fragment key={f.label}>
+                <strong aria-current="true">{f.label}</strong>
+              </Fragment>
+            )
+            : (
+              <Fragment key={f.label}>
+                <a href={`${props.href}?frame=${encodeURIComponent(f.label)}#gates`}>{f.label}</a>
+              </Fragment>
+            )
         ).flatMap((x, i) => (i === 0 ? [x] : [" · ", x]))}
         {g.source === "checkpoint" && <span class="muted">(latest checkpoint; the job is running)</span>}
       </p>

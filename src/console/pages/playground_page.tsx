@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Child } from "hono/jsx";
+import { type Child, Fragment } from "hono/jsx";
 import { Csrf, type Flash, Layout } from "../layout.tsx";
 
 /** The playground form's values. */
@@ -72,7 +72,9 @@ export function PlaygroundPage(props: PlaygroundPageProps): Child {
             <label for="adapter">Adapter</label>
             <select id="adapter" name="adapter" required>
               {props.adapters.map((a) => (
-                <option key={a} value={a} selected={a === values.adapter}>{a}</option>
+                <Fragment key={a}>
+                  <option value={a} selected={a === values.adapter}>{a}</option>
+                </Fragment>
               ))}
             </select>
           </div>
