@@ -245,6 +245,31 @@ Deno.test({
         await shot(page, "adapters");
       });
 
+      await t.step("a WeightLoRA+ job marks its rank doublings", async () => {
+        await page.goto(`${url}/console/jobs`);
+        await page.select("#job-method", "weightlora-plus");
+        for (const [name, value] of Object.entries({ steps: "22", rank: "2", batch_size: "4" })) {
+          await page.type(`#job-${name}`, value);
+        }
+        await submit(page, "#start-job");
+        assert.match(page.url(), /\/console\/jobs\/ftjob-[\w-]+$/, await page.content());
+        await page.waitForFunction(() => document.getElementById("loss")?.dataset.streamDone === "true", {
+          timeout: 300_000,
+        });
+        const markers = await page.$$eval("#markers li", (li) => li.map((e) => e.textContent));
+        assert.ok(markers.includes("Step 10: rank doubling 1"), `markers: ${markers}`);
+        assert.ok(markers.includes("Step 20: rank doubling 2"), `markers: ${markers}`);
+        assert.equal(
+          await page.$eval(".chart svg", (s) => s.getAttribute("data-markers")),
+          String(markers.length),
+        );
+        await page.waitForFunction(() =>
+          document.querySelector(".heatmap")?.getAttribute("data-source") === "result"
+        );
+        const frames = await page.$eval(".heatmap .frames", (e) => e.textContent!);
+        assert.match(frames, /after_round_1.*after_round_2.*final/);
+      });
+
       await t.step("compare base and adapter in the playground", async () => {
         await page.goto(`${url}/console/playground?adapter=story`);
         await page.$eval("#prompt", (e) => ((e as HTMLTextAreaElement).value = ""));
