@@ -334,6 +334,24 @@ Deno.test({
         await other.close();
       });
 
+      await t.step("delete an adapter, after a confirmation", async () => {
+        await page.goto(`${url}/console/adapters`);
+        const button = "tr[data-adapter=story] button.danger";
+        const dismissed = new Promise<string>((resolve) =>
+          page.once("dialog", (d) => {
+            resolve(d.message());
+            void d.dismiss();
+          })
+        );
+        await page.click(button);
+        assert.equal(await dismissed, "Delete adapter story?");
+        assert.equal(await page.$$eval("tr[data-adapter=story]", (r) => r.length), 1, "kept when dismissed");
+        page.once("dialog", (d) => void d.accept());
+        await Promise.all([page.waitForNavigation(), page.click(button)]);
+        assert.match(await page.$eval(".flash", (e) => e.textContent!), /Deleted adapter story/);
+        assert.equal(await page.$$eval("tr[data-adapter=story]", (r) => r.length), 0);
+      });
+
       await t.step("sign out", async () => {
         await submit(page, "form.signout");
         assert.match(page.url(), /\/console\/login\?signed_out$/);

@@ -266,6 +266,12 @@ function playground(form) {
   });
 }
 
+// destructive forms (delete, cancel) ask first; without script they submit at once
+document.addEventListener("submit", (e) => {
+  const message = e.target instanceof HTMLFormElement ? e.target.dataset.confirm : undefined;
+  if (message && !confirm(message)) e.preventDefault();
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   const figure = document.getElementById("loss");
   if (figure) jobPage(figure);

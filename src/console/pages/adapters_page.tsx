@@ -96,7 +96,11 @@ export function AdaptersPage(props: AdaptersPageProps): Child {
                 </td>
                 <td>
                   {!props.readOnly && (
-                    <form method="post" action={`/console/adapters/${encodeURIComponent(a.name)}/delete`}>
+                    <form
+                      method="post"
+                      action={`/console/adapters/${encodeURIComponent(a.name)}/delete`}
+                      data-confirm={`Delete adapter ${a.name}?`}
+                    >
                       <Csrf token={session.csrf} />
                       <button type="submit" class="danger" aria-label={`Delete adapter ${a.name}`}>
                         Delete

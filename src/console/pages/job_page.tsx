@@ -152,7 +152,7 @@ export function JobPage(props: JobPageProps): Child {
             )}
           </dl>
           {!done && (
-            <form method="post" action={`${href}/cancel`}>
+            <form method="post" action={`${href}/cancel`} data-confirm="Cancel this job?">
               <Csrf token={session.csrf} />
               <button type="submit" class="danger">Cancel job</button>
             </form>
