@@ -13,9 +13,10 @@
  */
 
 import { Hono } from "hono";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { KeyTable } from "../http/auth.ts";
 import type { AppVariables } from "../http/context.ts";
+import { bodyLimitBytes } from "../http/limits.ts";
 import { JOB_METHODS } from "../jobs/hyperparameters.ts";
 import type { ServeEngine } from "../serve/engine.ts";
 import type { JobStore } from "../store/db/job_store.ts";
@@ -156,6 +157,12 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Hono<ConsoleEnv> {
     c.res.headers.set("cache-control", "no-store");
   });
 
+  // every form body counted while it streams in (a chunked upload has no content-length to check first)
+  app.use(
+    "/console/*",
+    bodyLimitBytes(maxUpload, "console form") as unknown as MiddlewareHandler<ConsoleEnv>,
+  );
+
   app.get("/console", (c) => {
     const session = sessions.get(sessionIdOf(c.req.raw));
     return c.redirect(session ? "/console/adapters" : "/console/login", 303);
@@ -218,15 +225,8 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Hono<ConsoleEnv> {
       }
       return c.text("Sign in first: no console session", 401);
     }
-    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
-      if (!sameOrigin(c.req.raw)) return c.text("Cross-site request refused", 403);
-      const declared = Number(c.req.header("content-length") ?? 0);
-      if (declared > maxUpload) {
-        return redirect(c, "/console/adapters", {
-          kind: "error",
-          text: `The upload is larger than the console's limit of ${maxUpload} bytes`,
-        });
-      }
+    if (c.req.method !== "GET" && c.req.method !== "HEAD" && !sameOrigin(c.req.raw)) {
+      return c.text("Cross-site request refused", 403);
     }
     c.set("session", session);
     await next();

@@ -170,7 +170,12 @@ export function createApp(options: AppOptions): ServeApp {
   for (const routes of options.routes ?? []) app.route("/", routes);
   if (options.console) {
     const fetch = (request: Request) => app.fetch(request);
-    app.route("/", consoleRoutes({ ...options.console, engine, keys: options.keys, api: fetch }));
+    // its forms carry an adapter upload (both files) or a training file, with room for the multipart framing
+    const maxUploadBytes = Math.max(maxAdapter, 64 * 2 ** 20) + 64 * 1024;
+    app.route(
+      "/",
+      consoleRoutes({ maxUploadBytes, ...options.console, engine, keys: options.keys, api: fetch }),
+    );
   }
   return { app, fetch: (request) => app.fetch(request), metrics, tracker };
 }

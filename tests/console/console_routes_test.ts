@@ -3,6 +3,8 @@
 // and tenant isolation — a second tenant sees none of the first's adapters, files or jobs, by list or by URL.
 
 import assert from "node:assert/strict";
+import { consoleRoutes } from "../../src/console/routes.tsx";
+import { handleError } from "../../src/http/errors.ts";
 import { randomAdapterFiles } from "../serve/_fixtures.ts";
 import { dogRows } from "../train/_stories.ts";
 import { quickMethod } from "../jobs/_jobs.ts";
@@ -357,4 +359,27 @@ Deno.test({
       await server.close();
     }
   },
+});
+
+Deno.test("console: a form body over the limit is refused while it streams in", async () => {
+  const app = consoleRoutes({
+    engine: undefined as never, // not reached: the limit answers first
+    api: () => new Response(null, { status: 500 }),
+    maxUploadBytes: 64,
+  });
+  app.onError(handleError);
+  // a chunked body: no content-length to check up front
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(`api_key=${"x".repeat(100)}`));
+      controller.close();
+    },
+  });
+  const res = await app.request("/console/login", {
+    method: "POST",
+    body,
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+  });
+  assert.equal(res.status, 413);
+  assert.match(await res.text(), /console form is larger than the server's limit of 64 bytes/);
 });
