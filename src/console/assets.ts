@@ -1,7 +1,8 @@
 /**
  * The console's static assets — its stylesheet and its one script — read once from `assets/` beside this
- * file and served by the app itself under `/console/assets/` (no CDN, no external request), with a content
- * hash as version so that pages can ask browsers to cache them for good.
+ * file and served by the app itself under `/console/assets/` (no CDN, no external request), gzipped for
+ * clients that accept it, with a content hash as version so that pages can ask browsers to cache them for
+ * good.
  *
  * @module
  */
@@ -12,6 +13,8 @@ export interface ConsoleAsset {
   type: string;
   /** The bytes. */
   body: Uint8Array<ArrayBuffer>;
+  /** The bytes, gzipped (for clients that accept it). */
+  gzip: Uint8Array<ArrayBuffer>;
 }
 
 /** The loaded assets. */
@@ -47,7 +50,11 @@ export function loadConsoleAssets(): Promise<ConsoleAssets> {
       } catch (e) {
         throw new Error(`Cannot read the console asset ${url.pathname}: ${(e as Error).message}`);
       }
-      files.set(name, { type, body });
+      const gzip = new Uint8Array(
+        await new Response(new Blob([body]).stream().pipeThrough(new CompressionStream("gzip")))
+          .arrayBuffer(),
+      );
+      files.set(name, { type, body, gzip });
       all.push(...body);
     }
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(all)));

@@ -173,13 +173,16 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Hono<ConsoleEnv> {
     const file = assets.files.get(c.req.param("file"));
     if (!file) return c.text("Not found", 404);
     const etag = `"${assets.version}"`;
-    const headers = {
+    const gzip = /\bgzip\b/.test(c.req.header("accept-encoding") ?? "");
+    const headers: Record<string, string> = {
       "content-type": file.type,
       "cache-control": "public, max-age=31536000, immutable",
+      vary: "accept-encoding",
       etag,
     };
     if (c.req.header("if-none-match") === etag) return c.body(null, 304, headers);
-    return c.body(file.body, 200, headers);
+    if (gzip) headers["content-encoding"] = "gzip";
+    return c.body(gzip ? file.gzip : file.body, 200, headers);
   });
 
   app.get("/console/login", async (c) => {

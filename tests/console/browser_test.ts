@@ -49,6 +49,8 @@ async function shot(page: Page, name: string): Promise<void> {
 /** Page weight (bytes over the wire: document and every resource) and paint times of the current page. */
 interface PageMetrics {
   page: string;
+  document_bytes: number;
+  resources: Record<string, number>;
   transfer_bytes: number;
   decoded_bytes: number;
   requests: number;
@@ -67,6 +69,8 @@ async function measure(page: Page, name: string): Promise<PageMetrics> {
     const paint = (n: string) => performance.getEntriesByName(n)[0]?.startTime ?? null;
     return {
       page: name,
+      document_bytes: nav.transferSize,
+      resources: Object.fromEntries(resources.map((r) => [new URL(r.name).pathname, r.transferSize])),
       transfer_bytes: nav.transferSize + resources.reduce((n, r) => n + r.transferSize, 0),
       decoded_bytes: nav.decodedBodySize + resources.reduce((n, r) => n + r.decodedBodySize, 0),
       requests: 1 + resources.length,

@@ -81,6 +81,8 @@ function jobPage(figure) {
   const markerList = document.getElementById("markers");
   const gates = document.getElementById("gates");
   const state = { train: [], eval: [], markers: [], total: Number(figure.dataset.total) || 1, phase: null };
+  // a job that had ended when the page was made: its events replay, its state and gates are final already
+  const endedAtLoad = gates?.dataset.done === "true";
   let drawQueued = false;
   const redraw = () => {
     if (drawQueued) return;
@@ -101,7 +103,7 @@ function jobPage(figure) {
   let lastGates = 0;
   let gatesTimer = null;
   const refreshGates = async (force) => {
-    if (!gates) return;
+    if (!gates || endedAtLoad) return;
     const wait = 1500 - (Date.now() - lastGates);
     if (!force && wait > 0) {
       gatesTimer ??= setTimeout(() => {
@@ -178,8 +180,10 @@ function jobPage(figure) {
       if (m.data === "[DONE]") {
         source.close();
         figure.dataset.streamDone = "true";
-        refreshStatus();
-        refreshGates(true);
+        if (!endedAtLoad) {
+          refreshStatus();
+          refreshGates(true);
+        }
         return;
       }
       let data;
