@@ -25,6 +25,8 @@ export interface ConsoleServer {
   engine: ServeEngine;
   /** The job store. */
   jobs: JobStore;
+  /** The file store. */
+  files: FileStore;
   /** Stops the server, the runner, the engine and the database. */
   close(): Promise<void>;
 }
@@ -79,6 +81,7 @@ export async function startConsoleServer(
     app,
     engine,
     jobs,
+    files,
     async close() {
       await server.shutdown();
       await runner?.stop();

@@ -274,6 +274,83 @@ Deno.test({
         assert.match(frames, /after_round_1.*after_round_2.*final/);
       });
 
+      await t.step(
+        "a running job's gates are kept as they change, to step back through selection",
+        async () => {
+          // a job of a model this server's runner does not train, claimed by a stand-in trainer that writes
+          // checkpoints and events as a real one does
+          const file = (await server.files.list("acme"))[0];
+          const sites = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+            .concat(["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
+            .flatMap((m) => [0, 1, 2, 3, 4].map((l) => `model.layers.${l}.${m}`));
+          const job = await server.jobs.create({
+            tenant: "acme",
+            model: "not-trained-here",
+            trainingFile: file.id,
+            method: { type: "weightlora", weightlora: { hyperparameters: { steps: 10 } } },
+            options: { rank: 2, optimizer: "adamw" },
+            totalSteps: 10,
+          });
+          const claimed = await server.jobs.claim("stand-in", {
+            leaseSeconds: 600,
+            models: ["not-trained-here"],
+          });
+          assert.equal(claimed?.id, job.id);
+          const checkpoint = async (step: number) => {
+            const state = {
+              step,
+              sites: sites.map((name, i) => ({ name, rank: 2, gate: (i % step) / step, active: true })),
+            };
+            assert.ok(
+              await server.jobs.saveCheckpoint(job.id, "stand-in", {
+                step,
+                trainerState: new TextEncoder().encode(JSON.stringify(state)),
+                trainingState: new Uint8Array(),
+              }),
+            );
+            await server.jobs.addEvent(job.id, {
+              level: "info",
+              type: "metrics",
+              message: `Step ${step}/10`,
+              data: {
+                step,
+                total_steps: 10,
+                train_loss: 3 - step / 10,
+                learning_rate: 1e-3,
+                tokens_per_s: 1000,
+                phase: "select",
+                active_adapters: 35,
+              },
+            });
+          };
+          await checkpoint(2);
+          await page.goto(`${url}/console/jobs/${job.id}`);
+          await page.waitForFunction(() =>
+            document.querySelector("#gate-history")?.textContent?.includes("step 2")
+          );
+          await checkpoint(4);
+          await page.waitForFunction(
+            () => document.querySelector(".heatmap")?.getAttribute("data-frame") === "step 4",
+            {
+              timeout: 30_000,
+            },
+          );
+          const chips = await page.$$eval("#gate-history button", (b) => b.map((e) => e.textContent));
+          assert.deepEqual(chips, ["step 2", "step 4", "latest"]);
+          await page.click("#gate-history button:first-of-type");
+          assert.equal(await page.$eval(".heatmap", (e) => e.getAttribute("data-frame")), "step 2");
+          const gate = (site: string) =>
+            page.$eval(`rect[data-site="${site}"]`, (e) => Number(e.getAttribute("data-gate")));
+          assert.equal(await gate("model.layers.1.self_attn.q_proj"), 0.5, "step 2's value");
+          await page.click("#gate-history button:last-of-type");
+          await page.waitForFunction(() =>
+            document.querySelector(".heatmap")?.getAttribute("data-frame") === "step 4"
+          );
+          assert.equal(await gate("model.layers.1.self_attn.q_proj"), 0.25, "step 4's value");
+          await server.jobs.cancel("acme", job.id);
+        },
+      );
+
       await t.step("compare base and adapter in the playground", async () => {
         await page.goto(`${url}/console/playground?adapter=story`);
         await page.$eval("#prompt", (e) => ((e as HTMLTextAreaElement).value = ""));

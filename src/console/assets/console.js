@@ -55,8 +55,11 @@ function drawChart(box, state) {
     svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
     svg.append(svgEl("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, v.toFixed(2)));
   }
-  for (let i = 0; i <= 4; i++) {
-    const s = Math.round((maxStep * i) / 4);
+  // step ticks at a round interval (1, 2 or 5 × a power of ten), about four of them
+  const raw = maxStep / 4;
+  const power = 10 ** Math.floor(Math.log10(Math.max(raw, 1)));
+  const every = [1, 2, 5, 10].map((m) => m * power).find((v) => v >= raw) ?? 10 * power;
+  for (let s = 0; s <= maxStep; s += every) {
     svg.append(svgEl("text", { x: x(s), y: H - 8, "text-anchor": "middle", class: "axis" }, String(s)));
   }
   for (const m of state.markers) {
@@ -118,9 +121,55 @@ function jobPage(figure) {
     if (frame) url.searchParams.set("frame", frame);
     const res = await fetch(url, { headers: { accept: "text/html" } });
     if (!res.ok) return;
-    gates.innerHTML = await res.text();
+    const html = await res.text();
+    remember(html);
+    if (viewing === null) gates.innerHTML = html;
     gates.dataset.refreshed = String(Number(gates.dataset.refreshed ?? 0) + 1);
   };
+
+  // the gates seen while the job runs (one frame per checkpoint), to step back through selection
+  const history = new Map();
+  let viewing = null;
+  const historyBar = document.createElement("p");
+  historyBar.id = "gate-history";
+  historyBar.hidden = true;
+  gates?.before(historyBar);
+  const renderHistory = () => {
+    const buttons = [...history.keys()].map((label) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "chip";
+      b.textContent = label;
+      b.setAttribute("aria-pressed", String(viewing === label));
+      b.addEventListener("click", () => {
+        viewing = label;
+        gates.innerHTML = history.get(label);
+        renderHistory();
+      });
+      return b;
+    });
+    const latest = document.createElement("button");
+    latest.type = "button";
+    latest.className = "chip";
+    latest.textContent = "latest";
+    latest.setAttribute("aria-pressed", String(viewing === null));
+    latest.addEventListener("click", () => {
+      viewing = null;
+      renderHistory();
+      refreshGates(true);
+    });
+    historyBar.replaceChildren("Seen live: ", ...buttons, latest);
+    historyBar.hidden = history.size === 0;
+  };
+  function remember(html) {
+    const box = document.createElement("template");
+    box.innerHTML = html;
+    const map = box.content.querySelector(".heatmap");
+    if (!map || map.dataset.source !== "checkpoint" || history.has(map.dataset.frame)) return;
+    history.set(map.dataset.frame, html);
+    renderHistory();
+  }
+  if (gates) remember(gates.innerHTML);
   const refreshStatus = async () => {
     const res = await fetch(figure.dataset.statusUrl, { headers: { accept: "application/json" } });
     if (!res.ok) return;
