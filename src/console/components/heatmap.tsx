@@ -68,7 +68,7 @@ export function Heatmap(props: HeatmapProps): Child {
               </Fragment>
             )
         ).flatMap((x, i) => (i === 0 ? [x] : [" · ", x]))}
-        {g.source === "checkpoint" && <span class="muted">{" "}(latest checkpoint; the job is running)</span>}
+        {g.source === "checkpoint" && <span class="muted">(latest checkpoint; the job is running)</span>}
       </p>
       <svg
         viewBox={`0 0 ${width} ${height}`}
