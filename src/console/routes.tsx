@@ -193,7 +193,12 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Hono<ConsoleEnv> {
       : undefined;
     const next = c.req.query("next");
     return c.html(
-      <LoginPage assetVersion={version} flash={flash} next={next ? safeNext(next) : undefined} />,
+      <LoginPage
+        assetVersion={version}
+        flash={flash}
+        next={next ? safeNext(next) : undefined}
+        open={!keys}
+      />,
     );
   });
 
@@ -208,7 +213,7 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Hono<ConsoleEnv> {
         kind: "error",
         text: key === "" ? "Enter your API key" : "Incorrect API key: no tenant has this key",
       };
-      return c.html(<LoginPage assetVersion={version} flash={flash} />, 401);
+      return c.html(<LoginPage assetVersion={version} flash={flash} open={!keys} />, 401);
     }
     // a fresh id at every sign-in (no fixation); an earlier session of this browser ends
     const previous = sessionIdOf(c.req.raw);

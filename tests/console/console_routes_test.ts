@@ -95,6 +95,8 @@ Deno.test({
       await t.step(
         "a wrong key is refused; the right one gives an HTTP-only SameSite=Strict cookie",
         async () => {
+          const loginPage = await acme.get("/console/login");
+          assert.doesNotMatch(await loginPage.text(), /no API keys/);
           const wrong = await signIn(acme, "sk-nobody-000000");
           assert.equal(wrong.status, 401);
           assert.match(await wrong.text(), /Incorrect API key/);

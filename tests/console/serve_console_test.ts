@@ -48,6 +48,8 @@ Deno.test({
       await root.body?.cancel();
       assert.equal(root.status, 303);
       assert.equal(root.headers.get("location"), "/console/login");
+      const login = await page(url, "/console/login");
+      assert.match(await login.text(), /This server has no API keys: any key signs in as the one tenant/);
       const cookie = await signIn(url);
       const adapters = await page(url, "/console/adapters", cookie);
       const html = await adapters.text();

@@ -15,6 +15,8 @@ export interface LoginPageProps {
   assetVersion: string;
   /** Where to go after signing in (a `/console/…` path). */
   next?: string;
+  /** The server has no API keys: any key signs in as the one tenant `default`. */
+  open?: boolean;
 }
 
 /**
@@ -28,6 +30,11 @@ export function LoginPage(props: LoginPageProps): Child {
     <Layout title="Sign in" flash={props.flash} assetVersion={props.assetVersion}>
       <form class="card narrow" method="post" action="/console/login">
         <p>Sign in with your tenant's API key. It stays on the server; this browser only holds a session.</p>
+        {props.open && (
+          <p class="muted" id="open-server">
+            This server has no API keys: any key signs in as the one tenant, <code>default</code>.
+          </p>
+        )}
         <label for="api_key">API key</label>
         <input
           id="api_key"
