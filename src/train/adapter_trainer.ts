@@ -131,6 +131,8 @@ export class AdapterTrainer {
   #ones = new Map<string, ort.Tensor>();
   /** Names of the sites the last projection kept (undefined until a projection). */
   #kept: Set<string> | undefined;
+  /** The gate values the last projection chose from (before the others were set to 0), by site. */
+  #scores: Record<string, number> | undefined;
 
   private constructor(options: AdapterTrainerOptions, built: Built) {
     this.#options = options;
@@ -345,6 +347,7 @@ export class AdapterTrainer {
 
   /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
   #project(values: Float32Array, select: GateSelector): void {
+    this.#scores = Object.fromEntries(this.#active.map((s, i) => [s.site.name, values[i]]));
     const kept = select(values, this.#active);
     const projected = new Float32Array(values.length);
     for (const i of kept) projected[i] = values[i];
@@ -373,6 +376,11 @@ export class AdapterTrainer {
   survivors(): AdapterSiteState[] {
     const kept = this.#kept;
     return this.sites.filter((s) => s.active && (!kept || kept.has(s.site.name)));
+  }
+
+  /** The gate values of every active site that the last projection chose from, or undefined before any. */
+  get gateScores(): Record<string, number> | undefined {
+    return this.#scores ? { ...this.#scores } : undefined;
   }
 
   /** Names of the sites the last projection kept, or undefined before any projection. */

@@ -536,6 +536,10 @@ export async function train(
       trainer,
       candidates: n,
       recordGates: (label) => (summary.gates[label] = gatesOf(trainer.sites)),
+      recordScores: (label) => {
+        const scores = trainer.gateScores;
+        if (scores) summary.gates[label] = scores;
+      },
       note,
     });
     if (state !== before) recordPhase();
