@@ -142,7 +142,8 @@ export const TRAIN_OPTION_SPECS: readonly TrainOptionSpec[] = [
     methods: GATED,
     value: "LR",
     group: "Method",
-    doc: "Learning rate of the gates (plain SGD).",
+    doc:
+      "Peak learning rate of the gates (plain SGD; it follows --lr-schedule and --warmup-steps like A and B).",
   },
   {
     field: "reinitSurvivors",

@@ -522,7 +522,10 @@ export async function train(
       warmupSteps: options.warmupSteps,
       totalSteps: options.steps,
     });
-    const { gradNorm } = await trainer.applyGradients(lr, method.gateUpdate(state, step, options));
+    const gates = method.gateUpdate(state, step, options);
+    // the gates follow the same schedule (warmup, decay) as A and B
+    if (gates) gates.lr *= lr / options.lr;
+    const { gradNorm } = await trainer.applyGradients(lr, gates);
     const tokens = micro.reduce((s, b) => s + b.tokens, 0);
     tokensSeen += tokens;
     lastLoss = loss;
