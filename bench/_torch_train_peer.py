@@ -19,7 +19,8 @@ Weights (base and LoRA initial A/B) come from one safetensors file (parsed here:
 read once and every tensor is a view into them, so the base is held once).
 
 Output: {"engine": "torch", "version", "threads", "stepMs": [...], "losses": [...], "gradNorms": [...],
-"loadMs", "peakRssBytes", "forwardMs": [...], "backwardMs": [...], "optimizerMs": [...]}.
+"loadMs", "peakRssBytes", "forwardMs": [...], "backwardMs": [...], "optimizerMs": [...],
+"gemmGflops": {"mlp", "lmHead"}} (GFLOP/s of one matmul of the MLP and lm_head shapes, after the steps).
 """
 
 import json
@@ -186,6 +187,26 @@ def main():
             fwd_ms.append((t1 - t0) * 1000)
             bwd_ms.append((t2 - t1) * 1000)
             opt_ms.append((t3 - t2) * 1000)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the GEMM probe
+
+    def gemm_gflops(m, k, n):
+        """GFLOP/s of one F.linear [m, k] x [n, k]^T (the model's layout), median of 5 after a warm-up."""
+        with torch.no_grad():
+            x = torch.rand(m, k) * 2 - 1
+            wt = (torch.rand(n, k) * 2 - 1) * 0.02
+            F.linear(x, wt)
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                F.linear(x, wt)
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        return 2 * m * k * n / times[2] / 1e9
+
+    gemm = {
+        "mlp": gemm_gflops(batch * seq, dim, cfg["intermediateSize"]),
+        "lmHead": gemm_gflops(batch * seq, dim, vocab),
+    }
     print(
         json.dumps(
             {
@@ -200,7 +221,8 @@ def main():
                 "losses": losses,
                 "gradNorms": norms,
                 "loadMs": load_ms,
-                "peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "peakRssBytes": peak,
+                "gemmGflops": gemm,
             }
         )
     )
