@@ -19,7 +19,7 @@ Weights (base and LoRA initial A/B) come from one safetensors file (parsed here:
 read once and every tensor is a view into them, so the base is held once).
 
 Output: {"engine": "torch", "version", "threads", "stepMs": [...], "losses": [...], "gradNorms": [...],
-"loadMs", "peakRssBytes", "forwardMs": [...], "backwardMs": [...], "optimizerMs": [...],
+"loadMs", "loadPeakRssBytes", "peakRssBytes", "forwardMs": [...], "backwardMs": [...], "optimizerMs": [...],
 "gemmGflops": {"mlp", "lmHead"}} (GFLOP/s of one matmul of the MLP and lm_head shapes, after the steps).
 """
 
@@ -165,6 +165,7 @@ def main():
     )
     batches = [torch.tensor(b, dtype=torch.int64).view(batch, seq) for b in spec["batches"]]
     load_ms = (time.perf_counter() - t0) * 1000
+    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     losses, norms, step_ms, fwd_ms, bwd_ms, opt_ms = [], [], [], [], [], []
     total = int(spec["warmup"]) + int(spec["steps"])
@@ -221,6 +222,7 @@ def main():
                 "losses": losses,
                 "gradNorms": norms,
                 "loadMs": load_ms,
+                "loadPeakRssBytes": load_peak,
                 "peakRssBytes": peak,
                 "gemmGflops": gemm,
             }

@@ -17,7 +17,8 @@
  *
  * Shapes: stories260K (the real checkpoint, converted with {@linkcode convertLlama2c}) at 8 × 256 tokens,
  * stories15M's shape (random weights) at 8 × 256, SmolLM2-135M's shape (random weights: 30 layers, width
- * 576, GQA 9/3, vocab 49152, tied) at 4 × 256; one and two threads each. Every run is its own process
+ * 576, GQA 9/3, vocab 49152, tied) at 4 × 256 and at 2 × 256 (ours exhausts the 4 GB wasm32 heap at
+ * 4 × 256: the row records the error); one and two threads each. Every run is its own process
  * (threads are fixed per process); rounds alternate the engines (ours, torch, ours, torch …; the order
  * flips each round) and the ratio ours / torch is taken within each round, then the median over rounds.
  * Each process times its steps after warm-up steps (tokens/s = batch · seq / median step time) and reports
@@ -114,6 +115,8 @@ interface RunResult {
   losses: number[];
   gradNorms: number[];
   loadMs: number;
+  /** Peak RSS once the model is loaded and the training session built, before the first step. */
+  loadPeakRssBytes: number;
   peakRssBytes: number;
   /** Ours: the share of each timed step inside `session.run`. */
   sessionRunMs?: number[];
@@ -309,6 +312,7 @@ async function oursChild(specPath: string): Promise<void> {
     return makeBatch(rows, { batchSize: spec.batch, seqLen: spec.seq });
   });
   const loadMs = performance.now() - t0;
+  const loadPeakRssBytes = peakRss();
   const result: Required<
     Pick<RunResult, "stepMs" | "losses" | "gradNorms" | "sessionRunMs" | "trainMs" | "optimizerMs">
   > = {
@@ -354,6 +358,7 @@ async function oursChild(specPath: string): Promise<void> {
     engine: "weightlora",
     threads: spec.threads,
     loadMs,
+    loadPeakRssBytes,
     peakRssBytes,
     ...result,
   };
@@ -434,12 +439,17 @@ interface Row {
   ratio: number;
   oursPeakRssBytes: number;
   torchPeakRssBytes: number;
+  /** Peak RSS before the first step (model loaded, session built). */
+  oursLoadPeakRssBytes: number;
+  torchLoadPeakRssBytes: number;
   /** Ours: share of the step inside session.run, and of the step in applyGradients. */
   oursSessionRunShare: number;
   oursOptimizerShare: number;
   /** Median step and forward times, ms (ours' forward: evalLoss alone; torch's: the step's forward). */
   oursStepMs: number;
   torchStepMs: number;
+  /** Matrix-product GFLOP of one step ({@linkcode stepMatmulFlops}). */
+  stepGflop: number;
   oursForwardMs: number;
   torchForwardMs: number;
   oursLoadMs: number;
@@ -464,6 +474,21 @@ interface Parity {
   secondLossDiff: number;
   ok: boolean;
   error?: string;
+}
+
+/**
+ * Matrix-product FLOPs of one step with a frozen base: the projections and lm_head forward and their input
+ * gradients (2 · tokens · in · out each), attention's two products over the full T × T scores forward and
+ * twice that backward (LoRA's rank-4 products are left out: under 1%).
+ */
+export function stepMatmulFlops(config: LlamaConfig, batch: number, seq: number): number {
+  const tokens = batch * seq;
+  const sites = listAdapterSites(config);
+  const weights = sites.reduce((n, s) => n + s.inFeatures * s.outFeatures, 0) +
+    config.vocabSize * config.hiddenSize;
+  const attention = 2 * 2 * batch * config.numAttentionHeads * seq * seq * config.headDim *
+    config.numHiddenLayers;
+  return 2 * (2 * tokens * weights) + 3 * attention;
 }
 
 function summarise(w: Workload, threads: number, runs: { ours: Outcome; torch?: Outcome }[]): Row {
@@ -491,8 +516,11 @@ function summarise(w: Workload, threads: number, runs: { ours: Outcome; torch?: 
     ratio: median(runs.map((r) => tps(r.ours) / tps(r.torch)).filter(Number.isFinite)),
     oursPeakRssBytes: median(ours.map((r) => r.peakRssBytes)),
     torchPeakRssBytes: median(torch.map((r) => r.peakRssBytes)),
+    oursLoadPeakRssBytes: median(ours.map((r) => r.loadPeakRssBytes)),
+    torchLoadPeakRssBytes: median(torch.map((r) => r.loadPeakRssBytes)),
     oursSessionRunShare: share((r) => r.sessionRunMs),
     oursOptimizerShare: share((r) => r.optimizerMs),
+    stepGflop: stepMatmulFlops(w.config, w.batch, w.seq) / 1e9,
     oursStepMs: median(ours.map((r) => median(r.stepMs))),
     torchStepMs: median(torch.map((r) => median(r.stepMs))),
     oursForwardMs: median(ours.map((r) => median(r.forwardMs ?? []))),
@@ -536,12 +564,13 @@ function markdown(json: {
       "ours tok/s",
       "torch tok/s",
       "ours / torch",
-      "ours peak RSS",
-      "torch peak RSS",
+      "peak RSS ours (at load)",
+      "peak RSS torch (at load)",
       "step ms ours / torch",
       "forward ms ours / torch",
       "ours in session.run",
       "ours in applyGradients",
+      "step GFLOP/s ours / torch",
       "MatMul GFLOP/s ours / torch (MLP; lm_head)",
     ],
     json.rows.map((r) => [
@@ -551,12 +580,13 @@ function markdown(json: {
       figure(r.oursTokensPerS),
       figure(r.torchTokensPerS),
       Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}×` : "—",
-      mb(r.oursPeakRssBytes),
-      mb(r.torchPeakRssBytes),
+      `${mb(r.oursPeakRssBytes)} (${mb(r.oursLoadPeakRssBytes)})`,
+      `${mb(r.torchPeakRssBytes)} (${mb(r.torchLoadPeakRssBytes)})`,
       `${figure(r.oursStepMs)} / ${figure(r.torchStepMs)}`,
       `${figure(r.oursForwardMs)} / ${figure(r.torchForwardMs)}`,
       pct(r.oursSessionRunShare),
       pct(r.oursOptimizerShare),
+      `${figure(r.stepGflop / (r.oursStepMs / 1000))} / ${figure(r.stepGflop / (r.torchStepMs / 1000))}`,
       `${figure(r.oursGemmGflops.mlp)} / ${figure(r.torchGemmGflops.mlp)}; ` +
       `${figure(r.oursGemmGflops.lmHead)} / ${figure(r.torchGemmGflops.lmHead)}`,
     ]),
@@ -589,12 +619,22 @@ function markdown(json: {
       p.error ? `no: ${p.error.split("\n")[0]}` : p.ok ? "yes" : "no",
     ]),
   );
+  const why = (e: string) =>
+    e.includes("bad_alloc") ? `${e} (onnxruntime-web's wasm32 heap holds at most 4 GB)` : e;
   const failures = json.rows.flatMap((r) => [
     ...(r.oursError
-      ? [`- ${r.model}, ours, ${r.threads} thread(s): ${r.oursError.replaceAll("\n", " ")}`]
+      ? [
+        `- ${r.model} ${r.batch} × ${r.seq}, ours, ${r.threads} thread(s): ${
+          why(r.oursError).replaceAll("\n", " ")
+        }`,
+      ]
       : []),
     ...(r.torchError
-      ? [`- ${r.model}, torch, ${r.threads} thread(s): ${r.torchError.replaceAll("\n", " ")}`]
+      ? [
+        `- ${r.model} ${r.batch} × ${r.seq}, torch, ${r.threads} thread(s): ${
+          why(r.torchError).replaceAll("\n", " ")
+        }`,
+      ]
       : []),
   ]);
   return [
@@ -700,8 +740,8 @@ async function main(): Promise<void> {
         batch: 8,
         seq: quick ? 32 : 256,
         rounds: rounds ?? (quick ? 1 : 3),
-        warmup: warmup ?? (quick ? 1 : 2),
-        steps: steps ?? (quick ? 1 : 4),
+        warmup: warmup ?? 1,
+        steps: steps ?? (quick ? 1 : 3),
         timeoutS: 600,
       },
       {
@@ -709,6 +749,17 @@ async function main(): Promise<void> {
         config: SMOLLM2_135M_SHAPE,
         weights: random(SMOLLM2_135M_SHAPE),
         batch: 4,
+        seq: quick ? 32 : 256,
+        rounds: rounds === undefined ? 1 : Math.min(rounds, 1),
+        warmup: warmup ?? 1,
+        steps: steps === undefined ? (quick ? 1 : 2) : Math.min(steps, 2),
+        timeoutS: 900,
+      },
+      {
+        name: "SmolLM2-135M shape (random)",
+        config: SMOLLM2_135M_SHAPE,
+        weights: random(SMOLLM2_135M_SHAPE),
+        batch: 2,
         seq: quick ? 32 : 256,
         rounds: rounds === undefined ? 1 : Math.min(rounds, 1),
         warmup: warmup ?? 1,
@@ -812,7 +863,7 @@ async function main(): Promise<void> {
             got[engine] = await run(engine);
             const o = got[engine]!;
             console.error(
-              `${w.name} ${threads}t round ${r + 1}/${w.rounds} ${engine}: ` +
+              `${w.name} ${w.batch}×${w.seq} ${threads}t round ${r + 1}/${w.rounds} ${engine}: ` +
                 ("result" in o
                   ? `${figure((w.batch * w.seq) / (median(o.result.stepMs) / 1000))} tok/s, ` +
                     `step ${figure(median(o.result.stepMs))} ms, peak RSS ${mb(o.result.peakRssBytes)}`
@@ -838,7 +889,9 @@ async function main(): Promise<void> {
       "forward + backward + clipped AdamW update; tokens/s = batch · seq / median step time of one process " +
       "(after its warm-up steps); ours / torch is taken per round (each run its own process, the order " +
       `alternating), then the median. Rounds × timed steps: ${
-        workloads.map((w) => `${w.name} ${w.rounds} × ${w.steps} (warm-up ${w.warmup})`).join(", ")
+        workloads.map((w) =>
+          `${w.name} ${w.batch} × ${w.seq}: ${w.rounds} × ${w.steps} (warm-up ${w.warmup})`
+        ).join(", ")
       }. ${navigator.hardwareConcurrency} CPUs; load average ${loadBefore.toFixed(1)} at the start, ` +
       `${Deno.loadavg()[0].toFixed(1)} at the end.`;
     const json = { date, quick, torch: torch.version ?? "", header, rows, parity };
