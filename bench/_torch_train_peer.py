@@ -167,6 +167,7 @@ def main():
     load_ms = (time.perf_counter() - t0) * 1000
     load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+    print(f"ready in {load_ms:.0f} ms", file=sys.stderr, flush=True)
     losses, norms, step_ms, fwd_ms, bwd_ms, opt_ms = [], [], [], [], [], []
     total = int(spec["warmup"]) + int(spec["steps"])
     for i in range(total):
@@ -181,6 +182,7 @@ def main():
         opt.step()
         lv = float(loss)
         t3 = time.perf_counter()
+        print(f"step {i}: {(t3 - t0) * 1000:.0f} ms, loss {lv}", file=sys.stderr, flush=True)
         losses.append(lv)
         norms.append(float(norm))
         if i >= int(spec["warmup"]):

@@ -146,6 +146,8 @@ interface Workload {
   warmup: number;
   steps: number;
   timeoutS: number;
+  /** Seconds without a progress line after which a child is deemed hung. */
+  stallS: number;
 }
 
 function median(xs: readonly number[]): number {
@@ -313,6 +315,7 @@ async function oursChild(specPath: string): Promise<void> {
   });
   const loadMs = performance.now() - t0;
   const loadPeakRssBytes = peakRss();
+  console.error(`ready in ${loadMs.toFixed(0)} ms`);
   const result: Required<
     Pick<RunResult, "stepMs" | "losses" | "gradNorms" | "sessionRunMs" | "trainMs" | "optimizerMs">
   > = {
@@ -332,6 +335,7 @@ async function oursChild(specPath: string): Promise<void> {
     const t2 = performance.now();
     result.losses.push(loss);
     result.gradNorms.push(gradNorm);
+    console.error(`step ${i}: ${(t2 - t0).toFixed(0)} ms, loss ${loss}`);
     if (i < spec.warmup) continue;
     result.stepMs.push(t2 - t0);
     result.trainMs.push(t1 - t0);
@@ -370,12 +374,16 @@ async function oursChild(specPath: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------
 // the parent
 
-/** Runs one process and parses the last line of its stdout as its result. */
+/**
+ * Runs one process and parses the last line of its stdout as its result. The children write a line to
+ * stderr when ready and after each step; one that writes nothing for `stallS` seconds (a hang) or runs past
+ * `timeoutS` is killed.
+ */
 async function runChild(
   engine: Engine,
   spec: RunSpec,
   specPath: string,
-  options: { python: string; timeoutS: number },
+  options: { python: string; timeoutS: number; stallS: number },
 ): Promise<Outcome> {
   await Deno.writeTextFile(specPath, JSON.stringify(spec));
   const threads = String(spec.threads);
@@ -385,28 +393,49 @@ async function runChild(
       env: { WEIGHTLORA_WASM_THREADS: threads, NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",
-      signal: AbortSignal.timeout(options.timeoutS * 1000),
     })
     : new Deno.Command(options.python, {
       args: [PY_SCRIPT, specPath],
       env: { OMP_NUM_THREADS: threads, MKL_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads },
       stdout: "piped",
       stderr: "piped",
-      signal: AbortSignal.timeout(options.timeoutS * 1000),
     });
-  try {
-    const out = await command.output();
-    const stdout = decode(out.stdout).trim();
-    if (!out.success) {
-      const why = out.signal ? `killed by ${out.signal}` : `exit ${out.code}`;
-      return { error: `${why}: ${tail(decode(out.stderr))}` };
+  const child = command.spawn();
+  const start = performance.now();
+  let last = start, killedFor: string | undefined, stderr = "";
+  const readErr = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      stderr += decoder.decode(chunk, { stream: true });
+      last = performance.now();
     }
-    return { result: JSON.parse(stdout.split("\n").at(-1)!) };
+  })();
+  const readOut = new Response(child.stdout).text();
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    if (now - last > options.stallS * 1000) {
+      killedFor = `no progress for ${options.stallS} s (hung; the last line: ${
+        JSON.stringify(stderr.trim().split("\n").at(-1) ?? "")
+      })`;
+    } else if (now - start > options.timeoutS * 1000) killedFor = `no result within ${options.timeoutS} s`;
+    else return;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, 1000);
+  try {
+    const status = await child.status;
+    const [stdout] = await Promise.all([readOut, readErr]);
+    if (killedFor) return { error: `killed: ${killedFor}` };
+    if (!status.success) {
+      const why = status.signal ? `killed by ${status.signal}` : `exit ${status.code}`;
+      return { error: `${why}: ${tail(stderr)}` };
+    }
+    return { result: JSON.parse(stdout.trim().split("\n").at(-1)!) };
   } catch (e) {
-    const message = (e as Error).name === "TimeoutError" || (e as Error).name === "AbortError"
-      ? `no result within ${options.timeoutS} s (killed)`
-      : (e as Error).message;
-    return { error: message };
+    return { error: (e as Error).message };
+  } finally {
+    clearInterval(watchdog);
   }
 }
 
@@ -637,10 +666,21 @@ function markdown(json: {
       ]
       : []),
   ]);
+  const legend =
+    "Columns: tokens/s = batch · seq / median step time (forward, backward, clipping and AdamW); " +
+    "peak RSS of each process, and in parentheses its peak before the first step (model loaded, session " +
+    "built); forward ms: ours `evalLoss` alone, torch the step's forward; in session.run / in applyGradients: " +
+    "shares of our step; step GFLOP/s: the step's matrix-product FLOPs (projections and lm_head forward and " +
+    "their input gradients, attention's products; the frozen base has no weight gradients) / step time; " +
+    "MatMul GFLOP/s: one product of the MLP shape [batch·seq, hidden] × [hidden, intermediate] and of the " +
+    "lm_head shape [batch·seq, hidden] × [hidden, vocab] alone, in the same process after the steps (ours: " +
+    "onnxruntime-web MatMul with a constant weight; torch: F.linear).";
   return [
     json.header,
     "",
     table,
+    "",
+    legend,
     ...(json.parity.length
       ? ["", "Parity (same weights and batches, B ≠ 0, one process each, 1 thread):", "", parity]
       : []),
@@ -732,6 +772,7 @@ async function main(): Promise<void> {
         warmup: warmup ?? (quick ? 1 : 2),
         steps: steps ?? (quick ? 1 : 6),
         timeoutS: 300,
+        stallS: 60,
       },
       {
         name: "stories15M shape (random)",
@@ -743,6 +784,7 @@ async function main(): Promise<void> {
         warmup: warmup ?? 1,
         steps: steps ?? (quick ? 1 : 3),
         timeoutS: 600,
+        stallS: 120,
       },
       {
         name: "SmolLM2-135M shape (random)",
@@ -754,6 +796,7 @@ async function main(): Promise<void> {
         warmup: warmup ?? 1,
         steps: steps === undefined ? (quick ? 1 : 2) : Math.min(steps, 2),
         timeoutS: 900,
+        stallS: 300,
       },
       {
         name: "SmolLM2-135M shape (random)",
@@ -765,6 +808,7 @@ async function main(): Promise<void> {
         warmup: warmup ?? 1,
         steps: steps === undefined ? (quick ? 1 : 2) : Math.min(steps, 2),
         timeoutS: 900,
+        stallS: 300,
       },
     ].filter((w) => !values.only || w.name.includes(values.only));
     if (workloads.length === 0) throw new Error(`--only ${values.only} matches no model`);
@@ -805,10 +849,12 @@ async function main(): Promise<void> {
         const ours = await runChild("weightlora", spec, `${dir}/spec.json`, {
           python,
           timeoutS: 300,
+          stallS: 60,
         });
         const peer = await runChild("torch", spec, `${dir}/spec.json`, {
           python,
           timeoutS: 300,
+          stallS: 60,
         });
         const o = "result" in ours ? ours.result : undefined, t = "result" in peer ? peer.result : undefined;
         const diff = (i: number) => Math.abs((o?.losses[i] ?? NaN) - (t?.losses[i] ?? NaN));
@@ -846,6 +892,7 @@ async function main(): Promise<void> {
       const path = `${dir}/weights.safetensors`;
       const sites = await writeWeights(path, w.config, await w.weights(), false);
       const batches = tokenBatches(w.config.vocabSize, w.batch, w.seq, 2, w.config.bosTokenId ?? 1);
+      const hung = new Map<string, string>();
       const perThreads = new Map<number, { ours: Outcome; torch?: Outcome }[]>(
         threadCounts.map((t) => [t, []]),
       );
@@ -853,15 +900,22 @@ async function main(): Promise<void> {
         for (const threads of threadCounts) {
           const spec: RunSpec = { ...base(w, path, sites), threads, batches };
           const run = (engine: Engine) =>
-            runChild(engine, spec, `${dir}/spec.json`, { python, timeoutS: w.timeoutS });
+            runChild(engine, spec, `${dir}/spec.json`, { python, timeoutS: w.timeoutS, stallS: w.stallS });
           // alternate which engine goes first, so a drift in machine load hits both
           const order: Engine[] = torch.version
             ? (r % 2 === 0 ? ["weightlora", "torch"] : ["torch", "weightlora"])
             : ["weightlora"];
           const got: Partial<Record<Engine, Outcome>> = {};
           for (const engine of order) {
-            got[engine] = await run(engine);
+            // a configuration that hung is not run again (each hang costs the stall time)
+            const earlier = hung.get(`${engine}/${threads}`);
+            got[engine] = earlier
+              ? { error: `not run: it hung in an earlier round (${earlier})` }
+              : await run(engine);
             const o = got[engine]!;
+            if ("error" in o && o.error.startsWith("killed: no progress")) {
+              hung.set(`${engine}/${threads}`, `round ${r + 1}`);
+            }
             console.error(
               `${w.name} ${w.batch}×${w.seq} ${threads}t round ${r + 1}/${w.rounds} ${engine}: ` +
                 ("result" in o
