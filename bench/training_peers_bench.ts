@@ -629,10 +629,10 @@ function markdown(json: {
       "batch × seq",
       "loss step 1 ours",
       "torch",
-      "|diff|",
+      "diff",
       "loss step 2 ours",
       "torch",
-      "|diff|",
+      "diff",
       "grad norm ours",
       "torch",
       "ok",
@@ -699,6 +699,10 @@ async function writeDocTable(text: string): Promise<void> {
   const i = doc.indexOf(begin), j = doc.indexOf(end);
   if (i < 0 || j < i) throw new Error(`${DOC.pathname} has no ${begin} … ${end} region`);
   await atomicWrite(DOC, doc.slice(0, i + begin.length) + "\n\n" + text.trim() + "\n\n" + doc.slice(j));
+  // the docs are formatted (`deno task check` runs `deno fmt --check`): wrap the prose as the formatter does
+  const fmt = await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", DOC.pathname], stderr: "piped" })
+    .output();
+  if (!fmt.success) throw new Error(`deno fmt ${DOC.pathname} failed: ${decode(fmt.stderr)}`);
 }
 
 async function atomicWrite(url: URL, text: string): Promise<void> {
