@@ -57,10 +57,25 @@ export interface CreateSessionOptions {
    */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /**
+   * onnxruntime session configuration entries (`session.disable_prepacking`: "1", …).
+   * @default {}
+   */
+  config?: Record<string, string>;
+  /**
    * Name used in error messages when the model is given as bytes (a file path, say).
    * @default {"model"}
    */
   label?: string;
+}
+
+/** `{"session.disable_prepacking": "1"}` → `{session: {disable_prepacking: "1"}}` (onnxruntime-web's `extra`). */
+function nestConfig(config: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const [head, ...rest] = key.split(".");
+    (out[head] ??= {})[rest.join(".")] = value;
+  }
+  return out;
 }
 
 /**
@@ -184,6 +199,12 @@ export class OnnxSession {
       graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
       logSeverityLevel: options.logSeverityLevel ?? 3,
     };
+    if (options.config) {
+      sessionOptions.extra = {
+        ...(sessionOptions.extra as object | undefined),
+        ...nestConfig(options.config),
+      };
+    }
     if (externalData) {
       sessionOptions.externalData = Object.entries(externalData).map(([path, data]) => ({ path, data }));
     }
