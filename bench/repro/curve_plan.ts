@@ -465,11 +465,11 @@ export function validateCurveConfig(config: CurveConfig, candidateSites: number)
   for (const field of ["tasks", "methods", "budgets", "seeds", "ladder"] as const) {
     if (config[field].length === 0) throw new RangeError(`Invalid curve configuration: "${field}" is empty`);
   }
-  const methods = curveMethods(config);
   const badK = config.ks.find((k) => !Number.isInteger(k) || k < 1 || k > candidateSites);
   if (badK !== undefined) {
     throw new RangeError(`Invalid curve configuration: K ${badK} is outside 1..${candidateSites}`);
   }
+  const methods = curveMethods(config);
   if (config.budgets.some((b, i) => !Number.isInteger(b) || b < 1 || (i > 0 && b <= config.budgets[i - 1]))) {
     throw new RangeError(
       `Invalid curve configuration: budgets ${
