@@ -19,7 +19,8 @@ import type { LlamaWeights } from "../src/models/llama/forward.ts";
 import { randomLlamaWeights } from "../src/models/random_weights.ts";
 import { listAdapterSites } from "../src/models/sites.ts";
 import { hasWebGpu } from "../src/runtime/execution_provider.ts";
-import { AdapterTrainer } from "../src/train/adapter_trainer.ts";
+import { AdapterTrainer, type GateUpdate } from "../src/train/adapter_trainer.ts";
+import { projectTopK } from "../src/lora/top_k.ts";
 import { type Batch, makeBatch } from "../src/train/batches.ts";
 import type { ExecutionProvider } from "../src/runtime/execution_provider.ts";
 import { figure, markdownTable } from "./_table.ts";
@@ -50,14 +51,19 @@ function batches(vocab: number, batch: number, seq: number, count: number): Batc
   });
 }
 
+/** The gates' SGD step at lr 5 and the projection onto the top K (as WeightLoRA's selection does). */
+function gates(k: number): GateUpdate {
+  return { lr: 5, norm: "none", force: false, select: (g) => projectTopK(g, Math.min(k, g.length)).kept };
+}
+
 async function timeSteps(trainer: AdapterTrainer, data: Batch[], steps: number, k: number): Promise<number> {
   // one untimed step warms the session up
   await trainer.trainStep([data[0]]);
-  await trainer.applyGradients({ lr: 1e-3, lrGates: 5 }, k);
+  await trainer.applyGradients(1e-3, gates(k));
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
     await trainer.trainStep([data[(i + 1) % data.length]]);
-    await trainer.applyGradients({ lr: 1e-3, lrGates: 5 }, k);
+    await trainer.applyGradients(1e-3, gates(k));
   }
   return (performance.now() - t0) / steps;
 }

@@ -15,6 +15,7 @@ import { loadPeftAdapter } from "../lora/peft.ts";
 import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
 import { type Dataset, loadJsonl, splitDataset } from "../train/data.ts";
 import { type StepRecord, train, TRAIN_METHODS, trainMethod, type TrainOptions } from "../train/trainer.ts";
+import { GATE_NORMS } from "../train/adapter_trainer.ts";
 import { TRAIN_DEFAULTS as D, withTrainDefaults } from "../train/options.ts";
 import { readChatTemplateFile } from "../io/chat_template.ts";
 import { nonNegative, nonNegativeInt, numberFlag, oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
@@ -88,16 +89,43 @@ time), train_log.jsonl (one line per step) and checkpoint/ (for --resume).`,
     {
       name: "k",
       value: "K",
-      default: D.k,
+      defaultText: `${D.k} (unless --budget)`,
       group: "Method",
       doc: "Sites to keep (weightlora, random-sites), 1..number of candidate sites.",
     },
     {
-      name: "select-steps",
-      value: "T",
-      defaultText: "steps / 10",
+      name: "budget",
+      value: "P",
       group: "Method",
-      doc: "WeightLoRA selection steps (gates trained, then frozen).",
+      doc:
+        "WeightLoRA: instead of --k, keep the sites with the best gate per parameter whose adapters total " +
+        "at most P trainable parameters.",
+    },
+    {
+      name: "select-steps",
+      value: "T|all",
+      defaultText: "max(2, steps / 10)",
+      group: "Method",
+      doc:
+        "WeightLoRA selection: gates trained and projected onto K for T steps, then frozen and the other " +
+        "sites dropped (phase 2 trains K adapters only); `all`: the authors' schedule, gates trained and " +
+        "projected after every step of the run (dropped sites may return), the K survivors exported.",
+    },
+    {
+      name: "gate-warmup",
+      value: "W",
+      default: D.gateWarmup,
+      group: "Method",
+      doc: "WeightLoRA, WeightLoRA+: hold the gates at 1 for W steps while A and B train, then select.",
+    },
+    {
+      name: "gate-norm",
+      value: "N",
+      default: D.gateNorm,
+      group: "Method",
+      doc: "WeightLoRA, WeightLoRA+: per-site normalisation of the gate gradient: none | params (by the " +
+        "adapter's parameter count) | rms (by the norm of its update B·A); both remove the width bias of " +
+        "early selection.",
     },
     {
       name: "lr-gates",
@@ -313,6 +341,11 @@ async function main(): Promise<void> {
   if (v["eval-data"] && v["eval-split"]) {
     throw new UsageError("--eval-data and --eval-split exclude each other");
   }
+  if (v.budget !== undefined && v.k !== undefined) {
+    throw new UsageError(
+      "--k and --budget exclude each other: give the sites to keep or their parameter budget",
+    );
+  }
   const options: TrainOptions = withTrainDefaults({
     method: trainMethod(oneOf("method", v.method, [...TRAIN_METHODS, "randlora"] as const, D.method)),
     k: positiveInt("k", v.k, D.k),
@@ -340,7 +373,13 @@ async function main(): Promise<void> {
     maxGradNorm: nonNegative("max-grad-norm", v["max-grad-norm"], D.maxGradNorm),
     selectSteps: v["select-steps"] === undefined
       ? undefined
-      : positiveInt("select-steps", v["select-steps"], 1),
+      : v["select-steps"] === "all"
+      ? "all"
+      : numberFlag("select-steps", v["select-steps"], (n) =>
+        Number.isInteger(n) && n > 0, '"all" or a positive integer'),
+    gateWarmup: nonNegativeInt("gate-warmup", v["gate-warmup"], D.gateWarmup),
+    gateNorm: oneOf("gate-norm", v["gate-norm"], GATE_NORMS, D.gateNorm),
+    budget: v.budget === undefined ? null : positiveInt("budget", v.budget, 1),
     reinitSurvivors: v["reinit-survivors"] ?? D.reinitSurvivors,
     growEvery: positiveInt("grow-every", v["grow-every"], D.growEvery),
     growRounds: positiveInt("grow-rounds", v["grow-rounds"], D.growRounds),
@@ -404,7 +443,11 @@ async function main(): Promise<void> {
       `train: ${summary.stopped_early ? "stopped" : "done"} after ${summary.steps} steps in ${
         summary.wall_time_s.toFixed(1)
       } s; ` +
-        `${summary.selected_sites.length} adapters; final loss ${summary.final_train_loss?.toFixed(4)}` +
+        `kept ${summary.k_kept} of ${summary.candidate_sites} sites` +
+        (summary.k_requested === null ? "" : ` (K = ${summary.k_requested})`) +
+        `, ${summary.adapter_parameters} adapter parameters; final loss ${
+          summary.final_train_loss?.toFixed(4)
+        }` +
         (summary.final_eval_loss === null ? "" : `, eval loss ${summary.final_eval_loss.toFixed(4)}`) +
         `; wrote ${options.out}`,
     );

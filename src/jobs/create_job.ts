@@ -155,9 +155,9 @@ export async function createJob(body: unknown, options: CreateJobOptions): Promi
       ...train.examples.map((e) => e.inputIds.length),
       ...(evalSet?.examples ?? []).map((e) => e.inputIds.length),
     );
-    const candidateSites = listAdapterSites(model.config)
-      .filter((s) => parsed.options.targetModules.includes(s.module)).length;
-    const resolved = resolveMethod(parsed, { candidateSites, rows: train.examples.length, longestRow });
+    const candidates = listAdapterSites(model.config)
+      .filter((s) => parsed.options.targetModules.includes(s.module));
+    const resolved = resolveMethod(parsed, { candidates, rows: train.examples.length, longestRow });
     return await options.jobs.create({
       tenant: options.tenant,
       model: model.id,

@@ -11,8 +11,10 @@
  * @module
  */
 
-import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
-import { TRAIN_DEFAULTS } from "../train/options.ts";
+import { type AdapterSite, LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
+import { defaultSelectSteps, TRAIN_DEFAULTS } from "../train/options.ts";
+import { GATE_NORMS } from "../train/adapter_trainer.ts";
+import { TrainOptionError, validateTrainOptions } from "../train/methods/mod.ts";
 import { TRAIN_METHODS, type TrainMethod, trainMethod, type TrainOptions } from "../train/trainer.ts";
 
 /**
@@ -44,6 +46,7 @@ type Kind =
   | { kind: "number"; min: number; max: number; exclusiveMin?: boolean }
   | { kind: "bool" }
   | { kind: "enum"; values: readonly string[] }
+  | { kind: "intOrAll"; min: number; max: number }
   | { kind: "modules" };
 
 interface Spec {
@@ -58,6 +61,7 @@ const INT = (min: number, max: number): Kind => ({ kind: "int", min, max });
 /** The most training steps of one job, given as `steps` or reached through `n_epochs`. */
 export const MAX_STEPS = 1_000_000;
 const GATED: readonly TrainMethod[] = ["weightlora", "weightlora-plus"];
+const NULLABLE = new Set(["budget"]);
 
 /** Every hyperparameter: snake_case name → option field, type and range. */
 const SPECS: Record<string, Spec> = {
@@ -79,7 +83,14 @@ const SPECS: Record<string, Spec> = {
   lr_schedule: { field: "lrSchedule", type: { kind: "enum", values: ["constant", "linear", "cosine"] } },
   warmup_steps: { field: "warmupSteps", type: INT(0, 1_000_000) },
   max_grad_norm: { field: "maxGradNorm", type: { kind: "number", min: 0, max: 1e6 } },
-  select_steps: { field: "selectSteps", type: INT(1, 1_000_000), methods: ["weightlora"] },
+  select_steps: {
+    field: "selectSteps",
+    type: { kind: "intOrAll", min: 1, max: 1_000_000 },
+    methods: ["weightlora"],
+  },
+  gate_warmup: { field: "gateWarmup", type: INT(0, 1_000_000), methods: GATED },
+  gate_norm: { field: "gateNorm", type: { kind: "enum", values: GATE_NORMS }, methods: GATED },
+  budget: { field: "budget", type: INT(1, 2 ** 53 - 1), methods: ["weightlora"] },
   reinit_survivors: { field: "reinitSurvivors", type: { kind: "bool" }, methods: ["weightlora"] },
   grow_every: { field: "growEvery", type: INT(1, 1_000_000), methods: ["weightlora-plus"] },
   grow_rounds: { field: "growRounds", type: INT(1, 30), methods: ["weightlora-plus"] },
@@ -89,7 +100,12 @@ const SPECS: Record<string, Spec> = {
   completion_eos: { field: "completionEos", type: { kind: "bool" } },
 };
 
-/** The defaults: the training CLI's ({@linkcode TRAIN_DEFAULTS}); `selectSteps` is steps / 10 when not given. */
+/** Option field → job hyperparameter name. */
+const SNAKE_NAMES = new Map<string, string>(
+  Object.entries(SPECS).map(([name, spec]) => [spec.field as string, name]),
+);
+
+/** The defaults: the training CLI's ({@linkcode TRAIN_DEFAULTS}); `selectSteps` follows `steps` when not given. */
 const DEFAULTS: Omit<JobTrainOptions, "method" | "selectSteps"> = (() => {
   const { ep: _ep, method: _method, ...rest } = TRAIN_DEFAULTS;
   return { ...rest, completionEos: true };
@@ -110,7 +126,7 @@ export interface ParsedMethod {
 /** What {@linkcode resolveMethod} needs to know about the model and the data. */
 export interface DataFacts {
   /** Candidate adapter sites of the model for the chosen target modules. */
-  candidateSites: number;
+  candidates: readonly AdapterSite[];
   /** Training rows. */
   rows: number;
   /** Longest row in tokens (training and validation data), after truncation to `seqLen`. */
@@ -142,6 +158,12 @@ function checkValue(name: string, spec: Spec, value: unknown, param: string): un
       }
       return value;
     }
+    case "intOrAll":
+      if (value === "all") return value;
+      if (typeof value !== "number" || !Number.isInteger(value) || value < t.min || value > t.max) {
+        bad(`"all" or an integer in ${t.min}..${t.max}`);
+      }
+      return value;
     case "bool":
       if (typeof value !== "boolean") bad("true or false");
       return value;
@@ -242,6 +264,7 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
   const given: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(hp as Record<string, unknown>)) {
     if (value === "auto" && SPECS[name].type.kind !== "enum") continue;
+    if (value === null && NULLABLE.has(name)) continue;
     given[name] = checkValue(name, SPECS[name], value, `${prefix}.${name}`);
   }
   if (seed !== undefined && seed !== null) {
@@ -253,6 +276,12 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
       );
     }
     given.seed = s;
+  }
+  if (given.k !== undefined && given.budget !== undefined) {
+    throw new HyperparameterError(
+      "Give k or budget, not both: the sites to keep or their parameter budget",
+      `${prefix}.budget`,
+    );
   }
   if (given.steps !== undefined && given.n_epochs !== undefined) {
     throw new HyperparameterError("Give steps or n_epochs, not both", `${prefix}.n_epochs`);
@@ -278,8 +307,9 @@ function knownFor(type: TrainMethod): string[] {
 
 /**
  * Completes the options once the model and the data are known: `n_epochs` → steps, the sequence length
- * shrunk to the longest row (as the CLI does), `select_steps` defaulted to steps / 10, and the checks that
- * depend on the model (K ≤ candidate sites, select_steps < steps, WeightLoRA+ rounds).
+ * shrunk to the longest row (as the CLI does), `select_steps` defaulted as the CLI does, and the trainer's
+ * own checks of the method against the model (K ≤ candidate sites, a schedule that selects, a budget that
+ * fits, WeightLoRA+ rounds that fit the run), with the hyperparameter named in snake_case.
  *
  * @param parsed From {@linkcode parseMethod}.
  * @param facts Candidate sites, rows, longest row.
@@ -305,27 +335,13 @@ export function resolveMethod(
     options.steps = steps;
   }
   options.seqLen = Math.max(2, Math.min(options.seqLen, facts.longestRow));
-  if (parsed.given.select_steps === undefined) {
-    options.selectSteps = Math.max(1, Math.floor(options.steps / 10));
-  }
-  const n = facts.candidateSites;
-  if ((parsed.type === "weightlora" || parsed.type === "random-sites") && options.k > n) {
-    throw new HyperparameterError(
-      `Invalid hyperparameter k ${options.k}: the model has ${n} candidate sites for these target modules`,
-      `${prefix}.k`,
-    );
-  }
-  if (parsed.type === "weightlora" && options.selectSteps >= options.steps) {
-    throw new HyperparameterError(
-      `Invalid hyperparameter select_steps ${options.selectSteps}: it must be below steps (${options.steps})`,
-      `${prefix}.select_steps`,
-    );
-  }
-  if (parsed.type === "weightlora-plus" && n >> options.growRounds < 1) {
-    throw new HyperparameterError(
-      `Invalid hyperparameter grow_rounds ${options.growRounds}: halving ${n} sites that often leaves none`,
-      `${prefix}.grow_rounds`,
-    );
+  if (parsed.given.select_steps === undefined) options.selectSteps = defaultSelectSteps(options.steps);
+  try {
+    validateTrainOptions({ ...options, out: "", ep: "wasm" }, facts.candidates);
+  } catch (e) {
+    if (!(e instanceof TrainOptionError)) throw e;
+    const name = SNAKE_NAMES.get(e.field) ?? e.field;
+    throw new HyperparameterError(e.render((field) => SNAKE_NAMES.get(field) ?? field), `${prefix}.${name}`);
   }
   const hyperparameters: Record<string, unknown> = {};
   for (const name of knownFor(parsed.type)) {

@@ -1,8 +1,9 @@
 /**
  * {@linkcode AdapterTrainer}: trains a gated LoRA adapter on a Llama model through a {@linkcode TrainingSession},
- * and performs WeightLoRA's structural moves between steps — projecting gates onto the top K, freezing
- * them and dropping zero-gate sites (the graph is rebuilt without them: no parameters, no optimizer state,
- * no compute), and WeightLoRA+'s function-preserving rank doubling.
+ * and performs WeightLoRA's structural moves between steps — the gates' SGD step (optionally with a per-site
+ * gradient normalisation) and their projection onto a kept set (top K or a parameter budget), freezing them
+ * and dropping the sites outside the kept set (the graph is rebuilt without them: no parameters, no optimizer
+ * state, no compute), and WeightLoRA+'s function-preserving rank doubling.
  *
  * @module
  */
@@ -15,7 +16,6 @@ import type { LlamaConfig } from "../models/config.ts";
 import type { LlamaWeights } from "../models/llama/forward.ts";
 import { dropoutInputName, gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
 import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
-import { projectTopK } from "../lora/top_k.ts";
 import { doubleRank } from "../lora/rank_doubling.ts";
 import { loraInputNames } from "../models/lora_inputs.ts";
 import { ort } from "../runtime/ort.ts";
@@ -30,6 +30,43 @@ export interface AdapterOptimizerOptions {
   weightDecay: number;
   /** Global gradient-norm clipping of A and B (0 disables). */
   maxGradNorm: number;
+}
+
+/**
+ * Per-site normalisation of the gate gradient before the gates' SGD step. `none`: the raw gradient (the
+ * paper's). `params`: divided by the site's adapter parameter count r·(in + out), relative to the mean over the
+ * active sites. `rms`: divided by the Frobenius norm of the site's current update (scale · B·A), relative to
+ * the mean. Both remove the width bias of the raw gradient early in training, when B ≈ −lr·sign(∇B) makes the
+ * gate gradient grow with the size of B.
+ */
+export type GateNorm = "none" | "params" | "rms";
+
+/** Every {@linkcode GateNorm}. */
+export const GATE_NORMS: readonly GateNorm[] = ["none", "params", "rms"];
+
+/**
+ * Chooses the kept sites from updated gate values.
+ *
+ * @param gates Gate values of the active sites, in model order.
+ * @param sites The active sites.
+ * @returns Kept indices into `sites`, ascending.
+ */
+export type GateSelector = (gates: Float32Array, sites: readonly AdapterSiteState[]) => number[];
+
+/** How the gates move after a step: an SGD step, then a projection onto the kept set. */
+export interface GateUpdate {
+  /** Learning rate of the gates. */
+  lr: number;
+  /** Normalisation of the gate gradient. */
+  norm: GateNorm;
+  /** The projection's kept set. */
+  select: GateSelector;
+  /**
+   * Project even when every gate gradient is zero (the last step of a selection must select). Otherwise a
+   * step whose gate gradients are all zero (B = 0 at the first step) leaves the gates alone: projecting equal
+   * gates would choose by site order.
+   */
+  force: boolean;
 }
 
 /** Options for {@linkcode AdapterTrainer.create}. */
@@ -54,6 +91,8 @@ export interface AdapterTrainerOptions {
   dropout?: number;
   /** Seed of the dropout masks. @default {0} */
   seed?: number;
+  /** Names of the sites the last projection kept (resuming a run); none: no projection yet. */
+  kept?: readonly string[];
 }
 
 /** A built training graph's session and bookkeeping. */
@@ -93,9 +132,12 @@ export class AdapterTrainer {
   #active: AdapterSiteState[];
   #dropoutShapes: Map<string, number[]>;
   #ones = new Map<string, ort.Tensor>();
+  /** Names of the sites the last projection kept (undefined until a projection). */
+  #kept: Set<string> | undefined;
 
   private constructor(options: AdapterTrainerOptions, built: Built) {
     this.#options = options;
+    this.#kept = options.kept ? new Set(options.kept) : undefined;
     this.sites = options.sites;
     this.trainableGates = options.trainableGates;
     this.#session = built.session;
@@ -255,45 +297,86 @@ export class AdapterTrainer {
   }
 
   /**
-   * Applies the pending gradients: A and B at `lr`, gates (when trained) at `lrGates` followed by the
-   * top-K projection — skipped while the gate gradient is still numerically zero (at the first steps
-   * B = 0, so every gate gradient is 0 and projecting would drop sites at random).
+   * Applies the pending gradients: A and B at `lr`; then, when `gates` is given and the gates are trained,
+   * the gates' SGD step on their (normalised) gradient and the projection onto the kept set.
    *
-   * @param rates Learning rates of the adapters and gates.
-   * @param k Gates to keep when projecting.
-   * @returns The gradient norm and whether the gates were projected.
+   * @param lr Learning rate of A and B.
+   * @param gates How the gates move this step (undefined: they stay).
+   * @returns The gradient norm of A and B, and whether the gates were projected.
    */
-  async applyGradients(
-    rates: { lr: number; lrGates: number },
-    k: number,
-  ): Promise<{ gradNorm: number; projected: boolean }> {
-    let gateGradientZero = true;
-    if (this.trainableGates) {
-      const g = await this.#session.gradient(GATES_INPUT);
-      gateGradientZero = g.every((v) => Math.abs(v) < 1e-12);
+  async applyGradients(lr: number, gates?: GateUpdate): Promise<{ gradNorm: number; projected: boolean }> {
+    const moveGates = this.trainableGates && gates !== undefined;
+    const gradient = moveGates ? await this.#session.gradient(GATES_INPUT) : undefined;
+    // the gates' step is taken here, not by the optimizer graph: the normalisation is per site
+    const rates: Record<string, number> = { adapters: lr };
+    if (this.trainableGates) rates.gates = 0;
+    const { gradNorm } = await this.#session.optimizerStep(rates);
+    if (!moveGates) return { gradNorm, projected: false };
+    const zero = gradient!.every((v) => Math.abs(v) < 1e-12);
+    if (zero && !gates.force) return { gradNorm, projected: false };
+    const values = await this.#session.parameter(GATES_INPUT);
+    if (!zero) {
+      const weight = await this.#gateWeights(gates.norm);
+      for (let i = 0; i < values.length; i++) values[i] -= gates.lr * gradient![i] / weight[i];
     }
-    const lr: Record<string, number> = { adapters: rates.lr };
-    if (this.trainableGates) lr.gates = rates.lrGates;
-    const { gradNorm } = await this.#session.optimizerStep(lr);
-    let projected = false;
-    if (this.trainableGates && !gateGradientZero) {
-      await this.projectGates(k);
-      projected = true;
+    this.#project(values, gates.select);
+    return { gradNorm, projected: true };
+  }
+
+  /** Per-site divisors of the gate gradient (1 for `none`; relative to their mean otherwise). */
+  async #gateWeights(norm: GateNorm): Promise<Float64Array> {
+    const n = this.#active.length;
+    const w = new Float64Array(n).fill(1);
+    if (norm === "none") return w;
+    for (const [i, s] of this.#active.entries()) {
+      if (norm === "params") w[i] = s.rank * (s.site.inFeatures + s.site.outFeatures);
+      else {
+        const names = loraInputNames(s.site.name);
+        const a = await this.#session.parameter(names.a);
+        const b = await this.#session.parameter(names.b);
+        w[i] = s.scale * updateNorm(a, b, s.rank, s.site.inFeatures, s.site.outFeatures);
+      }
     }
-    return { gradNorm, projected };
+    const mean = w.reduce((x, y) => x + y, 0) / n;
+    for (let i = 0; i < n; i++) w[i] = mean > 0 && w[i] > 0 ? w[i] / mean : 1;
+    return w;
+  }
+
+  /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
+  #project(values: Float32Array, select: GateSelector): void {
+    const kept = select(values, this.#active);
+    const projected = new Float32Array(values.length);
+    for (const i of kept) projected[i] = values[i];
+    this.#session.setParameter(GATES_INPUT, projected);
+    this.#active.forEach((s, i) => (s.gate = projected[i]));
+    this.#kept = new Set(kept.map((i) => this.#active[i].site.name));
   }
 
   /**
-   * Projects the trained gates onto the top K (the rest become 0; their sites stay in the graph until
-   * {@linkcode AdapterTrainer.freezeGates} or {@linkcode AdapterTrainer.dropZeroGates}).
+   * Projects the current gates onto the selector's kept set, whatever their gradient (the other gates become
+   * 0; their sites stay in the graph until {@linkcode AdapterTrainer.freezeGates} or
+   * {@linkcode AdapterTrainer.dropUnselected}).
    *
-   * @param k Gates to keep.
+   * @param select The kept set's rule.
    */
-  async projectGates(k: number): Promise<void> {
-    const gates = await this.#session.parameter(GATES_INPUT);
-    const { gates: projected } = projectTopK(gates, Math.min(k, gates.length));
-    this.#session.setParameter(GATES_INPUT, projected);
-    this.#active.forEach((s, i) => (s.gate = projected[i]));
+  async projectGates(select: GateSelector): Promise<void> {
+    this.#project(await this.#session.parameter(GATES_INPUT), select);
+  }
+
+  /**
+   * The sites the adapter keeps now: the active sites in the last projection's kept set (every active site
+   * before any projection).
+   *
+   * @returns The surviving sites, in model order.
+   */
+  survivors(): AdapterSiteState[] {
+    const kept = this.#kept;
+    return this.sites.filter((s) => s.active && (!kept || kept.has(s.site.name)));
+  }
+
+  /** Names of the sites the last projection kept, or undefined before any projection. */
+  get kept(): string[] | undefined {
+    return this.#kept ? [...this.#kept] : undefined;
   }
 
   /**
@@ -337,21 +420,23 @@ export class AdapterTrainer {
   }
 
   /**
-   * Drops the sites whose gate is 0 and rebuilds the graph without them; gates stay trainable.
+   * Drops the sites outside the last projection's kept set and rebuilds the graph without them; gates stay
+   * trainable.
    *
    * @param carry Keep the survivors' optimizer moments, or start the optimizer afresh.
    * @returns The names of the dropped sites.
    */
-  async dropZeroGates(carry: "moments" | "reset"): Promise<string[]> {
-    const dropped = await this.#markZeroGatesDropped();
+  async dropUnselected(carry: "moments" | "reset"): Promise<string[]> {
+    const dropped = await this.#markUnselectedDropped();
     await this.#rebuild(this.trainableGates, carry);
     return dropped;
   }
 
-  /** Syncs from the device, then marks every active site whose gate is 0 inactive (freeing its factors). */
-  async #markZeroGatesDropped(): Promise<string[]> {
+  /** Syncs from the device, then marks every active site outside the kept set inactive (freeing its factors). */
+  async #markUnselectedDropped(): Promise<string[]> {
     await this.sync();
-    const dropped = this.#active.filter((s) => s.gate === 0);
+    const kept = this.#kept;
+    const dropped = this.#active.filter((s) => kept ? !kept.has(s.site.name) : s.gate === 0);
     for (const s of dropped) {
       Object.assign(s, { active: false, a: new Float32Array(), b: new Float32Array() });
     }
@@ -359,14 +444,14 @@ export class AdapterTrainer {
   }
 
   /**
-   * Freezes the gates: sites with gate 0 are dropped, the others keep their gate as a constant factor,
+   * Freezes the gates: sites outside the last projection's kept set are dropped, the others keep their gate as a constant factor,
    * and the graph is rebuilt (backward then stops at the lowest survivor).
    *
    * @param options `reinitSurvivors` re-initialises survivors' A and B and restarts the optimizer.
    * @returns The dropped sites' names.
    */
   async freezeGates(options: { reinitSurvivors: boolean; seed: number }): Promise<string[]> {
-    const dropped = await this.#markZeroGatesDropped();
+    const dropped = await this.#markUnselectedDropped();
     if (options.reinitSurvivors) {
       this.sites = this.sites.map((s, i) => (s.active ? reinitSite(s, options.seed, i, "reinit") : s));
     }
@@ -435,4 +520,33 @@ export class AdapterTrainer {
   async release(): Promise<void> {
     await this.#session.release();
   }
+}
+
+/**
+ * ‖B·A‖_F without forming B·A: ‖BA‖² = Σᵢⱼ (BᵀB)ᵢⱼ (AAᵀ)ᵢⱼ, two r×r products.
+ *
+ * @param a A, `[rank, in]` row-major.
+ * @param b B, `[out, rank]` row-major.
+ * @param rank r.
+ * @param inFeatures in.
+ * @param outFeatures out.
+ * @returns The Frobenius norm of B·A.
+ */
+export function updateNorm(
+  a: Float32Array,
+  b: Float32Array,
+  rank: number,
+  inFeatures: number,
+  outFeatures: number,
+): number {
+  let sum = 0;
+  for (let i = 0; i < rank; i++) {
+    for (let j = 0; j < rank; j++) {
+      let btb = 0, aat = 0;
+      for (let o = 0; o < outFeatures; o++) btb += b[o * rank + i] * b[o * rank + j];
+      for (let c = 0; c < inFeatures; c++) aat += a[i * inFeatures + c] * a[j * inFeatures + c];
+      sum += btb * aat;
+    }
+  }
+  return Math.sqrt(Math.max(0, sum));
 }

@@ -8,7 +8,9 @@
 import { LLAMA_MODULES } from "../models/sites.ts";
 import type { TrainOptions } from "./trainer.ts";
 
-/** Default value of every option but `out` and `selectSteps` (which defaults to a tenth of `steps`). */
+/**
+ * Default value of every option but `out` and `selectSteps` (see {@linkcode defaultSelectSteps}).
+ */
 export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "out" | "selectSteps">> = {
   method: "weightlora",
   k: 5,
@@ -29,6 +31,9 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "out" | "selectSteps">>
   warmupSteps: 0,
   maxGradNorm: 1,
   reinitSurvivors: false,
+  gateWarmup: 0,
+  gateNorm: "none",
+  budget: null,
   growEvery: 10,
   growRounds: 2,
   evalEvery: 0,
@@ -38,10 +43,21 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "out" | "selectSteps">>
 };
 
 /**
+ * The default selection schedule of a run of `steps` steps: a tenth of the run, and at least 2 steps (B starts
+ * at zero, so the gate gradients first tell sites apart at step 2).
+ *
+ * @param steps The run's steps.
+ * @returns max(2, ⌊steps / 10⌋).
+ */
+export function defaultSelectSteps(steps: number): number {
+  return Math.max(2, Math.floor(steps / 10));
+}
+
+/**
  * Fills in the defaults.
  *
  * @param options The options that are set (`out` is required).
- * @returns Complete options; `selectSteps` defaults to max(1, ⌊steps / 10⌋).
+ * @returns Complete options; `selectSteps` defaults to {@linkcode defaultSelectSteps}.
  * @example
  * ```ts
  * import { withTrainDefaults } from "./options.ts";
@@ -55,7 +71,7 @@ export function withTrainDefaults(options: Partial<TrainOptions> & { out: string
   return {
     ...TRAIN_DEFAULTS,
     targetModules: [...TRAIN_DEFAULTS.targetModules],
-    selectSteps: Math.max(1, Math.floor(steps / 10)),
+    selectSteps: defaultSelectSteps(steps),
     ...defined,
   } as TrainOptions;
 }

@@ -1,7 +1,7 @@
 /**
- * The fine-tuning loop: WeightLoRA (select K sites with gates, freeze, drop the rest), WeightLoRA+ (grow
- * ranks while halving K), LoRA on every site and RandLoRA (K random sites) as baselines — with learning-rate
- * schedules, gradient accumulation, periodic evaluation, atomic checkpoints, exact resume, and the outputs
+ * The fine-tuning loop, the same for every method (each method is one file under `./methods/`: WeightLoRA,
+ * budgeted WeightLoRA, WeightLoRA+, LoRA on every site, random sites) — with learning-rate schedules, gradient
+ * accumulation, periodic evaluation, adapter snapshots, atomic checkpoints, exact resume, and the outputs
  * (PEFT adapter, `weightlora.json`, `train_log.jsonl`).
  *
  * @module
@@ -11,14 +11,17 @@ import type { LlamaConfig } from "../models/config.ts";
 import type { LlamaWeights } from "../models/llama/forward.ts";
 import { type AdapterSite, listAdapterSites, type LlamaModule } from "../models/sites.ts";
 import type { PeftAdapter } from "../lora/peft.ts";
-import { type AdapterSiteState, initAdapter, purposePrng } from "../lora/adapter.ts";
+import { type AdapterSiteState, initAdapter } from "../lora/adapter.ts";
 import { writeFolderAtomic, writePeftAdapter } from "../lora/peft_export.ts";
 import { encodeTrainingState, loadTrainingState } from "../autodiff/checkpoint.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
-import { AdapterTrainer, type TrainableSizes } from "./adapter_trainer.ts";
+import { AdapterTrainer, type GateNorm, type TrainableSizes } from "./adapter_trainer.ts";
 import { type Batch, BatchSampler, makeBatch, type SamplerState } from "./batches.ts";
 import type { Dataset } from "./data.ts";
 import { learningRate, type LrScheduleKind } from "./schedule.ts";
+import { type MethodState, type Phase, trainingMethod } from "./methods/mod.ts";
+
+export type { Phase } from "./methods/mod.ts";
 
 /**
  * Training methods. `random-sites` is the baseline of the WeightLoRA paper's comparison: plain LoRA on K
@@ -93,8 +96,17 @@ export interface TrainOptions {
   warmupSteps: number;
   /** Global gradient-norm clipping (0 disables). */
   maxGradNorm: number;
-  /** WeightLoRA phase-1 steps. */
-  selectSteps: number;
+  /**
+   * WeightLoRA's selection schedule: freeze the gates and drop the unselected sites after this many steps,
+   * or `"all"` (the authors' schedule): gates trained and projected after every step of the run.
+   */
+  selectSteps: number | "all";
+  /** Steps during which the gates are held at 1 while A and B train, before the first projection. */
+  gateWarmup: number;
+  /** Per-site normalisation of the gate gradient. */
+  gateNorm: GateNorm;
+  /** WeightLoRA: keep adapters totalling at most this many trainable parameters instead of K sites (null: K). */
+  budget: number | null;
   /** Re-initialise survivors' A/B and the optimizer after selection. */
   reinitSurvivors: boolean;
   /** WeightLoRA+: steps between growth rounds. */
@@ -157,12 +169,28 @@ export interface TrainEvents {
   onNote?(message: string): void;
   /** Stops the run after the current step (a checkpoint is saved first). */
   signal?: AbortSignal;
+  /**
+   * Steps after which the adapter as it is then (its surviving sites, gates folded in) is written as a PEFT
+   * adapter to `<out>/snapshots/step-<N>/`, with `snapshot.json` (step, phase, sites, parameters, losses).
+   */
+  snapshotSteps?: readonly number[];
 }
 
 /** The `weightlora.json` summary. */
 export interface TrainSummary {
   method: TrainMethod;
+  /** Sites kept (= `k_kept`; null for LoRA, kept for older readers). */
   k: number | null;
+  /** The K asked for (null: LoRA on every site, or a parameter budget). */
+  k_requested: number | null;
+  /** Sites the exported adapter has. */
+  k_kept: number;
+  /** The parameter budget asked for (null: none). */
+  budget: number | null;
+  /** WeightLoRA's selection schedule (null for methods without one). */
+  select_steps: number | "all" | null;
+  /** Trainable parameters of the exported adapter. */
+  adapter_parameters: number;
   candidate_sites: number;
   selected_sites: string[];
   ranks: Record<string, number>;
@@ -177,9 +205,6 @@ export interface TrainSummary {
   stopped_early: boolean;
 }
 
-/** Training phases. */
-export type Phase = "select" | "grow" | "train";
-
 interface CheckpointState {
   version: 1;
   step: number;
@@ -191,6 +216,8 @@ interface CheckpointState {
   tokensSeen: number;
   lastLoss: number | null;
   sites: { name: string; rank: number; scale: number; gate: number; active: boolean }[];
+  /** Sites the last gate projection kept (absent before the first projection). */
+  kept?: string[];
   summary: Pick<TrainSummary, "gates" | "phases">;
   fingerprint: string;
 }
@@ -234,48 +261,18 @@ function initialSites(
       };
     });
   }
-  const sites = initAdapter(candidates, {
+  return initAdapter(candidates, {
     rank: options.rank,
     alpha: options.alpha,
     rslora: options.rslora,
     seed: options.seed,
   });
-  if (options.method === "random-sites") {
-    // K random sites by seed (a seeded partial Fisher–Yates), gates frozen at 1
-    const prng = purposePrng(options.seed, "randlora", 0); // the old name: the same seed keeps its sites
-    const order = sites.map((_, i) => i);
-    for (let i = 0; i < options.k; i++) {
-      const j = i + (prng.nextUint32() % (order.length - i));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    const chosen = new Set(order.slice(0, options.k));
-    sites.forEach((s, i) => {
-      if (!chosen.has(i)) {
-        Object.assign(s, { active: false, gate: 0, a: new Float32Array(), b: new Float32Array() });
-      }
-    });
-  }
-  return sites;
 }
 
-/** Checks option ranges that depend on the model (K within 1..n and the like). */
-function validate(options: TrainOptions, n: number): void {
-  const needsK = options.method === "weightlora" || options.method === "random-sites";
-  if (needsK && (!Number.isInteger(options.k) || options.k < 1 || options.k > n)) {
-    throw new RangeError(
-      `Cannot train with --k ${options.k}: K must be an integer in 1..${n} (the number of candidate sites)`,
-    );
-  }
+/** Checks option ranges that no method owns. */
+function validate(options: TrainOptions): void {
   if (!((options.dropout ?? 0) >= 0 && (options.dropout ?? 0) < 1)) {
     throw new RangeError(`Cannot train with --dropout ${options.dropout}: it must be in [0, 1)`);
-  }
-  if (options.method === "weightlora" && options.selectSteps >= options.steps) {
-    throw new RangeError(
-      `Cannot train: --select-steps ${options.selectSteps} must be below --steps ${options.steps}`,
-    );
-  }
-  if (options.method === "weightlora-plus" && n >> options.growRounds < 1) {
-    throw new RangeError(`Cannot train: ${options.growRounds} growth rounds would halve ${n} sites below 1`);
   }
 }
 
@@ -298,39 +295,51 @@ async function readCheckpoint(
   return { state: json, tensors: await loadTrainingState(`${dir}/training_state.safetensors`) };
 }
 
+/** The options that are new since a run could be saved: a job stored before them gets these values. */
+const LATER_OPTIONS: Pick<TrainOptions, "gateWarmup" | "gateNorm" | "budget"> = {
+  gateWarmup: 0,
+  gateNorm: "none",
+  budget: null,
+};
+
 /**
  * Runs a training job to completion (or until `events.signal` aborts), writing the outputs to
  * `options.out`.
  *
  * @param inputs Model, data, optional init adapter or checkpoint.
  * @param options Method and hyper-parameters.
- * @param events Progress callbacks and cancellation.
+ * @param events Progress callbacks, snapshots and cancellation.
  * @returns The run's summary (also written as `weightlora.json`).
- * @throws {Error} On bad options, a NaN/Inf loss (the last good checkpoint is kept), or I/O failures.
+ * @throws {TrainOptionError} When an option does not fit the model or another option.
+ * @throws {Error} On a NaN/Inf loss (the last good checkpoint is kept), or I/O failures.
  */
 export async function train(
   inputs: TrainInputs,
   options: TrainOptions,
   events: TrainEvents = {},
 ): Promise<TrainSummary> {
-  options = { ...options, method: trainMethod(options.method) }; // old job rows may say "randlora"
+  // old job rows may say "randlora" and lack the later options
+  options = { ...LATER_OPTIONS, ...options, method: trainMethod(options.method) };
+  for (const [key, value] of Object.entries(LATER_OPTIONS)) {
+    if ((options as unknown as Record<string, unknown>)[key] === undefined) {
+      (options as unknown as Record<string, unknown>)[key] = value;
+    }
+  }
   const started = performance.now();
   const note = (m: string) => events.onNote?.(m);
   const candidates = candidateSites(inputs, options);
-  validate(options, candidates.length);
   const n = candidates.length;
+  const method = trainingMethod(options);
+  validate(options);
+  const fresh = initialSites(inputs, options, candidates);
+  method.validate(options, fresh, inputs.initAdapter !== undefined);
   const sampler = new BatchSampler(inputs.train.examples, options.seed);
   const padId = inputs.model.config.eosTokenIds[0] ?? 0;
   const batchShape = { batchSize: options.batchSize, seqLen: options.seqLen, padId };
 
-  let sites = initialSites(inputs, options, candidates);
-  let phase: Phase = options.method === "weightlora"
-    ? "select"
-    : options.method === "weightlora-plus"
-    ? "grow"
-    : "train";
-  let k = options.method === "weightlora-plus" ? n : options.method === "lora" ? n : options.k;
-  let growRound = 0;
+  let sites = method.initialSites(fresh, options);
+  let state: MethodState = method.start(options, n);
+  let kept: string[] | undefined;
   let step = 0;
   let elapsedBefore = 0;
   let tokensSeen = 0;
@@ -375,17 +384,20 @@ export async function train(
       x.a = factor(`${x.site.name}.lora_A`);
       x.b = factor(`${x.site.name}.lora_B`);
     }
-    ({ phase, k, growRound, step, tokensSeen, lastLoss } = s);
+    state = { phase: s.phase, k: s.k, growRound: s.growRound };
+    ({ step, tokensSeen, lastLoss, kept } = s);
     elapsedBefore = s.elapsed;
     sampler.state = s.sampler;
     Object.assign(summary, structuredClone(s.summary));
-    note(`Resuming at step ${step} (${phase} phase, ${sites.filter((x) => x.active).length} active sites)`);
+    note(
+      `Resuming at step ${step} (${state.phase} phase, ${sites.filter((x) => x.active).length} active sites)`,
+    );
   }
 
   const trainer = await AdapterTrainer.create({
     model: inputs.model,
     sites,
-    trainableGates: phase !== "train" && options.method !== "lora" && options.method !== "random-sites",
+    trainableGates: method.gatesTrainable(state),
     batchSize: options.batchSize,
     seqLen: options.seqLen,
     optimizer: {
@@ -397,9 +409,16 @@ export async function train(
     gradientAccumulation: options.gradAccum > 1,
     dropout: options.dropout,
     seed: options.seed,
+    kept,
   });
   if (resumed) await trainer.loadState(resumed.tensors.state);
-  const recordPhase = () => summary.phases.push({ phase, from_step: step + 1, ...trainer.sizes });
+  let recordedPhase = resumed ? summary.phases.at(-1) : undefined;
+  const recordPhase = () => {
+    const sizes = trainer.sizes;
+    const last = recordedPhase;
+    if (last && last.phase === state.phase && last.activeSites === sizes.activeSites) return;
+    summary.phases.push(recordedPhase = { phase: state.phase, from_step: step + 1, ...sizes });
+  };
   if (!resumed) recordPhase();
   note(
     `Training ${options.method} on ${trainer.ep}: ${trainer.sizes.activeSites}/${n} sites, ` +
@@ -418,12 +437,12 @@ export async function train(
   await trimLog(logPath, step);
 
   const saveCheckpoint = async () => {
-    const state: CheckpointState = {
+    const saved: CheckpointState = {
       version: 1,
       step,
-      phase,
-      k,
-      growRound,
+      phase: state.phase,
+      k: state.k,
+      growRound: state.growRound,
       sampler: sampler.state,
       elapsed: elapsed(),
       tokensSeen,
@@ -435,14 +454,36 @@ export async function train(
         gate: s.gate,
         active: s.active,
       })),
+      kept: trainer.kept,
       summary,
       fingerprint: print,
     };
     await writeFolderAtomic(`${options.out}/${CHECKPOINT}`, {
-      "trainer_state.json": JSON.stringify(state, null, 1) + "\n",
+      "trainer_state.json": JSON.stringify(saved, null, 1) + "\n",
       "training_state.safetensors": encodeTrainingState(await trainer.state()),
     });
     note(`Saved checkpoint at step ${step}`);
+  };
+  const exportOptions = { baseModel: inputs.model.id, rslora: options.rslora, dropout: options.dropout };
+  const snapshotSteps = new Set(events.snapshotSteps ?? []);
+  const snapshot = async (record: StepRecord) => {
+    await trainer.sync();
+    const survivors = trainer.survivors();
+    await writePeftAdapter(`${options.out}/snapshots/step-${step}`, survivors, exportOptions, {
+      "snapshot.json": JSON.stringify(
+        {
+          step,
+          phase: state.phase,
+          selected_sites: survivors.map((s) => s.site.name),
+          gates: Object.fromEntries(survivors.map((s) => [s.site.name, s.gate])),
+          adapter_parameters: adapterParameters(survivors),
+          train_loss: record.loss,
+          eval_loss: record.eval_loss ?? null,
+        },
+        null,
+        2,
+      ) + "\n",
+    });
   };
 
   let stoppedEarly = false;
@@ -471,39 +512,23 @@ export async function train(
       warmupSteps: options.warmupSteps,
       totalSteps: options.steps,
     });
-    const { gradNorm } = await trainer.applyGradients({ lr, lrGates: options.lrGates }, k);
+    const { gradNorm } = await trainer.applyGradients(lr, method.gateUpdate(state, step, options));
     const tokens = micro.reduce((s, b) => s + b.tokens, 0);
     tokensSeen += tokens;
     lastLoss = loss;
 
-    // structural moves of the method
-    if (phase === "select" && step === options.selectSteps) {
-      await trainer.sync();
-      summary.gates.after_selection = gatesOf(trainer.sites);
-      const dropped = await trainer.freezeGates({
-        reinitSurvivors: options.reinitSurvivors,
-        seed: options.seed,
-      });
-      phase = "train";
-      recordPhase();
-      note(
-        `Selection done at step ${step}: kept ${trainer.sizes.activeSites} sites, dropped ${dropped.length}`,
-      );
-    } else if (phase === "grow" && step % options.growEvery === 0 && growRound < options.growRounds) {
-      growRound++;
-      k = Math.max(1, n >> growRound);
-      await trainer.projectGates(k);
-      const dropped = await trainer.dropZeroGates("reset");
-      await trainer.doubleRanks(growRound, options.seed);
-      summary.gates[`after_round_${growRound}`] = gatesOf(trainer.sites);
-      note(`Growth round ${growRound} at step ${step}: K = ${k}, dropped ${dropped.length}, ranks doubled`);
-      if (growRound === options.growRounds) {
-        await trainer.freezeGates({ reinitSurvivors: false, seed: options.seed });
-        phase = "train";
-        note(`Gates frozen after ${growRound} growth rounds`);
-      }
-      recordPhase();
-    }
+    // the method's structural move (freeze and drop, grow)
+    const before = state;
+    state = await method.afterStep({
+      step,
+      options,
+      state,
+      trainer,
+      candidates: n,
+      recordGates: (label) => (summary.gates[label] = gatesOf(trainer.sites)),
+      note,
+    });
+    if (state !== before) recordPhase();
 
     const record: StepRecord = {
       step,
@@ -512,16 +537,18 @@ export async function train(
       grad_norm: gradNorm,
       tokens_per_s: tokens / ((performance.now() - t0) / 1000),
       elapsed: elapsed(),
-      phase,
+      phase: state.phase,
       active: trainer.sizes.activeSites,
     };
     if (
       evalBatches.length &&
-      ((options.evalEvery > 0 && step % options.evalEvery === 0) || step === options.steps)
+      ((options.evalEvery > 0 && step % options.evalEvery === 0) || step === options.steps ||
+        snapshotSteps.has(step))
     ) {
       record.eval_loss = lastEval = await trainer.evalLoss(evalBatches);
     }
     await Deno.writeTextFile(logPath, JSON.stringify(record) + "\n", { append: true });
+    if (snapshotSteps.has(step)) await snapshot(record);
     events.onStep?.(record, options.steps);
     if ((options.saveEvery > 0 && step % options.saveEvery === 0) || step === options.steps) {
       await saveCheckpoint();
@@ -531,13 +558,18 @@ export async function train(
 
   await trainer.sync();
   summary.gates.final = gatesOf(trainer.sites);
-  const active = trainer.sites.filter((s) => s.active);
+  const survivors = trainer.survivors();
   const result: TrainSummary = {
     method: options.method,
-    k: options.method === "lora" ? null : active.length,
+    k: options.method === "lora" ? null : survivors.length,
+    k_requested: method.kRequested(options, n),
+    k_kept: survivors.length,
+    budget: options.method === "weightlora" ? options.budget : null,
+    select_steps: options.method === "weightlora" ? options.selectSteps : null,
+    adapter_parameters: adapterParameters(survivors),
     candidate_sites: n,
-    selected_sites: active.map((s) => s.site.name),
-    ranks: Object.fromEntries(active.map((s) => [s.site.name, s.rank])),
+    selected_sites: survivors.map((s) => s.site.name),
+    ranks: Object.fromEntries(survivors.map((s) => [s.site.name, s.rank])),
     gates: summary.gates,
     phases: summary.phases,
     final_train_loss: lastLoss,
@@ -548,16 +580,17 @@ export async function train(
     execution_provider: trainer.ep,
     stopped_early: stoppedEarly,
   };
-  await writePeftAdapter(`${options.out}/adapter`, trainer.sites, {
-    baseModel: inputs.model.id,
-    rslora: options.rslora,
-    dropout: options.dropout,
-  });
+  await writePeftAdapter(`${options.out}/adapter`, survivors, exportOptions);
   await promoteAdapter(options.out);
   await Deno.writeTextFile(`${options.out}/weightlora.json.tmp`, JSON.stringify(result, null, 2) + "\n");
   await Deno.rename(`${options.out}/weightlora.json.tmp`, `${options.out}/weightlora.json`);
   await trainer.release();
   return result;
+}
+
+/** Trainable parameters of the sites' A and B. */
+function adapterParameters(sites: readonly AdapterSiteState[]): number {
+  return sites.reduce((n, s) => n + s.rank * (s.site.inFeatures + s.site.outFeatures), 0);
 }
 
 /** Moves the freshly written `adapter/` files to the top of the output folder (each by an atomic rename). */

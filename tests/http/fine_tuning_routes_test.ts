@@ -89,7 +89,7 @@ for (const backend of BACKENDS) {
             model: model.id,
             training_file: fileId,
             suffix: "dog",
-            method: quickMethod(6),
+            method: quickMethod(6, { select_steps: "all", gate_norm: "params" }),
           });
           assert.equal(created.status, 200, await created.clone().text());
           const job = await created.json();
@@ -98,6 +98,8 @@ for (const backend of BACKENDS) {
           assert.equal(job.hyperparameters.steps, 6);
           assert.equal(job.hyperparameters.learning_rate, 1e-3, "defaults filled in");
           assert.equal(job.hyperparameters.completion_eos, true, "the CLI's default");
+          assert.equal(job.hyperparameters.select_steps, "all", "the authors' schedule");
+          assert.equal(job.hyperparameters.gate_norm, "params");
           assert.deepEqual(job.result_files, []);
           jobId = job.id;
 
@@ -127,6 +129,8 @@ for (const backend of BACKENDS) {
           const archived = readTar(new Uint8Array(await download.arrayBuffer()));
           const stored = await adapters.read((await adapters.get("acme", fineTuned))!);
           assert.deepEqual(archived.get("adapter_config.json"), stored.config);
+          const config = JSON.parse(new TextDecoder().decode(stored.config));
+          assert.equal(config.target_modules.length, 3, "exactly K = 3 survivors");
           assert.deepEqual(archived.get("adapter_model.safetensors"), stored.weights);
           assert.equal((await app.request(done.result_files[0], { headers: BETA })).status, 404);
           const page = await (await request(`/v1/fine_tuning/jobs/${jobId}/events?limit=2`)).json();
@@ -199,7 +203,15 @@ for (const backend of BACKENDS) {
           assert.match(oor.message, /rank 0/);
           const tooManyK = await create({ method: quickMethod(6, { k: 1000 }) });
           assert.equal(tooManyK.status, 400);
-          assert.match((await tooManyK.json()).error.message, /k 1000: the model has 35 candidate sites/);
+          assert.match((await tooManyK.json()).error.message, /k 1000: K must be an integer in 1\.\.35/);
+          const tinyBudget = await create({ method: quickMethod(6, { k: undefined, budget: 10 }) });
+          assert.equal(tinyBudget.status, 400);
+          const tiny = (await tinyBudget.json()).error;
+          assert.equal(tiny.param, "method.weightlora.hyperparameters.budget");
+          assert.match(
+            tiny.message,
+            /budget 10: the smallest candidate adapter has 192 parameters at rank 2/,
+          );
           const unknownName = await create({
             method: { type: "lora", lora: { hyperparameters: { epochs: 3 } } },
           });

@@ -1,7 +1,27 @@
 import assert from "node:assert/strict";
 import { HyperparameterError, parseMethod, resolveMethod } from "../../src/jobs/hyperparameters.ts";
+import type { LlamaConfig } from "../../src/models/config.ts";
+import { listAdapterSites } from "../../src/models/sites.ts";
 
-const facts = { candidateSites: 35, rows: 20, longestRow: 30 };
+/** stories260K's shape: 5 blocks of 7 sites. */
+const STORIES260K: LlamaConfig = {
+  architecture: "llama",
+  vocabSize: 512,
+  hiddenSize: 64,
+  intermediateSize: 172,
+  numHiddenLayers: 5,
+  numAttentionHeads: 8,
+  numKeyValueHeads: 4,
+  headDim: 8,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxPositionEmbeddings: 512,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+};
+const facts = { candidates: listAdapterSites(STORIES260K), rows: 20, longestRow: 30 };
 
 function rejects(fn: () => unknown, param: string, message: RegExp): void {
   assert.throws(fn, (e: HyperparameterError) => {
@@ -108,7 +128,7 @@ Deno.test("bad methods and hyperparameters name the parameter", () => {
     () =>
       resolveMethod(parseMethod({ type: "weightlora", weightlora: { hyperparameters: { k: 36 } } }), facts),
     "method.weightlora.hyperparameters.k",
-    /k 36: the model has 35 candidate sites/,
+    /k 36: K must be an integer in 1\.\.35 \(the number of candidate sites\)/,
   );
   rejects(
     () =>
@@ -117,7 +137,7 @@ Deno.test("bad methods and hyperparameters name the parameter", () => {
         facts,
       ),
     "method.weightlora.hyperparameters.select_steps",
-    /select_steps 4: it must be below steps \(4\)/,
+    /select_steps 4 must be below steps 4/,
   );
   rejects(
     () =>
@@ -172,4 +192,90 @@ Deno.test("n_epochs cannot bypass the steps cap", () => {
     /n_epochs 10000: with 8800 rows and 1 rows per step it makes 88000000 steps, over the limit of 1000000/,
   );
   assert.equal(resolveMethod(parsed, { ...facts, rows: 100 }).options.steps, 1_000_000);
+});
+
+Deno.test("selection hyperparameters: select_steps all, gate_warmup, gate_norm, budget", () => {
+  const all = resolveMethod(
+    parseMethod({
+      type: "weightlora",
+      weightlora: {
+        hyperparameters: { select_steps: "all", gate_warmup: 3, gate_norm: "params", steps: 10 },
+      },
+    }),
+    facts,
+  );
+  assert.equal(all.options.selectSteps, "all");
+  assert.equal(all.options.gateWarmup, 3);
+  assert.equal(all.options.gateNorm, "params");
+  const hp = (all.method.weightlora as { hyperparameters: Record<string, unknown> }).hyperparameters;
+  assert.equal(hp.select_steps, "all");
+  assert.equal(hp.budget, null);
+  const budget = resolveMethod(
+    parseMethod({ type: "weightlora", weightlora: { hyperparameters: { budget: 5000, rank: 4 } } }),
+    facts,
+  );
+  assert.equal(budget.options.budget, 5000);
+  // a short run's default schedule still selects (B = 0 at step 1)
+  const short = resolveMethod(
+    parseMethod({ type: "weightlora", weightlora: { hyperparameters: { steps: 5 } } }),
+    facts,
+  );
+  assert.equal(short.options.selectSteps, 2);
+  rejects(
+    () =>
+      resolveMethod(
+        parseMethod({ type: "weightlora", weightlora: { hyperparameters: { steps: 5, select_steps: 1 } } }),
+        facts,
+      ),
+    "method.weightlora.hyperparameters.select_steps",
+    /every gate gradient is 0 at step 1.*select_steps ≥ 2/,
+  );
+  rejects(
+    () =>
+      resolveMethod(
+        parseMethod({
+          type: "weightlora",
+          weightlora: { hyperparameters: { steps: 10, select_steps: 4, gate_warmup: 4 } },
+        }),
+        facts,
+      ),
+    "method.weightlora.hyperparameters.select_steps",
+    /held at 1 for gate_warmup 4 steps.*select_steps ≥ 5/,
+  );
+  rejects(
+    () => parseMethod({ type: "weightlora", weightlora: { hyperparameters: { k: 3, budget: 5000 } } }),
+    "method.weightlora.hyperparameters.budget",
+    /Give k or budget, not both/,
+  );
+  rejects(
+    () =>
+      resolveMethod(
+        parseMethod({ type: "weightlora", weightlora: { hyperparameters: { budget: 100, rank: 4 } } }),
+        facts,
+      ),
+    "method.weightlora.hyperparameters.budget",
+    /budget 100: the smallest candidate adapter has 384 parameters at rank 4/,
+  );
+  rejects(
+    () => parseMethod({ type: "weightlora", weightlora: { hyperparameters: { select_steps: "some" } } }),
+    "method.weightlora.hyperparameters.select_steps",
+    /"all" or an integer/,
+  );
+  rejects(
+    () => parseMethod({ type: "lora", lora: { hyperparameters: { gate_norm: "params" } } }),
+    "method.lora.hyperparameters.gate_norm",
+    /does not apply to method lora/,
+  );
+  rejects(
+    () =>
+      resolveMethod(
+        parseMethod({
+          type: "weightlora-plus",
+          "weightlora-plus": { hyperparameters: { steps: 20, grow_every: 10 } },
+        }),
+        facts,
+      ),
+    "method.weightlora-plus.hyperparameters.grow_every",
+    /end at step 20, not before the run's last step \(steps 20\)/,
+  );
 });

@@ -1,12 +1,19 @@
-// Structural moves of WeightLoRA on a tiny random Llama: zero gate gradients do not prune, dropping
-// zero-gate sites and rank doubling leave the loss unchanged, sizes shrink with the structure.
+// Structural moves of WeightLoRA on a tiny random Llama: zero gate gradients do not prune unless forced, the
+// gate-gradient normalisations, dropping unselected sites and rank doubling leave the loss unchanged, sizes
+// shrink with the structure.
 
 import assert from "node:assert/strict";
 import { initAdapter } from "../../src/lora/adapter.ts";
 import type { LlamaConfig } from "../../src/models/config.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
 import { listAdapterSites } from "../../src/models/sites.ts";
-import { AdapterTrainer } from "../../src/train/adapter_trainer.ts";
+import {
+  AdapterTrainer,
+  type GateNorm,
+  type GateUpdate,
+  updateNorm,
+} from "../../src/train/adapter_trainer.ts";
+import { projectTopK } from "../../src/lora/top_k.ts";
 import { makeBatch } from "../../src/train/batches.ts";
 import type { Example } from "../../src/train/data.ts";
 
@@ -51,29 +58,121 @@ async function makeTrainer(trainableGates = true) {
 
 const batchOf = (rows: Example[]) => makeBatch(rows, { batchSize: 4, seqLen: 6 });
 
+/** SGD on the gates at `lr`, projected onto the top K. */
+function topK(k: number, lr = 5, norm: GateNorm = "none", force = false): GateUpdate {
+  return { lr, norm, force, select: (gates) => projectTopK(gates, k).kept };
+}
+
 Deno.test("zero gate gradients (B = 0 at the first step) do not prune", async () => {
   const trainer = await makeTrainer();
   const n = trainer.activeSites.length;
   assert.equal(n, 14);
   await trainer.trainStep([batchOf(examples().slice(0, 4))]);
-  const { projected } = await trainer.applyGradients({ lr: 0.01, lrGates: 5 }, 3);
+  const { projected } = await trainer.applyGradients(0.01, topK(3));
   assert.equal(projected, false);
   await trainer.sync();
   assert.ok(trainer.sites.every((s) => s.gate === 1), "all gates still 1");
+  assert.equal(trainer.survivors().length, 14, "no projection yet: every site survives");
   // the second step has B ≠ 0: gates get gradients and the projection keeps exactly K
   await trainer.trainStep([batchOf(examples().slice(4, 8))]);
-  assert.equal((await trainer.applyGradients({ lr: 0.01, lrGates: 5 }, 3)).projected, true);
+  assert.equal((await trainer.applyGradients(0.01, topK(3))).projected, true);
   await trainer.sync();
   assert.equal(trainer.sites.filter((s) => s.gate !== 0).length, 3);
+  assert.equal(trainer.survivors().length, 3);
   await trainer.release();
 });
 
-Deno.test("freezing drops zero-gate sites without changing the loss; sizes shrink", async () => {
+Deno.test("a forced projection keeps exactly K even when every gate gradient is zero (ties by site order)", async () => {
+  const trainer = await makeTrainer();
+  await trainer.trainStep([batchOf(examples().slice(0, 4))]);
+  assert.equal((await trainer.applyGradients(0.01, topK(3, 5, "none", true))).projected, true);
+  assert.deepEqual(
+    trainer.survivors().map((s) => s.site.name),
+    trainer.activeSites.slice(0, 3).map((s) => s.site.name),
+  );
+  const dropped = await trainer.freezeGates({ reinitSurvivors: false, seed: 5 });
+  assert.equal(dropped.length, 11);
+  assert.equal(trainer.sizes.activeSites, 3);
+  await trainer.release();
+});
+
+Deno.test("a gated-off site still gets a gate gradient, so it can come back", async () => {
+  const trainer = await makeTrainer();
+  await trainer.trainStep([batchOf(examples().slice(0, 4))]);
+  await trainer.applyGradients(0.01, topK(14));
+  await trainer.trainStep([batchOf(examples().slice(4, 8))]);
+  await trainer.applyGradients(0.01, topK(3));
+  await trainer.sync();
+  const off = trainer.activeSites.flatMap((s, i) => (s.gate === 0 ? [i] : []));
+  assert.equal(off.length, 11);
+  // the next step keeps every gate: the gated-off ones moved away from 0
+  await trainer.trainStep([batchOf(examples().slice(0, 4))]);
+  await trainer.applyGradients(0.01, topK(14));
+  await trainer.sync();
+  assert.ok(off.every((i) => trainer.activeSites[i].gate !== 0));
+  await trainer.release();
+});
+
+Deno.test("gate-gradient normalisation divides each site's gradient by its relative size", async () => {
+  // the same two steps with lr_gates small enough that the projection keeps every site: the gates' change
+  // under params/rms is the raw change divided by each site's relative parameter count / update norm
+  const moved: Record<GateNorm, Float32Array> = {} as Record<GateNorm, Float32Array>;
+  let weights: { params: number[]; rms: number[] } | undefined;
+  for (const norm of ["none", "params", "rms"] as GateNorm[]) {
+    const trainer = await makeTrainer();
+    await trainer.trainStep([batchOf(examples().slice(0, 4))]);
+    await trainer.applyGradients(0.01, topK(14, 1e-3, norm));
+    await trainer.trainStep([batchOf(examples().slice(4, 8))]);
+    if (norm === "none") {
+      // the divisors, from the state before the gates' step
+      await trainer.sync();
+      const active = trainer.activeSites;
+      const params = active.map((s) => s.rank * (s.site.inFeatures + s.site.outFeatures));
+      const rms = active.map((s) =>
+        s.scale * updateNorm(s.a, s.b, s.rank, s.site.inFeatures, s.site.outFeatures)
+      );
+      const rel = (v: number[]) => v.map((x) => x / (v.reduce((a, b) => a + b, 0) / v.length));
+      weights = { params: rel(params), rms: rel(rms) };
+    }
+    await trainer.applyGradients(0.01, topK(14, 1e-3, norm));
+    await trainer.sync();
+    moved[norm] = Float32Array.from(trainer.activeSites.map((s) => s.gate - 1));
+    await trainer.release();
+  }
+  assert.ok(moved.none.some((d) => Math.abs(d) > 1e-7), "the gates moved");
+  assert.ok(new Set(weights!.params.map((w) => w.toFixed(6))).size > 1, "sites differ in size");
+  for (const norm of ["params", "rms"] as const) {
+    for (let i = 0; i < 14; i++) {
+      const want = moved.none[i] / weights![norm][i];
+      assert.ok(
+        Math.abs(moved[norm][i] - want) <= 1e-6 + 1e-3 * Math.abs(want),
+        `${norm} site ${i}: ${moved[norm][i]} vs ${want}`,
+      );
+    }
+  }
+});
+
+Deno.test("updateNorm is the Frobenius norm of B·A", () => {
+  const rank = 2, inF = 3, outF = 4;
+  const a = Float32Array.from([1, -2, 0.5, 3, 0, -1]);
+  const b = Float32Array.from([0.1, 0.2, -0.3, 0.4, 0.5, -0.6, 0.7, 0.8]);
+  let sum = 0;
+  for (let o = 0; o < outF; o++) {
+    for (let c = 0; c < inF; c++) {
+      let v = 0;
+      for (let r = 0; r < rank; r++) v += b[o * rank + r] * a[r * inF + c];
+      sum += v * v;
+    }
+  }
+  assert.ok(Math.abs(updateNorm(a, b, rank, inF, outF) - Math.sqrt(sum)) < 1e-9);
+});
+
+Deno.test("freezing drops unselected sites without changing the loss; sizes shrink", async () => {
   const trainer = await makeTrainer();
   const evalBatch = [batchOf(examples().slice(0, 4))];
   for (let i = 0; i < 4; i++) {
     await trainer.trainStep([batchOf(examples().slice(4 * (i % 2), 4 * (i % 2) + 4))]);
-    await trainer.applyGradients({ lr: 0.02, lrGates: 5 }, 4);
+    await trainer.applyGradients(0.02, topK(4));
   }
   const before = await trainer.evalLoss(evalBatch);
   const sizesBefore = trainer.sizes;
@@ -86,7 +185,7 @@ Deno.test("freezing drops zero-gate sites without changing the loss; sizes shrin
   assert.equal(trainer.trainableGates, false);
   // training continues on the survivors
   await trainer.trainStep(evalBatch);
-  await trainer.applyGradients({ lr: 0.02, lrGates: 0 }, 4);
+  await trainer.applyGradients(0.02);
   await trainer.release();
 });
 
@@ -95,7 +194,7 @@ Deno.test("rank doubling keeps the loss (|Δ| < 1e-5) and doubles every active r
   const evalBatch = [batchOf(examples().slice(0, 4))];
   for (let i = 0; i < 3; i++) {
     await trainer.trainStep([batchOf(examples().slice(4, 8))]);
-    await trainer.applyGradients({ lr: 0.05, lrGates: 0 }, 14);
+    await trainer.applyGradients(0.05);
   }
   const before = await trainer.evalLoss(evalBatch);
   await trainer.doubleRanks(1, 5);

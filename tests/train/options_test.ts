@@ -6,7 +6,7 @@ Deno.test("defaults fill what is not set; selectSteps follows steps; undefined d
   assert.equal(o.selectSteps, 4);
   assert.equal(o.rank, TRAIN_DEFAULTS.rank);
   assert.equal(o.lr, 0.01);
-  assert.equal(withTrainDefaults({ out: "x", steps: 5 }).selectSteps, 1);
+  assert.equal(withTrainDefaults({ out: "x", steps: 5 }).selectSteps, 2, "at least 2: B = 0 at step 1");
   assert.equal(withTrainDefaults({ out: "x", selectSteps: 7 }).selectSteps, 7);
   // the module list is a copy
   withTrainDefaults({ out: "x" }).targetModules.pop();

@@ -270,9 +270,21 @@ Deno.test("bad input fails with clear messages", async (t) => {
       /\[2, 60\].*\[2, 64\]|\[2, 64\].*\[2, 60\]/,
     ],
     [["--data", `${dir}/good.jsonl`, "--lr", "fast"], /Invalid --lr "fast"/],
+    [
+      ["--data", `${dir}/good.jsonl`, "--steps", "5", "--select-steps", "1"],
+      /Cannot select: B starts at zero, so every gate gradient is 0 at step 1.*--select-steps ≥ 2/,
+    ],
+    [["--data", `${dir}/good.jsonl`, "--k", "3", "--budget", "5000"], /--k and --budget exclude each other/],
+    [["--data", `${dir}/good.jsonl`, "--budget", "10"], /--budget 10: the smallest candidate adapter has/],
+    [["--data", `${dir}/good.jsonl`, "--select-steps", "sometimes"], /Invalid --select-steps "sometimes"/],
+    [
+      ["--data", `${dir}/good.jsonl`, "--method", "weightlora-plus", "--steps", "20"],
+      /growth rounds every 10 steps end at step 20/,
+    ],
   ];
   for (const [args, pattern] of cases) {
-    const result = await (cli(["--model", model.dir, "--out", `${dir}/out`, "--steps", "2", ...args]))
+    const steps = args.includes("--steps") ? [] : ["--steps", "2"];
+    const result = await (cli(["--model", model.dir, "--out", `${dir}/out`, ...steps, ...args]))
       .output();
     const stderr = new TextDecoder().decode(result.stderr);
     assert.notEqual(result.code, 0, args.join(" "));
@@ -280,7 +292,10 @@ Deno.test("bad input fails with clear messages", async (t) => {
   }
   const help = await (cli(["--help"])).output();
   assert.equal(help.code, 0);
-  assert.match(new TextDecoder().decode(help.stdout), /--select-steps T .*Default/);
+  assert.match(
+    new TextDecoder().decode(help.stdout),
+    /--select-steps T\|all [^]*Default: max\(2, steps \/ 10\)/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -1,0 +1,94 @@
+// WeightLoRA's selection on the real stories260K model: exactly K survivors on a short run, the authors'
+// schedule (`selectSteps: "all"`) with gate warmup and normalisation, the parameter budget, and adapter
+// snapshots along the run.
+
+import assert from "node:assert/strict";
+import { loadPeftAdapter } from "../../src/lora/peft.ts";
+import { parseJsonl } from "../../src/train/data.ts";
+import { train, type TrainOptions, type TrainSummary } from "../../src/train/trainer.ts";
+import { withTrainDefaults } from "../../src/train/options.ts";
+import { dogRows, stories260k } from "./_stories.ts";
+
+function options(out: string, overrides: Partial<TrainOptions>): TrainOptions {
+  return withTrainDefaults({
+    rank: 4,
+    alpha: 8,
+    seqLen: 24,
+    batchSize: 8,
+    lr: 3e-3,
+    saveEvery: 0,
+    seed: 1,
+    ep: "wasm",
+    out,
+    ...overrides,
+  });
+}
+
+async function summaryOf(out: string): Promise<TrainSummary> {
+  return JSON.parse(await Deno.readTextFile(`${out}/weightlora.json`));
+}
+
+Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => {
+  const model = await stories260k(t);
+  if (!model) return;
+  const data = parseJsonl(dogRows(16), "dogs.jsonl", { tokenizer: model.tokenizer, seqLen: 24 });
+  const dirs: string[] = [];
+  const run = async (overrides: Partial<TrainOptions>, snapshotSteps?: number[]) => {
+    const out = await Deno.makeTempDir();
+    dirs.push(out);
+    const summary = await train({ model, train: data, eval: data }, options(out, overrides), {
+      snapshotSteps,
+    });
+    assert.deepEqual(await summaryOf(out), JSON.parse(JSON.stringify(summary)));
+    return { out, summary };
+  };
+
+  await t.step(
+    "a 5-step run with K = 3 exports exactly 3 sites (the default schedule selects at step 2)",
+    async () => {
+      const { out, summary } = await run({ k: 3, steps: 5 });
+      assert.equal(summary.select_steps, 2);
+      assert.equal(summary.k_requested, 3);
+      assert.equal(summary.k_kept, 3);
+      assert.equal(summary.selected_sites.length, 3);
+      assert.deepEqual(summary.phases.map((p) => p.activeSites), [35, 3]);
+      assert.equal((await loadPeftAdapter(out, model.config)).sites.size, 3);
+    },
+  );
+
+  await t.step("the authors' schedule trains and projects the gates every step, then exports K", async () => {
+    const { out, summary } = await run(
+      { k: 4, steps: 8, selectSteps: "all", gateWarmup: 2, gateNorm: "params" },
+      [2, 5],
+    );
+    assert.equal(summary.select_steps, "all");
+    assert.equal(summary.k_kept, 4);
+    assert.equal(summary.phases.length, 1, "no freeze: one phase with every site in the graph");
+    assert.equal(summary.phases[0].activeSites, 35);
+    const gates = summary.gates.final;
+    assert.deepEqual(
+      Object.keys(gates).filter((name) => gates[name] !== 0),
+      summary.selected_sites,
+    );
+    assert.equal((await loadPeftAdapter(out, model.config)).sites.size, 4);
+    // snapshots: before the first projection (gates held at 1 by the warmup) every site; after, K
+    const early = JSON.parse(await Deno.readTextFile(`${out}/snapshots/step-2/snapshot.json`));
+    assert.equal(early.selected_sites.length, 35);
+    assert.equal(typeof early.eval_loss, "number");
+    const later = JSON.parse(await Deno.readTextFile(`${out}/snapshots/step-5/snapshot.json`));
+    assert.equal(later.selected_sites.length, 4);
+    assert.equal((await loadPeftAdapter(`${out}/snapshots/step-5`, model.config)).sites.size, 4);
+  });
+
+  await t.step("a parameter budget keeps adapters within it, best gate per parameter first", async () => {
+    const budget = 3000; // stories260K at rank 4: 384 (k/v), 512 (q/o), 944 (gate/up/down) per site
+    const { summary } = await run({ steps: 6, budget, gateNorm: "params" });
+    assert.equal(summary.k_requested, null);
+    assert.equal(summary.budget, budget);
+    assert.ok(summary.adapter_parameters <= budget, `${summary.adapter_parameters} > ${budget}`);
+    assert.ok(summary.adapter_parameters > budget - 944, "the budget is filled up to the largest site");
+    assert.equal(summary.k_kept, summary.selected_sites.length);
+  });
+
+  for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+});
