@@ -126,7 +126,7 @@ export function curveTrainOptions(
     seed: spec.seed,
     ep: config.ep,
     out,
-  } as unknown as TrainOptions;
+  };
 }
 
 function adapterFigures(
@@ -199,7 +199,7 @@ export async function executeCurveRun(job: CurveJob): Promise<CurveRunResult> {
       ? `${paths.run}/checkpoint`
       : undefined;
     const last = config.budgets.at(-1)!;
-    const events = { snapshotSteps: config.budgets.slice(0, -1) } as TrainEvents;
+    const events: TrainEvents = { snapshotSteps: config.budgets.slice(0, -1) };
     let summary: TrainSummary | undefined;
     let error: string | undefined;
     try {
@@ -223,7 +223,7 @@ export async function executeCurveRun(job: CurveJob): Promise<CurveRunResult> {
     }
     let stepMs: number | null = null;
     let peakParameters = 0;
-    const s = summary as (TrainSummary & { k_requested?: number | null; k_kept?: number | null }) | undefined;
+    const s = summary;
     if (s) {
       const log = await readLog(`${paths.run}/train_log.jsonl`);
       const from = s.phases.at(-1)!.from_step;
