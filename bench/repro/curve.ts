@@ -369,7 +369,7 @@ async function writeCurveReport(input: {
     "",
     "",
   ].join("\n");
-  const report = curveReportMarkdown(config, rows, { randomMlpShare });
+  const report = curveReportMarkdown(config, rows, { randomMlpShare, sites });
   await writeAtomic(schedule.markdown, header + report + "\n");
   const titles = Object.fromEntries(config.tasks.map((t) => [t, t]));
   await writeAtomic(schedule.plot, curveLossSvg(rows, { budgets: config.budgets, titles }));

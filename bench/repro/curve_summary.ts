@@ -509,18 +509,59 @@ export function curveSweepTable(rows: readonly CurveRow[], budgets: readonly num
   return lines.join("\n");
 }
 
+/** One candidate site's module and shape. */
+export interface SiteShape {
+  /** Module kind (`q_proj`, …). */
+  module: string;
+  /** Input width. */
+  inFeatures: number;
+  /** Output width. */
+  outFeatures: number;
+}
+
 /**
- * The whole curve report: claims table, per-task results, stability, claims' comparisons, learning rates.
+ * Adapter parameters per module at a rank: one line per module kind, with its shape, parameters per site
+ * (r · (in + out)) and the count of sites.
+ *
+ * @param sites Every candidate site.
+ * @param rank The LoRA rank.
+ * @returns Markdown.
+ */
+export function sitesTable(sites: readonly SiteShape[], rank: number): string {
+  const lines = [
+    `| module | in → out | parameters per site at rank ${rank} | sites | all sites |`,
+    "|---|---|---:|---:|---:|",
+  ];
+  const modules = [...new Set(sites.map((s) => s.module))];
+  let total = 0;
+  for (const m of modules) {
+    const of = sites.filter((s) => s.module === m);
+    const per = rank * (of[0].inFeatures + of[0].outFeatures);
+    total += per * of.length;
+    lines.push(
+      `| ${m} | ${of[0].inFeatures} → ${of[0].outFeatures} | ${
+        per.toLocaleString("en-US")
+      } | ${of.length} | ` +
+        `${(per * of.length).toLocaleString("en-US")} |`,
+    );
+  }
+  lines.push(`| all | | | ${sites.length} | ${total.toLocaleString("en-US")} |`);
+  return lines.join("\n");
+}
+
+/**
+ * The whole curve report: claims table, per-task results, stability, claims' comparisons, learning rates,
+ * adapter sites.
  *
  * @param config The configuration.
  * @param rows The rows.
- * @param options The MLP share of a random choice.
+ * @param options The MLP share of a random choice; the candidate sites for their parameter table.
  * @returns Markdown.
  */
 export function curveReportMarkdown(
   config: CurveConfig,
   rows: readonly CurveRow[],
-  options: { randomMlpShare: number },
+  options: { randomMlpShare: number; sites?: readonly SiteShape[] },
 ): string {
   const claims = readCurveClaims(rows);
   const tasks = config.tasks.filter((t) => rows.some((r) => r.task === t));
@@ -563,5 +604,8 @@ export function curveReportMarkdown(
     curveSweepTable(rows, config.budgets),
     "",
   );
+  if (options.sites) {
+    out.push("### Adapter sites", "", sitesTable(options.sites, config.rank), "");
+  }
   return out.join("\n");
 }

@@ -10,6 +10,7 @@ import {
   jaccard,
   meanPairwiseJaccard,
   readCurveClaims,
+  sitesTable,
 } from "../../../bench/repro/curve_summary.ts";
 
 const config: CurveConfig = {
@@ -147,4 +148,17 @@ Deno.test("curve plots draw one panel per task and budget, and one heatmap colum
   // two methods with sites × three seeds × eight sites, of which 3 + 3 per seed are kept
   assert.equal((heat.match(/<rect x=/g) ?? []).length, 2 * 3 * 8);
   assert.equal((heat.match(/fill="#1f6fd1"/g) ?? []).length, 2 * 3 * 3);
+});
+
+Deno.test("sitesTable counts adapter parameters per module as r · (in + out)", () => {
+  const sites = [0, 1].flatMap(() => [
+    { module: "q_proj", inFeatures: 64, outFeatures: 64 },
+    { module: "k_proj", inFeatures: 64, outFeatures: 32 },
+    { module: "up_proj", inFeatures: 64, outFeatures: 172 },
+  ]);
+  const table = sitesTable(sites, 4);
+  assert.match(table, /\| q_proj \| 64 → 64 \| 512 \| 2 \| 1,024 \|/);
+  assert.match(table, /\| k_proj \| 64 → 32 \| 384 \| 2 \| 768 \|/);
+  assert.match(table, /\| up_proj \| 64 → 172 \| 944 \| 2 \| 1,888 \|/);
+  assert.match(table, /\| all \| \| \| 6 \| 3,680 \|/);
 });
