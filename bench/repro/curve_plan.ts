@@ -83,9 +83,12 @@ export interface CurveConfig {
   seeds: number[];
   /** Learning-rate ladder; a method's grid is its centre and the rates next to it on this ladder. */
   ladder: number[];
-  /** Ladder steps below and above the centre in a method's grid (e.g. 1 and 0: the centre and one below). */
+  /** Ladder steps below the centre in a method's grid (the grid's low end, relative to the centre). */
   gridBelow: number;
-  /** Ladder steps above the centre. */
+  /**
+   * Ladder steps above the centre (the grid's high end, relative to the centre; negative: below it). 1 and 0
+   * give the centre and one rate below it; 1 and −1 give the one rate below the centre.
+   */
   gridAbove: number;
   /** Centre when the 60-step results lack the method. */
   defaultCentre: number;
@@ -142,7 +145,7 @@ export const CURVE_CONFIG: CurveConfig = {
   seeds: [0, 1, 2],
   ladder: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
   gridBelow: 1,
-  gridAbove: 0,
+  gridAbove: -1,
   defaultCentre: 1e-2,
   batchSize: 8,
   rank: 4,

@@ -40,9 +40,11 @@ Deno.test("lrGrid centres on the 60-step choice (nearest ladder rate) and clips 
     { task: "qa", methodId: "base", lr: null },
   ]);
   const [lora, wl5] = curveMethods({ ...CURVE_CONFIG, methods: ["lora", "wl-all-k5"] });
-  assert.deepEqual(lrGrid(CURVE_CONFIG, centres, "qa", wl5), [1e-2, 3e-2]);
-  assert.deepEqual(lrGrid(CURVE_CONFIG, centres, "qa", lora), [1e-3, 3e-3]);
-  assert.deepEqual(lrGrid(CURVE_CONFIG, centres, "world", lora), [3e-3, 1e-2]); // default centre
+  const two = { ...CURVE_CONFIG, gridBelow: 1, gridAbove: 0 };
+  assert.deepEqual(lrGrid(two, centres, "qa", wl5), [1e-2, 3e-2]);
+  assert.deepEqual(lrGrid(two, centres, "qa", lora), [1e-3, 3e-3]);
+  assert.deepEqual(lrGrid(two, centres, "world", lora), [3e-3, 1e-2]); // default centre
+  assert.deepEqual(lrGrid(CURVE_CONFIG, centres, "qa", wl5), [1e-2]); // the preset: one rate below the centre
   assert.deepEqual(
     lrGrid({ ...CURVE_CONFIG, gridBelow: 9, gridAbove: 9 }, centres, "qa", lora),
     CURVE_CONFIG.ladder,
@@ -50,7 +52,7 @@ Deno.test("lrGrid centres on the 60-step choice (nearest ladder rate) and clips 
 });
 
 Deno.test("curveSweepRuns runs the first seed over each grid, whole methods first, with unique keys", () => {
-  const runs = curveSweepRuns(CURVE_CONFIG, { centres: {} });
+  const runs = curveSweepRuns({ ...CURVE_CONFIG, gridAbove: 0 }, { centres: {} });
   assert.equal(runs.length, CURVE_CONFIG.methods.length * 3 * 2);
   assert.equal(new Set(runs.map((r) => r.key)).size, runs.length);
   assert.ok(runs.every((r) => r.seed === 0 && r.stage === "sweep"));
