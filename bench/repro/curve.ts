@@ -298,6 +298,20 @@ export async function curveMain(args: string[]): Promise<void> {
   await writeCurveReport({ config, schedule, grids, results, history, manifest, sites });
 }
 
+/** The learning-rate rule in words. */
+function gridWords(config: CurveConfig): string {
+  const lo = -config.gridBelow, hi = config.gridAbove;
+  const steps = (n: number) =>
+    n === 0 ? "its 60-step choice" : `${Math.abs(n)} ladder step(s) ${n < 0 ? "below" : "above"} it`;
+  if (lo === hi) {
+    return `one rate per method, ${steps(lo)} (the 60-step choice, \`bench/results/repro.json\`)`;
+  }
+  return `per budget, by dev loss on seed ${config.seeds[0]}, from the ladder rates between ${
+    steps(lo)
+  } and ` +
+    `${steps(hi)} (the 60-step choice, \`bench/results/repro.json\`)`;
+}
+
 async function writeCurveReport(input: {
   config: CurveConfig;
   schedule: CurveSchedule;
@@ -361,10 +375,7 @@ async function writeCurveReport(input: {
     `snapshots of one run; freeze-and-drop WeightLoRA selects over ${config.selectSteps} steps (gate lr ` +
     `${config.lrGates}); the warmup variant trains A/B for ${config.gateWarmup} steps with gates at 1 first; ` +
     `WeightLoRA+ doubles ranks and halves K every ${config.growEvery} steps, ${config.growRounds} times; seeds ` +
-    `${config.seeds.join(", ")}; each method's rate per budget by dev loss on seed ${
-      config.seeds[0]
-    } from its grid ` +
-    `(the ladder rate nearest its 60-step choice and ${config.gridBelow} below, ${config.gridAbove} above). Tasks: ` +
+    `${config.seeds.join(", ")}; learning rate: ${gridWords(config)}. Tasks: ` +
     `${config.sizes.train} train / ${config.sizes.dev} dev / ${config.sizes.eval} eval rows.`,
     "",
     "",
