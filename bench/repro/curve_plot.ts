@@ -194,8 +194,8 @@ export function sitesHeatmapSvg(
   const methods = [...new Set(drawn.map((r) => r.methodId))];
   const seeds = Math.max(1, ...drawn.map((r) => r.keptSets.length));
   const cell = 9, gap = 5, labelW = 92, headH = 150, titleH = 22;
-  const panelW = labelW + methods.length * (seeds * cell + gap) + 16;
-  const width = Math.max(1, tasks.length) * panelW;
+  const panelW = Math.max(220, labelW + methods.length * (seeds * cell + gap) + 16);
+  const width = Math.max(680, Math.max(1, tasks.length) * panelW);
   const height = titleH + headH + options.sites.length * cell + 30;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
