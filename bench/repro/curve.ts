@@ -37,7 +37,14 @@ import {
   validateCurveConfig,
 } from "./curve_plan.ts";
 import type { CurveJob, CurveRunResult } from "./curve_run.ts";
-import { aggregateCurve, curveReportMarkdown, isMlpSite, readCurveClaims } from "./curve_summary.ts";
+import {
+  aggregateCurve,
+  curveReportMarkdown,
+  curveReportSections,
+  fillMarkedSections,
+  isMlpSite,
+  readCurveClaims,
+} from "./curve_summary.ts";
 import { curveLossSvg, sitesHeatmapSvg } from "./curve_plot.ts";
 import type { BaseSpec } from "./run_one.ts";
 import {
@@ -70,6 +77,8 @@ its learning rate chosen per budget on the dev split. Rerunning the same command
   --markdown F        Default: bench/results/repro_curve.md (smoke: WORK/repro_curve.md).
   --plot F            Default: docs/repro_curve_loss_vs_params.svg (smoke: WORK/loss.svg).
   --sites-plot F      Default: docs/repro_curve_sites.svg (smoke: WORK/sites.svg).
+  --doc F             Fill the marked regions (<!-- repro-curve:NAME -->) of this document with the tables.
+                      Default: docs/results.md (smoke: none).
   -h, --help          Show this help.`;
 
 interface CurveSchedule {
@@ -81,6 +90,7 @@ interface CurveSchedule {
   markdown: string;
   plot: string;
   sitesPlot: string;
+  doc: string | null;
   command: string;
 }
 
@@ -116,6 +126,7 @@ function parseCurve(args: string[]): { config: CurveConfig; schedule: CurveSched
       markdown: { type: "string" },
       plot: { type: "string" },
       "sites-plot": { type: "string" },
+      doc: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -155,6 +166,7 @@ function parseCurve(args: string[]): { config: CurveConfig; schedule: CurveSched
       markdown: v.markdown ?? (full ? inRepo("bench/results/repro_curve.md") : `${work}/repro_curve.md`),
       plot: v.plot ?? (full ? inRepo("docs/repro_curve_loss_vs_params.svg") : `${work}/loss.svg`),
       sitesPlot: v["sites-plot"] ?? (full ? inRepo("docs/repro_curve_sites.svg") : `${work}/sites.svg`),
+      doc: v.doc ?? (full ? inRepo("docs/results.md") : null),
       command: ["deno task repro", ...args].join(" "),
     },
   };
@@ -356,11 +368,7 @@ async function writeCurveReport(input: {
   };
   await writeAtomic(schedule.json, resultsJson(json));
   const steps = results.filter((r) => r.methodId !== "base").length * config.budgets.at(-1)!;
-  const header = [
-    "# WeightLoRA step-budget curve on stories260K",
-    "",
-    `Command: \`${schedule.command}\` — ${json.date}`,
-    "",
+  const runLines = [
     `Machine: ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB; ${info.os}; Deno ${info.deno}, ` +
     `onnxruntime-web ${info.onnxruntimeWeb} (${config.ep}, one thread per run, ${schedule.jobs} runs at a time). ` +
     `Wall time ${
@@ -377,6 +385,13 @@ async function writeCurveReport(input: {
     `WeightLoRA+ doubles ranks and halves K every ${config.growEvery} steps, ${config.growRounds} times; seeds ` +
     `${config.seeds.join(", ")}; learning rate: ${gridWords(config)}. Tasks: ` +
     `${config.sizes.train} train / ${config.sizes.dev} dev / ${config.sizes.eval} eval rows.`,
+  ];
+  const header = [
+    "# WeightLoRA step-budget curve on stories260K",
+    "",
+    `Command: \`${schedule.command}\` — ${json.date}`,
+    "",
+    ...runLines,
     "",
     "",
   ].join("\n");
@@ -388,6 +403,19 @@ async function writeCurveReport(input: {
     schedule.sitesPlot,
     sitesHeatmapSvg(rows, { budget: config.budgets.at(-1)!, sites: siteParams }),
   );
+  if (schedule.doc) {
+    const sections = {
+      ...curveReportSections(config, rows, { randomMlpShare, sites }),
+      run: [`Command: \`${schedule.command}\` — ${json.date}`, "", ...runLines].join("\n"),
+    };
+    const filled = fillMarkedSections(await Deno.readTextFile(schedule.doc), sections);
+    if (filled.missing.length) {
+      console.error(
+        `repro curve: ${schedule.doc} marks sections with no table: ${filled.missing.join(", ")}`,
+      );
+    }
+    await writeAtomic(schedule.doc, filled.text);
+  }
   console.log(report);
   console.error(
     `repro curve: wrote ${schedule.json}, ${schedule.markdown}, ${schedule.plot} and ${schedule.sitesPlot}`,

@@ -550,6 +550,46 @@ export function sitesTable(sites: readonly SiteShape[], rank: number): string {
 }
 
 /**
+ * The report's tables by name, for the Markdown report and for the marked regions of a document:
+ * `claims`, `task-<task>`, `stability`, `comparisons`, `learning-rates` and (with sites) `sites`.
+ *
+ * @param config The configuration.
+ * @param rows The rows.
+ * @param options The MLP share of a random choice; the candidate sites for their parameter table.
+ * @returns Markdown per name (no headings).
+ */
+export function curveReportSections(
+  config: CurveConfig,
+  rows: readonly CurveRow[],
+  options: { randomMlpShare: number; sites?: readonly SiteShape[] },
+): Record<string, string> {
+  const claims = readCurveClaims(rows);
+  const tasks = config.tasks.filter((t) => rows.some((r) => r.task === t));
+  const sections: Record<string, string> = {
+    claims:
+      `Cells: tasks where the claim held / tasks compared, then each task's verdict in the order ${
+        tasks.join(", ")
+      } (\`+\` better, \`=\` tie within 2·SE over seeds, \`−\` worse).\n\n` +
+      claimsTable(claims, tasks, config.budgets),
+  };
+  for (const task of tasks) {
+    sections[`task-${task}`] = curveTaskTable(rows.filter((r) => r.task === task), config.budgets);
+  }
+  sections.stability =
+    "Mean pairwise Jaccard similarity of the kept sites across seeds (1: every seed kept the " +
+    "same sites) and the share of MLP projections (gate, up, down) among them.\n\n" +
+    stabilityTable(rows, config.budgets, options.randomMlpShare);
+  sections.comparisons = claims.map((c) =>
+    `**${c.statement}.** Held when: ${c.rule}.\n\n${comparisonsTable(c)}`
+  ).join("\n\n");
+  sections["learning-rates"] =
+    "Dev loss at each budget for every rate of the method's grid (first seed); the " +
+    "chosen rate in bold.\n\n" + curveSweepTable(rows, config.budgets);
+  if (options.sites) sections.sites = sitesTable(options.sites, config.rank);
+  return sections;
+}
+
+/**
  * The whole curve report: claims table, per-task results, stability, claims' comparisons, learning rates,
  * adapter sites.
  *
@@ -563,49 +603,41 @@ export function curveReportMarkdown(
   rows: readonly CurveRow[],
   options: { randomMlpShare: number; sites?: readonly SiteShape[] },
 ): string {
-  const claims = readCurveClaims(rows);
-  const tasks = config.tasks.filter((t) => rows.some((r) => r.task === t));
-  const out: string[] = [
-    "### Claims at every budget",
-    "",
-    `Cells: tasks where the claim held / tasks compared, then each task's verdict in the order ${
-      tasks.join(", ")
-    } ` +
-    "(`+` better, `=` tie within 2·SE over seeds, `−` worse).",
-    "",
-    claimsTable(claims, tasks, config.budgets),
-    "",
-  ];
-  for (const task of tasks) {
-    out.push(
-      `### Task \`${task}\`: ${TASKS[task].title}`,
-      "",
-      curveTaskTable(rows.filter((r) => r.task === task), config.budgets),
-      "",
-    );
+  const sections = curveReportSections(config, rows, options);
+  const out: string[] = ["### Claims at every budget", "", sections.claims, ""];
+  for (const task of config.tasks) {
+    const table = sections[`task-${task}`];
+    if (table) out.push(`### Task \`${task}\`: ${TASKS[task].title}`, "", table, "");
   }
-  out.push(
-    "### Selection stability",
-    "",
-    "Mean pairwise Jaccard similarity of the kept sites across seeds (1: every seed kept the same sites) and the " +
-      "share of MLP projections (gate, up, down) among them.",
-    "",
-    stabilityTable(rows, config.budgets, options.randomMlpShare),
-    "",
-  );
-  for (const c of claims) {
-    out.push(`### Comparisons: ${c.statement}`, "", `Held when: ${c.rule}.`, "", comparisonsTable(c), "");
-  }
-  out.push(
-    "### Learning rates",
-    "",
-    "Dev loss at each budget for every rate of the method's grid (first seed); the chosen rate in bold.",
-    "",
-    curveSweepTable(rows, config.budgets),
-    "",
-  );
-  if (options.sites) {
-    out.push("### Adapter sites", "", sitesTable(options.sites, config.rank), "");
-  }
+  out.push("### Selection stability", "", sections.stability, "");
+  out.push("### Comparisons", "", sections.comparisons, "");
+  out.push("### Learning rates", "", sections["learning-rates"], "");
+  if (sections.sites) out.push("### Adapter sites", "", sections.sites, "");
   return out.join("\n");
+}
+
+/**
+ * Replaces the marked regions of a document (`<!-- repro-curve:NAME -->` … `<!-- /repro-curve:NAME -->`) with
+ * the named sections; text outside the markers is kept.
+ *
+ * @param doc The document.
+ * @param sections Markdown per name.
+ * @returns The document and the names it had no section for.
+ */
+export function fillMarkedSections(
+  doc: string,
+  sections: Record<string, string>,
+): { text: string; missing: string[] } {
+  const missing: string[] = [];
+  const text = doc.replace(
+    /<!-- repro-curve:([\w-]+) -->\n[\s\S]*?<!-- \/repro-curve:\1 -->/g,
+    (whole, name: string) => {
+      if (!(name in sections)) {
+        missing.push(name);
+        return whole;
+      }
+      return `<!-- repro-curve:${name} -->\n\n${sections[name]}\n\n<!-- /repro-curve:${name} -->`;
+    },
+  );
+  return { text, missing };
 }

@@ -6,6 +6,7 @@ import {
   aggregateCurve,
   claimsTable,
   curveReportMarkdown,
+  fillMarkedSections,
   isMlpSite,
   jaccard,
   meanPairwiseJaccard,
@@ -161,4 +162,36 @@ Deno.test("sitesTable counts adapter parameters per module as r · (in + out)", 
   assert.match(table, /\| k_proj \| 64 → 32 \| 384 \| 2 \| 768 \|/);
   assert.match(table, /\| up_proj \| 64 → 172 \| 944 \| 2 \| 1,888 \|/);
   assert.match(table, /\| all \| \| \| 6 \| 3,680 \|/);
+});
+
+Deno.test("fillMarkedSections replaces marked regions only and names the ones without a table", () => {
+  const doc = [
+    "# Title",
+    "<!-- repro-curve:claims -->",
+    "old table",
+    "<!-- /repro-curve:claims -->",
+    "prose stays",
+    "<!-- repro-curve:nothing -->",
+    "kept",
+    "<!-- /repro-curve:nothing -->",
+  ].join("\n");
+  const { text, missing } = fillMarkedSections(doc, { claims: "| new |" });
+  assert.equal(
+    text,
+    [
+      "# Title",
+      "<!-- repro-curve:claims -->",
+      "",
+      "| new |",
+      "",
+      "<!-- /repro-curve:claims -->",
+      "prose stays",
+      "<!-- repro-curve:nothing -->",
+      "kept",
+      "<!-- /repro-curve:nothing -->",
+    ].join("\n"),
+  );
+  assert.deepEqual(missing, ["nothing"]);
+  // filling twice gives the same document
+  assert.equal(fillMarkedSections(text, { claims: "| new |" }).text, text);
 });
