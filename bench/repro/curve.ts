@@ -43,6 +43,7 @@ import {
   curveReportSections,
   fillMarkedSections,
   isMlpSite,
+  otherRatesTable,
   readCurveClaims,
 } from "./curve_summary.ts";
 import { curveLossSvg, sitesHeatmapSvg } from "./curve_plot.ts";
@@ -51,6 +52,7 @@ import {
   claimWorkFolder,
   machine,
   pool,
+  readResult,
   recordInvocation,
   REPO_ROOT,
   resultsJson,
@@ -78,7 +80,7 @@ its learning rate chosen per budget on the dev split. Rerunning the same command
   --plot F            Default: docs/repro_curve_loss_vs_params.svg (smoke: WORK/loss.svg).
   --sites-plot F      Default: docs/repro_curve_sites.svg (smoke: WORK/sites.svg).
   --doc F             Fill the marked regions (<!-- repro-curve:NAME -->) of this document with the tables.
-                      Default: docs/results.md (smoke: none).
+                      Default: docs/results.md (smoke: none); "none" for none.
   -h, --help          Show this help.`;
 
 interface CurveSchedule {
@@ -166,7 +168,7 @@ function parseCurve(args: string[]): { config: CurveConfig; schedule: CurveSched
       markdown: v.markdown ?? (full ? inRepo("bench/results/repro_curve.md") : `${work}/repro_curve.md`),
       plot: v.plot ?? (full ? inRepo("docs/repro_curve_loss_vs_params.svg") : `${work}/loss.svg`),
       sitesPlot: v["sites-plot"] ?? (full ? inRepo("docs/repro_curve_sites.svg") : `${work}/sites.svg`),
-      doc: v.doc ?? (full ? inRepo("docs/results.md") : null),
+      doc: v.doc === "none" ? null : v.doc ?? (full ? inRepo("docs/results.md") : null),
       command: ["deno task repro", ...args].join(" "),
     },
   };
@@ -307,7 +309,29 @@ export async function curveMain(args: string[]): Promise<void> {
     );
     return;
   }
-  await writeCurveReport({ config, schedule, grids, results, history, manifest, sites });
+  const planned = new Set(results.map((r) => r.key));
+  const offPlan = offPlanRuns(schedule.work, config).filter((r) => !planned.has(r.key));
+  await writeCurveReport({ config, schedule, grids, results, offPlan, history, manifest, sites });
+}
+
+/** Finished runs of the configured tasks and methods in the work folder that the plan does not name. */
+function offPlanRuns(work: string, config: CurveConfig): CurveRunResult[] {
+  const out: CurveRunResult[] = [];
+  for (const task of config.tasks) {
+    for (const id of config.methods) {
+      let entries: Deno.DirEntry[] = [];
+      try {
+        entries = [...Deno.readDirSync(`${work}/runs/${task}/${id}`)];
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+      for (const entry of entries) {
+        const result = readResult<CurveRunResult>(`${work}/runs/${task}/${id}/${entry.name}`);
+        if (result) out.push(result);
+      }
+    }
+  }
+  return out.sort((a, b) => a.key.localeCompare(b.key));
 }
 
 /** The learning-rate rule in words. */
@@ -329,11 +353,12 @@ async function writeCurveReport(input: {
   schedule: CurveSchedule;
   grids: Record<string, Record<string, number[]>>;
   results: CurveRunResult[];
+  offPlan: CurveRunResult[];
   history: Awaited<ReturnType<typeof recordInvocation>>;
   manifest: TaskManifest;
   sites: ReturnType<typeof listAdapterSites>;
 }): Promise<void> {
-  const { config, schedule, grids, results, history, manifest, sites } = input;
+  const { config, schedule, grids, results, offPlan, history, manifest, sites } = input;
   const rows = aggregateCurve(config, grids, results);
   const claims = readCurveClaims(rows);
   const info = machine();
@@ -364,6 +389,7 @@ async function writeCurveReport(input: {
       sets: r.keptSets,
     })),
     claims,
+    offPlanRuns: offPlan,
     runs: results.sort((a, b) => a.key.localeCompare(b.key)),
   };
   await writeAtomic(schedule.json, resultsJson(json));
@@ -395,7 +421,9 @@ async function writeCurveReport(input: {
     "",
     "",
   ].join("\n");
-  const report = curveReportMarkdown(config, rows, { randomMlpShare, sites });
+  const other = otherRatesTable(offPlan, config.budgets);
+  const report = curveReportMarkdown(config, rows, { randomMlpShare, sites }) +
+    (other ? `\n### Other learning rates (runs outside the plan)\n\n${other}\n` : "");
   await writeAtomic(schedule.markdown, header + report + "\n");
   const titles = Object.fromEntries(config.tasks.map((t) => [t, t]));
   await writeAtomic(schedule.plot, curveLossSvg(rows, { budgets: config.budgets, titles }));
@@ -406,6 +434,7 @@ async function writeCurveReport(input: {
   if (schedule.doc) {
     const sections = {
       ...curveReportSections(config, rows, { randomMlpShare, sites }),
+      "other-rates": other,
       run: [`Command: \`${schedule.command}\` — ${json.date}`, "", ...runLines].join("\n"),
     };
     const filled = fillMarkedSections(await Deno.readTextFile(schedule.doc), sections);

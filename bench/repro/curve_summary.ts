@@ -641,3 +641,30 @@ export function fillMarkedSections(
   );
   return { text, missing };
 }
+
+/**
+ * Runs at rates outside the plan (made before a change of the learning-rate rule, kept in the work folder):
+ * per task, method and rate, the eval loss at every budget over the seeds there are.
+ *
+ * @param runs The off-plan runs.
+ * @param budgets Budgets.
+ * @returns Markdown (empty when there are none).
+ */
+export function otherRatesTable(runs: readonly CurveRunResult[], budgets: readonly number[]): string {
+  if (runs.length === 0) return "";
+  const lines = [
+    `| task | method | lr | seeds | ${budgets.map((b) => `${b} steps: eval loss`).join(" | ")} |`,
+    `|---|---|---|---:|${budgets.map(() => "---:").join("|")}|`,
+  ];
+  const keys = [...new Set(runs.map((r) => `${r.task}\u0000${r.methodId}\u0000${r.lr}`))].sort();
+  for (const key of keys) {
+    const [task, id, lr] = key.split("\u0000");
+    const of = runs.filter((r) => r.task === task && r.methodId === id && String(r.lr) === lr);
+    const cells = budgets.map((b) => {
+      const values = of.flatMap((r) => r.budgets.filter((x) => x.step === b).map((x) => x.evalLoss));
+      return values.length ? pm(meanStd(values), 4) : "—";
+    });
+    lines.push(`| ${task} | ${id} | ${lrText(Number(lr))} | ${of.length} | ${cells.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
