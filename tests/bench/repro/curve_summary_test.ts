@@ -10,6 +10,7 @@ import {
   isMlpSite,
   jaccard,
   meanPairwiseJaccard,
+  otherRatesTable,
   readCurveClaims,
   sitesTable,
 } from "../../../bench/repro/curve_summary.ts";
@@ -194,4 +195,10 @@ Deno.test("fillMarkedSections replaces marked regions only and names the ones wi
   assert.deepEqual(missing, ["nothing"]);
   // filling twice gives the same document
   assert.equal(fillMarkedSections(text, { claims: "| new |" }).text, text);
+});
+
+Deno.test("otherRatesTable averages off-plan runs per task, method and rate", () => {
+  assert.equal(otherRatesTable([], [8, 16]), "");
+  const table = otherRatesTable([run("lora", 3e-3, 0, [0.5, 0.3]), run("lora", 3e-3, 1, [0.7])], [8, 16]);
+  assert.match(table, /\| qa \| lora \| 3e-3 \| 2 \| 0\.6000 ± 0\.1414 \| 0\.3000 \|/);
 });
