@@ -17,6 +17,7 @@
 import { type TaskName, TASKS } from "../tasks/generate.ts";
 import {
   chooseLrPerBudget,
+  CURVE_GROUPS,
   type CurveConfig,
   type CurveGroup,
   type CurveMethod,
@@ -139,7 +140,7 @@ export function aggregateCurve(
         diverged: 0,
       });
     }
-    const methods = curveMethods(config);
+    const methods = displayOrder(curveMethods(config));
     for (const budget of config.budgets) {
       for (const method of methods) {
         const row = methodRow(
@@ -156,6 +157,23 @@ export function aggregateCurve(
     }
   }
   return rows;
+}
+
+/**
+ * Methods in table order: LoRA; then per K random sites and the WeightLoRA variants (freeze and drop, all
+ * steps, norm, warmup + norm); WeightLoRA+ last.
+ *
+ * @param methods The methods.
+ * @returns A sorted copy.
+ */
+export function displayOrder(methods: readonly CurveMethod[]): CurveMethod[] {
+  const rank = (m: CurveMethod) =>
+    m.group === "lora"
+      ? -1
+      : m.group === "weightlora-plus"
+      ? Infinity
+      : (m.k ?? 0) * 100 + CURVE_GROUPS.indexOf(m.group);
+  return [...methods].sort((a, b) => rank(a) - rank(b));
 }
 
 function methodRow(
