@@ -62,7 +62,13 @@ function panel(rows: readonly CurveRow[], title: string, dx: number, dy: number)
   out.push(`<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999"/>`);
   if (trained.length === 0) return out.concat("</g>").join("\n");
   const xs = trained.map((r) => r.parameters);
-  const ys = trained.flatMap((r) => [r.evalLoss.mean - r.evalLoss.std, r.evalLoss.mean + r.evalLoss.std]);
+  // a run that blew up (far above the rest) is drawn at the top edge with its value, not on the scale
+  const means = trained.map((r) => r.evalLoss.mean).sort((a, b) => a - b);
+  const cap = 2 * means[Math.floor((means.length - 1) / 2)] + 0.5;
+  const inRange = trained.filter((r) => r.evalLoss.mean <= cap);
+  const ys = inRange.flatMap((
+    r,
+  ) => [r.evalLoss.mean - r.evalLoss.std, Math.min(cap, r.evalLoss.mean + r.evalLoss.std)]);
   const xLo = Math.min(...xs) / 1.5, xHi = Math.max(...xs) * 1.5;
   const pad = (Math.max(...ys) - Math.min(...ys)) * 0.08 || 0.01;
   const yLo = Math.min(...ys) - pad, yHi = Math.max(...ys) + pad;
@@ -96,7 +102,7 @@ function panel(rows: readonly CurveRow[], title: string, dx: number, dy: number)
     }) rotate(-90)" text-anchor="middle" font-size="11">eval loss</text>`,
   );
   for (const group of Object.keys(STYLE) as CurveGroup[]) {
-    const line = trained.filter((r) => r.group === group && r.k !== null).sort((a, b) =>
+    const line = inRange.filter((r) => r.group === group && r.k !== null).sort((a, b) =>
       a.parameters - b.parameters
     );
     if (line.length > 1) {
@@ -110,12 +116,22 @@ function panel(rows: readonly CurveRow[], title: string, dx: number, dy: number)
       );
     }
   }
-  for (const r of trained) {
+  for (const r of trained.filter((r) => r.evalLoss.mean > cap)) {
+    const group = r.group as CurveGroup;
+    const x = px(r.parameters), y = top + 6;
+    out.push(marker(group, x, y));
+    out.push(
+      `<text x="${(x + 8).toFixed(1)}" y="${y + 4}" font-size="9" fill="${STYLE[group].color}">↑ ${
+        r.evalLoss.mean.toFixed(2)
+      }</text>`,
+    );
+  }
+  for (const r of inRange) {
     const group = r.group as CurveGroup;
     const x = px(r.parameters), y = py(r.evalLoss.mean);
     if (r.evalLoss.std > 0) {
       const y1 = py(r.evalLoss.mean - r.evalLoss.std).toFixed(1),
-        y2 = py(r.evalLoss.mean + r.evalLoss.std).toFixed(1);
+        y2 = py(Math.min(cap, r.evalLoss.mean + r.evalLoss.std)).toFixed(1);
       out.push(
         `<line x1="${x.toFixed(1)}" y1="${y1}" x2="${x.toFixed(1)}" y2="${y2}" stroke="${
           STYLE[group].color
