@@ -74,6 +74,7 @@ its learning rate chosen per budget on the dev split. Rerunning the same command
   --tasks LIST        Subset of ${TASK_NAMES.join(",")}.
   --methods LIST      Method ids (default: ${CURVE_CONFIG.methods.join(",")}).
   --seeds LIST        Seeds; the first one is the learning-rate sweep's. Default: 0,1,2.
+  --budgets LIST      Step budgets, increasing; the last is every run's length. Default: 60,150,300.
   --centres FILE      60-step results whose chosen rates centre the grids. Default: bench/results/repro.json.
   --json F            Default: bench/results/repro_curve.json (smoke: WORK/repro_curve.json).
   --markdown F        Default: bench/results/repro_curve.md (smoke: WORK/repro_curve.md).
@@ -123,6 +124,7 @@ function parseCurve(args: string[]): { config: CurveConfig; schedule: CurveSched
       tasks: { type: "string" },
       methods: { type: "string" },
       seeds: { type: "string" },
+      budgets: { type: "string" },
       centres: { type: "string" },
       json: { type: "string" },
       markdown: { type: "string" },
@@ -152,6 +154,7 @@ function parseCurve(args: string[]): { config: CurveConfig; schedule: CurveSched
     tasks: tasks ?? base.tasks,
     methods: list(v.methods, "methods") ?? base.methods,
     seeds: list(v.seeds, "seeds")?.map((s) => count("seeds", s)) ?? base.seeds,
+    budgets: list(v.budgets, "budgets")?.map((s) => count("budgets", s)) ?? base.budgets,
   };
   const work = v.work ?? (full ? "out/repro-curve" : "out/repro-curve-smoke");
   const jobs = count("jobs", v.jobs!);
