@@ -181,6 +181,8 @@ export const EXPECTED_RESULTS: Readonly<Record<string, string>> = {
   "serve.json": "adapter-vs-base latency, multi-tenant throughput (serve_bench.ts)",
   "quant.json": "int8/int4 perplexity and decode tokens/s vs float32 (quant_bench.ts --write)",
   "peers.json": "decode tokens/s against wllama and transformers.js (peers_bench.ts --write)",
+  "training_peers.json":
+    "LoRA training tokens/s against PyTorch on the same work (training_peers_bench.ts --write)",
   "abuse.json":
     "a well-behaved tenant's p99 under abuse vs alone, /health during big uploads (abuse_bench.ts)",
 };

@@ -3,8 +3,8 @@
  * transformer of `tests/autodiff/_models.ts` (one pre-norm block, every parameter trained with AdamW) at
  * two sizes:
  *
- * - one training step (forward + backward + AdamW: the train session then the optimizer session) against
- *   one forward of the same graph (the eval session) — the backward/forward cost ratio;
+ * - one training step (forward + backward + AdamW: the step session then the optimizer session) against
+ *   one forward of the same graph (the step session's evaluation branch) — the backward/forward cost ratio;
  * - wasm against WebGPU (lavapipe here, a real GPU elsewhere) step time;
  * - host↔device bytes per step on WebGPU (`TrainingSession.transfers`): after the first step only the batch
  *   and a few scalars go up and only the loss and the gradient norm come back.
@@ -61,7 +61,7 @@ export interface TrainingRow {
   parameters: number;
   /** Operators of the forward graph. */
   forwardOps: number;
-  /** Median time of one forward (eval session), ms. */
+  /** Median time of one forward (the step session's evaluation branch), ms. */
   forwardMs: number;
   /** Median time of one training step (train + optimizer sessions), ms. */
   stepMs: number;
@@ -204,8 +204,8 @@ async function main(): Promise<void> {
     deno: Deno.version.deno,
     loadAverage: Deno.loadavg(),
     rounds,
-    notes: "medians of alternating rounds after two warm-up steps; train step = train session (forward + " +
-      "backward) + optimizer session (AdamW, clipping); forward = eval session; bytes per step counted over " +
+    notes: "medians of alternating rounds after two warm-up steps; train step = step session (forward + " +
+      "backward) + optimizer session (AdamW, clipping); forward = evaluation branch of the same session; bytes per step counted over " +
       "two steps without forwards in between (on wasm every host tensor fed counts, parameters included); " +
       "WebGPU here is lavapipe (software) unless a GPU is present",
     sizes: Object.fromEntries(SIZES.map((s) => [s.name, s.shape])),

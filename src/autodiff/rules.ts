@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { GraphBuilder, Value } from "../onnx/builder.ts";
+import { attr, type GraphBuilder, type Value } from "../onnx/builder.ts";
 import type { Node } from "../onnx/types.ts";
 import { normAxis, reduceToShape, swapLastTwo, zerosAlong, zerosLike } from "./_util.ts";
 
@@ -339,15 +339,28 @@ const slice: GradientRule = (ctx) => {
     const a = normAxis(axis, rank);
     const dim = x.shape[a];
     if (steps[i] !== 1) unsupported(ctx, `slices with step ${steps[i]} are not supported`);
-    if (typeof dim !== "number") unsupported(ctx, `sliced axis ${a} must have a fixed size, got "${dim}"`);
-    const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + dim : v, 0), dim);
-    const start = clamp(starts[i]);
-    const end = Math.max(start, clamp(ends[i]));
+    // the zeros to pad before and after the slice along this axis
+    let before: number, after: number;
+    if (typeof dim === "number") {
+      const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + dim : v, 0), dim);
+      const start = clamp(starts[i]);
+      const end = Math.max(start, clamp(ends[i]));
+      [before, after] = [start, dim - end];
+    } else if (starts[i] >= 0 && (ends[i] < 0 || ends[i] >= 2 ** 31 - 1)) {
+      // a symbolic length: a slice that keeps a fixed count off each end (x[:, a:-c], x[:, a:]) still pads
+      // by fixed counts (the axis is assumed long enough, as the forward requires)
+      [before, after] = [starts[i], ends[i] < 0 ? -ends[i] : 0];
+    } else {
+      unsupported(
+        ctx,
+        `sliced axis ${a} has symbolic size "${dim}": only x[a:-c] and x[a:] slices are supported`,
+      );
+    }
     // Pad the gradient with zeros before and after the slice along this axis (no zero-sized pieces).
     const pieces: Value[] = [];
-    if (start > 0) pieces.push(zerosAlong(b, g, a, start));
+    if (before > 0) pieces.push(zerosAlong(b, g, a, before));
     pieces.push(g);
-    if (end < dim) pieces.push(zerosAlong(b, g, a, dim - end));
+    if (after > 0) pieces.push(zerosAlong(b, g, a, after));
     if (pieces.length > 1) g = b.concat(pieces, a);
   });
   return [g, undefined, undefined, undefined, undefined];
@@ -430,31 +443,30 @@ const softmaxCrossEntropy: GradientRule = (ctx) => {
   const ignore = node.attributes.ignore_index?.type === "int"
     ? node.attributes.ignore_index.value
     : undefined;
-  const rank = scores!.shape.length;
-  const classes = scores!.shape[1];
-  if (typeof classes !== "number") unsupported(ctx, `the class dimension must be fixed, got "${classes}"`);
+  // d loss / d scores = w · (softmax(scores) − one_hot(labels)), with w the per-row weight of the
+  // reduction (0 on ignored rows). The one-hot term touches one class per row: it is scattered into the
+  // scaled softmax instead of built as a [N, C, …] tensor (one pass over the scores instead of six).
   const labels64 = b.cast(labels!, "int64");
-  // one_hot[n, c, …] = (labels[n, …] == c)
-  const classIds = b.reshape(b.ints(Array.from({ length: classes }, (_, i) => i)), [
-    1,
-    classes,
-    ...new Array(rank - 2).fill(1),
-  ]);
-  const labelsC = b.unsqueeze(labels64, [1]);
-  const oneHot = b.cast(b.equal(labelsC, classIds), scores!.dtype);
-  let delta = b.sub(b.softmax(scores!, 1), oneHot);
-  let count: Value | undefined;
-  if (ignore !== undefined) {
-    const kept = b.cast(b.not(b.equal(labels64, b.constant([ignore], "int64", []))), scores!.dtype);
-    delta = b.mul(delta, b.unsqueeze(kept, [1]));
-    if (reduction === "mean") count = b.reduceSum(kept, undefined, false);
-  } else if (reduction === "mean") {
-    count = b.cast(b.node("Size", [labels64])[0], scores!.dtype);
-  }
+  const ignored = ignore === undefined ? undefined : b.equal(labels64, b.constant([ignore], "int64", []));
+  const kept = ignored
+    ? b.cast(b.not(ignored), scores!.dtype)
+    : b.cast(b.equal(labels64, labels64), scores!.dtype);
   let g = grads[0]!;
-  if (reduction === "none") g = b.unsqueeze(g, [1]);
-  else if (reduction === "mean") g = b.div(g, b.max(count!, 1));
-  return [b.mul(delta, g), undefined, undefined];
+  if (reduction === "mean") {
+    const count = ignored
+      ? b.reduceSum(kept, undefined, false)
+      : b.cast(b.node("Size", [labels64])[0], scores!.dtype);
+    g = b.div(g, b.max(count, 1));
+  }
+  const weight = b.mul(kept, g); // [N, …]: per-row factor (g is a scalar, or per row for "none")
+  const scaled = b.mul(b.softmax(scores!, 1), b.unsqueeze(weight, [1]));
+  const safeLabels = ignored ? b.where(ignored, b.constant([0], "int64", []), labels64) : labels64;
+  const delta =
+    b.node("ScatterElements", [scaled, b.unsqueeze(safeLabels, [1]), b.unsqueeze(b.neg(weight), [1])], {
+      axis: attr.int(1),
+      reduction: attr.string("add"),
+    })[0];
+  return [delta, undefined, undefined];
 };
 
 /**

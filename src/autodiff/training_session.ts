@@ -1,7 +1,8 @@
 /**
  * {@linkcode TrainingSession}: runs a forward graph's training step (loss + gradients), optimizer step and
- * evaluation as three ordinary onnxruntime-web sessions — the shape of ONNX Runtime's on-device training
- * artifacts, built here from our own gradient and optimizer graphs.
+ * evaluation — the shape of ONNX Runtime's on-device training artifacts, built here from our own gradient and
+ * optimizer graphs — as two onnxruntime-web sessions: the step session (training step and evaluation as the
+ * two branches of one `If`, so the base weights are held once; see `./step_graph.ts`) and the optimizer.
  *
  * Parameters, gradients and optimizer state are session inputs and outputs held by this class. On WebGPU
  * they stay in GPU buffers between steps: after the first step only the batch and a few scalars go to the
@@ -12,6 +13,7 @@
 
 import { buildGradientGraph } from "./gradient.ts";
 import { buildOptimizerGraph, optimizerStateNames, type ParameterGroup } from "./optimizer.ts";
+import { buildStepGraph, COMPUTE_GRADIENTS } from "./step_graph.ts";
 import { modelFromGraph } from "../onnx/model.ts";
 import type { Graph } from "../onnx/types.ts";
 import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
@@ -33,7 +35,10 @@ export interface TrainingSessionOptions {
   maxGradNorm?: number;
   /** Execution provider. @default {"auto"} */
   ep?: ExecutionProviderChoice;
-  /** Build the accumulating train-step variant (for more than one micro-batch per optimizer step). @default {false} */
+  /**
+   * Accumulate gradients over several micro-batches per optimizer step (the step graph adds the previous sum;
+   * the first micro-batch adds zeros). @default {false}
+   */
   gradientAccumulation?: boolean;
 }
 
@@ -95,10 +100,10 @@ export class TrainingSession {
   readonly ep: ExecutionProvider;
   /** Traffic counters. */
   readonly transfers: TransferStats = { hostToDevice: 0, deviceToHost: 0 };
-  #train: OnnxSession;
-  #trainAccumulate?: OnnxSession;
+  #stepSession: OnnxSession;
+  #accumulates: boolean;
+  #zeros = new Map<string, OrtTensor>();
   #optimizer: OnnxSession;
-  #eval: OnnxSession;
   #groups: ParameterGroup[];
   #shapes = new Map<string, number[]>();
   #state = new Map<string, OrtTensor>();
@@ -109,18 +114,16 @@ export class TrainingSession {
 
   private constructor(init: {
     ep: ExecutionProvider;
-    train: OnnxSession;
-    trainAccumulate?: OnnxSession;
+    step: OnnxSession;
+    accumulates: boolean;
     optimizer: OnnxSession;
-    eval: OnnxSession;
     groups: ParameterGroup[];
     loss: string;
   }) {
     this.ep = init.ep;
-    this.#train = init.train;
-    this.#trainAccumulate = init.trainAccumulate;
+    this.#stepSession = init.step;
+    this.#accumulates = init.accumulates;
     this.#optimizer = init.optimizer;
-    this.#eval = init.eval;
     this.#groups = init.groups;
     this.#loss = init.loss;
   }
@@ -153,46 +156,41 @@ export class TrainingSession {
         }
       }
     }
+    const accumulates = options.gradientAccumulation ?? false;
     const gradGraph = buildGradientGraph(options.forward, {
       loss: options.loss,
       trainable: names,
       lossScale: true,
+      accumulate: accumulates,
     });
     const gradOutputs = Object.values(gradGraph.gradientNames);
-    const train = await OnnxSession.create(modelFromGraph(gradGraph.graph), {
+    const stepGraph = buildStepGraph({
+      forward: options.forward,
+      gradient: gradGraph.graph,
+      loss: options.loss,
+      gradients: gradOutputs,
+    });
+    const step = await OnnxSession.create(modelFromGraph(stepGraph), {
       ep: options.ep,
       keepOnDevice: gradOutputs,
     });
-    const ep = train.ep;
-    let trainAccumulate: OnnxSession | undefined;
-    if (options.gradientAccumulation) {
-      const acc = buildGradientGraph(options.forward, {
-        loss: options.loss,
-        trainable: names,
-        lossScale: true,
-        accumulate: true,
-      });
-      trainAccumulate = await OnnxSession.create(modelFromGraph(acc.graph), {
-        ep,
-        keepOnDevice: gradOutputs,
-      });
-    }
+    const ep = step.ep;
     const optimizerGraph = buildOptimizerGraph({ groups: options.groups, maxGradNorm: options.maxGradNorm });
-    const optimizer = await OnnxSession.create(modelFromGraph(optimizerGraph), {
-      ep,
-      keepOnDevice: optimizerGraph.outputs.map((o) => o.name).filter((n) => n !== "grad_norm"),
-    });
-    const evalGraph: Graph = {
-      ...options.forward,
-      outputs: options.forward.outputs.filter((o) => o.name === options.loss),
-    };
-    const evalSession = await OnnxSession.create(modelFromGraph(evalGraph), { ep });
+    let optimizer: OnnxSession;
+    try {
+      optimizer = await OnnxSession.create(modelFromGraph(optimizerGraph), {
+        ep,
+        keepOnDevice: optimizerGraph.outputs.map((o) => o.name).filter((n) => n !== "grad_norm"),
+      });
+    } catch (e) {
+      await step.release();
+      throw e;
+    }
     const session = new TrainingSession({
       ep,
-      train,
-      trainAccumulate,
+      step,
+      accumulates,
       optimizer,
-      eval: evalSession,
       groups: options.groups,
       loss: options.loss,
     });
@@ -233,6 +231,24 @@ export class TrainingSession {
     return feeds;
   }
 
+  /** The gradient sums so far (zeros before the first micro-batch), for a session that accumulates. */
+  #accumulatorFeeds(): Record<string, OrtTensor> {
+    const feeds: Record<string, OrtTensor> = {};
+    if (!this.#accumulates) return feeds;
+    for (const [name, shape] of this.#shapes) {
+      let g = this.#grads.get(name);
+      if (!g) {
+        g = this.#zeros.get(name);
+        if (!g) {
+          g = new ort.Tensor("float32", new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+          this.#zeros.set(name, g);
+        }
+      }
+      feeds[`grad_acc.${name}`] = g;
+    }
+    return feeds;
+  }
+
   #count(feeds: Record<string, OrtTensor>): void {
     for (const t of Object.values(feeds)) this.transfers.hostToDevice += byteSize(t);
   }
@@ -247,18 +263,18 @@ export class TrainingSession {
    */
   async trainStep(batch: Record<string, OrtTensor>, lossScale = 1): Promise<number> {
     const accumulate = this.#pendingMicroBatches > 0;
-    if (accumulate && !this.#trainAccumulate) {
+    if (accumulate && !this.#accumulates) {
       throw new Error("Cannot accumulate gradients: create the session with gradientAccumulation: true");
     }
     const feeds: Record<string, OrtTensor> = {
       ...batch,
       ...this.#parameterFeeds(),
+      ...this.#accumulatorFeeds(),
       loss_scale: new ort.Tensor("float32", new Float32Array([lossScale]), []),
+      [COMPUTE_GRADIENTS]: new ort.Tensor("bool", new Uint8Array([1]), []),
     };
-    if (accumulate) { for (const [name, g] of this.#grads) feeds[`grad_acc.${name}`] = g; }
     this.#count(feeds);
-    const session = accumulate ? this.#trainAccumulate! : this.#train;
-    const out = await session.run(feeds);
+    const out = await this.#stepSession.run(feeds);
     const lossTensor = out[this.#loss];
     const loss = (await lossTensor.getData())[0] as number;
     this.transfers.deviceToHost += 4;
@@ -328,9 +344,21 @@ export class TrainingSession {
    * @returns The loss.
    */
   async evalLoss(batch: Record<string, OrtTensor>): Promise<number> {
-    const feeds = { ...batch, ...this.#parameterFeeds() };
+    const feeds: Record<string, OrtTensor> = {
+      ...batch,
+      ...this.#parameterFeeds(),
+      loss_scale: new ort.Tensor("float32", new Float32Array([1]), []),
+      [COMPUTE_GRADIENTS]: new ort.Tensor("bool", new Uint8Array([0]), []),
+    };
+    if (this.#accumulates) {
+      for (const [name, shape] of this.#shapes) {
+        // the evaluation branch does not read them
+        feeds[`grad_acc.${name}`] = this.#zeros.get(name) ??
+          new ort.Tensor("float32", new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+      }
+    }
     this.#count(feeds);
-    const out = await this.#eval.run(feeds, [this.#loss]);
+    const out = await this.#stepSession.run(feeds, [this.#loss]);
     this.transfers.deviceToHost += 4;
     return (await out[this.#loss].getData())[0] as number;
   }
@@ -439,8 +467,8 @@ export class TrainingSession {
     this.#clearGradients();
     disposeTensors(this.#state.values());
     this.#state.clear();
-    await Promise.all(
-      [this.#train, this.#trainAccumulate, this.#optimizer, this.#eval].map((s) => s?.release()),
-    );
+    disposeTensors(this.#zeros.values());
+    this.#zeros.clear();
+    await Promise.all([this.#stepSession, this.#optimizer].map((s) => s.release()));
   }
 }

@@ -304,6 +304,8 @@ export async function main(args: string[]): Promise<RunningServer> {
     store: state?.adapters ?? new FolderAdapterStore(a.store!, { readOnly: true }),
     routes: state?.routes,
     usage: state?.usage,
+    // the tenant web console at /console (its gate heatmap reads the job store)
+    console: { jobs: state?.jobs },
     keys,
     ep: a.ep,
     workers: a.workers,
@@ -330,6 +332,7 @@ export async function main(args: string[]): Promise<RunningServer> {
 
 interface State {
   adapters: import("../store/db/mod.ts").DbAdapterStore;
+  jobs: import("../store/db/mod.ts").JobStore;
   usage: import("../http/quotas.ts").TenantUsageSources;
   routes: (engine: ServeEngine) => Hono<AppEnv>[];
   attach(server: RunningServer): Promise<RunningServer>;
@@ -374,6 +377,7 @@ async function openState(a: ServeArgs): Promise<State> {
   };
   return {
     adapters,
+    jobs,
     usage: databaseUsage({ files, jobs }),
     close,
     routes(engine) {

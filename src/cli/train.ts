@@ -12,14 +12,35 @@ import cliProgress from "cli-progress";
 import { loadModelFolder } from "../io/model_folder.ts";
 import { resolveModelSource } from "../io/hub.ts";
 import { loadPeftAdapter } from "../lora/peft.ts";
-import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
 import { type Dataset, loadJsonl, splitDataset } from "../train/data.ts";
-import { type StepRecord, train, TRAIN_METHODS, trainMethod, type TrainOptions } from "../train/trainer.ts";
-import { GATE_NORMS } from "../train/adapter_trainer.ts";
-import { TRAIN_DEFAULTS as D, withTrainDefaults } from "../train/options.ts";
+import { type StepRecord, train, trainMethod, type TrainOptions } from "../train/trainer.ts";
+import {
+  checkOptionValue,
+  optionValueFromText,
+  TRAIN_DEFAULTS,
+  TRAIN_OPTION_SPECS,
+  type TrainOptionSpec,
+  withTrainDefaults,
+} from "../train/options.ts";
 import { readChatTemplateFile } from "../io/chat_template.ts";
-import { nonNegative, nonNegativeInt, numberFlag, oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
-import { defineCommand, helpText, parseFlags } from "./_flags.ts";
+import { numberFlag, runCli, UsageError } from "./_args.ts";
+import { defineCommand, type FlagSpec, helpText, parseFlags } from "./_flags.ts";
+
+/** A training option's flag (from the one declaration of every option, `src/train/options.ts`). */
+function optionFlag(o: TrainOptionSpec): FlagSpec {
+  const bool = o.type.kind === "bool";
+  return {
+    name: o.flag!,
+    ...(bool ? { type: "boolean" as const } : { value: o.value ?? "X" }),
+    ...(o.defaultText !== undefined
+      ? { defaultText: o.defaultText }
+      : bool || o.default === undefined
+      ? {}
+      : { defaultText: String(o.default) }),
+    group: o.group,
+    doc: o.doc,
+  };
+}
 
 /** The flags of `deno task train`: the parser and `--help` both read them. */
 export const TRAIN_COMMAND = defineCommand({
@@ -65,215 +86,54 @@ time), train_log.jsonl (one line per step) and checkpoint/ (for --resume).`,
       doc: "Continue from a checkpoint folder (e.g. OUT/checkpoint); same options required.",
     },
     {
-      name: "no-completion-eos",
-      type: "boolean",
-      group: "Model and data",
-      doc: 'Do not end {"prompt","completion"} rows with EOS (for models that never learned EOS, such as ' +
-        "llama2.c's TinyStories models).",
-    },
-    {
       name: "chat-template",
       value: "FILE",
       group: "Model and data",
       defaultText: "the model's, else the plain User:/Assistant: transcript",
       doc: 'A Jinja chat template for {"messages"} rows.',
     },
-    {
-      name: "method",
-      value: "M",
-      default: D.method,
-      group: "Method",
-      doc: "weightlora | weightlora-plus | lora | random-sites (LoRA on K sites drawn at random; " +
-        "randlora is an alias).",
-    },
-    {
-      name: "k",
-      value: "K",
-      defaultText: `${D.k} (unless --budget)`,
-      group: "Method",
-      doc: "Sites to keep (weightlora, random-sites), 1..number of candidate sites.",
-    },
-    {
-      name: "budget",
-      value: "P",
-      group: "Method",
-      doc:
-        "WeightLoRA: instead of --k, keep the sites with the best gate per parameter whose adapters total " +
-        "at most P trainable parameters.",
-    },
-    {
-      name: "select-steps",
-      value: "T|all",
-      defaultText: "max(2, steps / 10)",
-      group: "Method",
-      doc:
-        "WeightLoRA selection: gates trained and projected onto K for T steps, then frozen and the other " +
-        "sites dropped (phase 2 trains K adapters only); `all`: the authors' schedule, gates trained and " +
-        "projected after every step of the run (dropped sites may return), the K survivors exported.",
-    },
-    {
-      name: "gate-warmup",
-      value: "W",
-      default: D.gateWarmup,
-      group: "Method",
-      doc: "WeightLoRA, WeightLoRA+: hold the gates at 1 for W steps while A and B train, then select.",
-    },
-    {
-      name: "gate-norm",
-      value: "N",
-      default: D.gateNorm,
-      group: "Method",
-      doc: "WeightLoRA, WeightLoRA+: per-site normalisation of the gate gradient: none | params (by the " +
-        "adapter's parameter count) | rms (by the norm of its update B·A); both remove the width bias of " +
-        "early selection.",
-    },
-    {
-      name: "lr-gates",
-      value: "LR",
-      default: D.lrGates,
-      group: "Method",
-      doc: "Learning rate of the gates (plain SGD).",
-    },
-    {
-      name: "reinit-survivors",
-      type: "boolean",
-      group: "Method",
-      doc: "After selection, re-initialise the survivors' A/B and restart the optimizer.",
-    },
-    {
-      name: "grow-every",
-      value: "F",
-      default: D.growEvery,
-      group: "Method",
-      doc: "WeightLoRA+: steps between rank doublings.",
-    },
-    {
-      name: "grow-rounds",
-      value: "M",
-      default: D.growRounds,
-      group: "Method",
-      doc: "WeightLoRA+: doublings (K halves each time, from all sites).",
-    },
-    {
-      name: "target-modules",
-      value: "LIST",
-      default: "all",
-      group: "Adapter",
-      doc: `Candidate modules, comma-separated from ${LLAMA_MODULES.join(",")}.`,
-    },
-    { name: "rank", value: "R", default: D.rank, group: "Adapter", doc: "LoRA rank." },
-    { name: "alpha", value: "A", default: D.alpha, group: "Adapter", doc: "LoRA alpha (scale alpha/r)." },
-    { name: "rslora", type: "boolean", group: "Adapter", doc: "Scale by alpha/√r instead." },
-    {
-      name: "dropout",
-      value: "P",
-      default: D.dropout,
-      group: "Adapter",
-      doc: "LoRA dropout on each adapted layer's input, in [0, 1).",
-    },
-    { name: "steps", value: "N", default: D.steps, group: "Optimisation", doc: "Optimizer steps." },
-    {
-      name: "batch-size",
-      value: "B",
-      default: D.batchSize,
-      group: "Optimisation",
-      doc: "Rows per micro-batch.",
-    },
-    {
-      name: "seq-len",
-      value: "L",
-      default: D.seqLen,
-      group: "Optimisation",
-      doc: "Tokens per row (longer rows are truncated; shorter data shrinks it).",
-    },
-    {
-      name: "grad-accum",
-      value: "G",
-      default: D.gradAccum,
-      group: "Optimisation",
-      doc: "Micro-batches per optimizer step.",
-    },
-    {
-      name: "optimizer",
-      value: "O",
-      default: D.optimizer,
-      group: "Optimisation",
-      doc: "adamw | sgd (for A and B).",
-    },
-    { name: "lr", value: "LR", default: D.lr, group: "Optimisation", doc: "Peak learning rate of A and B." },
-    {
-      name: "weight-decay",
-      value: "W",
-      default: D.weightDecay,
-      group: "Optimisation",
-      doc: "Weight decay of A and B.",
-    },
-    {
-      name: "lr-schedule",
-      value: "S",
-      default: D.lrSchedule,
-      group: "Optimisation",
-      doc: "constant | linear | cosine.",
-    },
-    {
-      name: "warmup-steps",
-      value: "N",
-      default: D.warmupSteps,
-      group: "Optimisation",
-      doc: "Linear warmup steps.",
-    },
-    {
-      name: "max-grad-norm",
-      value: "X",
-      default: D.maxGradNorm,
-      group: "Optimisation",
-      doc: "Clip the global gradient norm of A and B; 0 disables.",
-    },
-    {
-      name: "seed",
-      value: "S",
-      default: D.seed,
-      group: "Optimisation",
-      doc: "Seed of initialisation, shuffling and random sites.",
-    },
-    {
-      name: "eval-every",
-      value: "N",
-      default: D.evalEvery,
-      group: "Run",
-      doc: "Evaluate every N steps (0: at the end only).",
-    },
-    {
-      name: "save-every",
-      value: "N",
-      default: D.saveEvery,
-      group: "Run",
-      doc: "Checkpoint every N steps (0: at the end only).",
-    },
-    {
-      name: "ep",
-      value: "E",
-      default: D.ep,
-      group: "Run",
-      doc: "Execution provider: auto (WebGPU on a hardware adapter, else wasm), wasm or webgpu.",
-    },
+    ...TRAIN_OPTION_SPECS.filter((o) => o.flag !== null).map(optionFlag),
   ],
   footer:
     "Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.",
 });
 
-function modules(text: string | undefined): LlamaModule[] {
-  if (text === undefined || text === "all") return [...LLAMA_MODULES];
-  const list = text.split(",").map((s) => s.trim()).filter(Boolean);
-  const bad = list.filter((m) => !(LLAMA_MODULES as readonly string[]).includes(m));
-  if (bad.length || list.length === 0) {
+/**
+ * The training options of a command line, each flag checked against its option's type and range; an option
+ * that does not apply to the method (`--k` with `--method lora`) is a usage error, as it is for a job.
+ */
+function trainOptionsFromFlags(
+  v: Record<string, unknown>,
+  out: string,
+): { options: TrainOptions; completionEos: boolean } {
+  const set: Record<string, unknown> = {};
+  const given: TrainOptionSpec[] = [];
+  for (const o of TRAIN_OPTION_SPECS) {
+    if (o.flag === null || v[o.flag] === undefined || v[o.flag] === false) continue;
+    const text = v[o.flag];
+    const value = o.type.kind === "bool" ? !o.negated : optionValueFromText(o, text as string);
+    const checked = checkOptionValue(o, value);
+    if ("expected" in checked) {
+      throw new UsageError(`Invalid --${o.flag} ${JSON.stringify(text)}: expected ${checked.expected}`);
+    }
+    set[o.field] = o.negated ? !checked.value : checked.value;
+    given.push(o);
+  }
+  const method = trainMethod((set.method as string | undefined) ?? TRAIN_DEFAULTS.method);
+  const misplaced = given.find((o) => o.methods && !o.methods.includes(method));
+  if (misplaced) {
+    throw new UsageError(`--${misplaced.flag} does not apply to --method ${method}`);
+  }
+  if (set.k !== undefined && set.budget !== undefined) {
     throw new UsageError(
-      `Invalid --target-modules ${JSON.stringify(text)}: unknown ${
-        bad.join(", ") || "empty list"
-      }; choose from ${LLAMA_MODULES.join(",")}`,
+      "--k and --budget exclude each other: give the sites to keep or their parameter budget",
     );
   }
-  return list as LlamaModule[];
+  const { completionEos, ...options } = set;
+  return {
+    options: withTrainDefaults({ ...options, method, out } as Partial<TrainOptions> & { out: string }),
+    completionEos: (completionEos as boolean | undefined) ?? true,
+  };
 }
 
 function progressReporter(total: number) {
@@ -341,54 +201,7 @@ async function main(): Promise<void> {
   if (v["eval-data"] && v["eval-split"]) {
     throw new UsageError("--eval-data and --eval-split exclude each other");
   }
-  if (v.budget !== undefined && v.k !== undefined) {
-    throw new UsageError(
-      "--k and --budget exclude each other: give the sites to keep or their parameter budget",
-    );
-  }
-  const options: TrainOptions = withTrainDefaults({
-    method: trainMethod(oneOf("method", v.method, [...TRAIN_METHODS, "randlora"] as const, D.method)),
-    k: positiveInt("k", v.k, D.k),
-    rank: positiveInt("rank", v.rank, D.rank),
-    alpha: numberFlag("alpha", v.alpha, (n) => n > 0, "a positive number") ?? D.alpha,
-    rslora: v.rslora ?? D.rslora,
-    dropout: numberFlag("dropout", v.dropout, (n) => n >= 0 && n < 1, "a probability in [0, 1)") ?? D.dropout,
-    targetModules: modules(v["target-modules"]),
-    steps: positiveInt("steps", v.steps, D.steps),
-    batchSize: positiveInt("batch-size", v["batch-size"], D.batchSize),
-    seqLen: numberFlag("seq-len", v["seq-len"], (n) => Number.isInteger(n) && n >= 2, "an integer ≥ 2") ??
-      D.seqLen,
-    gradAccum: positiveInt("grad-accum", v["grad-accum"], D.gradAccum),
-    optimizer: oneOf("optimizer", v.optimizer, ["adamw", "sgd"] as const, D.optimizer),
-    lr: numberFlag("lr", v.lr, (n) => n > 0, "a positive number") ?? D.lr,
-    lrGates: nonNegative("lr-gates", v["lr-gates"], D.lrGates),
-    weightDecay: nonNegative("weight-decay", v["weight-decay"], D.weightDecay),
-    lrSchedule: oneOf(
-      "lr-schedule",
-      v["lr-schedule"],
-      ["constant", "linear", "cosine"] as const,
-      D.lrSchedule,
-    ),
-    warmupSteps: nonNegativeInt("warmup-steps", v["warmup-steps"], D.warmupSteps),
-    maxGradNorm: nonNegative("max-grad-norm", v["max-grad-norm"], D.maxGradNorm),
-    selectSteps: v["select-steps"] === undefined
-      ? undefined
-      : v["select-steps"] === "all"
-      ? "all"
-      : numberFlag("select-steps", v["select-steps"], (n) =>
-        Number.isInteger(n) && n > 0, '"all" or a positive integer'),
-    gateWarmup: nonNegativeInt("gate-warmup", v["gate-warmup"], D.gateWarmup),
-    gateNorm: oneOf("gate-norm", v["gate-norm"], GATE_NORMS, D.gateNorm),
-    budget: v.budget === undefined ? null : positiveInt("budget", v.budget, 1),
-    reinitSurvivors: v["reinit-survivors"] ?? D.reinitSurvivors,
-    growEvery: positiveInt("grow-every", v["grow-every"], D.growEvery),
-    growRounds: positiveInt("grow-rounds", v["grow-rounds"], D.growRounds),
-    evalEvery: nonNegativeInt("eval-every", v["eval-every"], D.evalEvery),
-    saveEvery: nonNegativeInt("save-every", v["save-every"], D.saveEvery),
-    seed: nonNegativeInt("seed", v.seed, D.seed),
-    ep: oneOf("ep", v.ep, ["auto", "wasm", "webgpu"] as const, D.ep),
-    out: v.out!,
-  });
+  const { options, completionEos } = trainOptionsFromFlags(v, v.out!);
   const evalSplit = numberFlag("eval-split", v["eval-split"], (n) => n > 0 && n < 1, "a share in (0, 1)");
 
   const dir = await resolveModelSource(v.model!);
@@ -398,7 +211,7 @@ async function main(): Promise<void> {
     tokenizer: model.tokenizer,
     seqLen: maxLen,
     chatTemplate: v["chat-template"] ? await readChatTemplateFile(v["chat-template"]) : model.chatTemplate,
-    completionEos: !v["no-completion-eos"],
+    completionEos,
   };
   let trainData: Dataset = await loadJsonl(v.data!, dataOptions);
   let evalData: Dataset | undefined = v["eval-data"]

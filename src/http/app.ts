@@ -1,6 +1,6 @@
 /**
  * {@linkcode createApp}: the Hono app of the server — OpenAI-compatible inference, tenant adapters,
- * `/health` and `/metrics` — as a plain `fetch` handler that runs under `Deno.serve` or any edge runtime.
+ * `/health`, `/metrics` and (optionally) the tenant web console under `/console` — as a plain `fetch` handler that runs under `Deno.serve` or any edge runtime.
  *
  * Middleware order: request tracking (graceful shutdown) → metrics → body limit → authentication
  * (`c.get("tenant")`) → per-tenant concurrency → request timeout (`c.get("signal")`) → quotas of the keys file
@@ -11,6 +11,7 @@
  */
 
 import { Hono } from "hono";
+import { consoleRoutes, type ConsoleRoutesOptions } from "../console/routes.tsx";
 import type { ServeEngine } from "../serve/engine.ts";
 import { adapterRoutes } from "./adapter_routes.ts";
 import { type KeyTable, tenantAuth } from "./auth.ts";
@@ -87,6 +88,11 @@ export interface AppOptions {
   routes?: Hono<AppEnv>[];
   /** Files and jobs of tenants, for the quotas of the keys file (database mode). */
   usage?: TenantUsageSources;
+  /**
+   * Serve the tenant web console under `/console` (`src/console/`), with its job store for the gate heatmap
+   * (absent: no console).
+   */
+  console?: Omit<ConsoleRoutesOptions, "engine" | "api" | "keys">;
 }
 
 /** The app and what a server needs around it. */
@@ -162,5 +168,14 @@ export function createApp(options: AppOptions): ServeApp {
   app.route("/", inferenceRoutes({ engine, metrics, maxTokensCap: limits.maxTokens ?? 1024 }));
   app.route("/", adapterRoutes({ engine, maxAdapterBytes: maxAdapter, quotas }));
   for (const routes of options.routes ?? []) app.route("/", routes);
+  if (options.console) {
+    const fetch = (request: Request) => app.fetch(request);
+    // its forms carry an adapter upload (both files) or a training file, with room for the multipart framing
+    const maxUploadBytes = Math.max(maxAdapter, 64 * 2 ** 20) + 64 * 1024;
+    app.route(
+      "/",
+      consoleRoutes({ maxUploadBytes, ...options.console, engine, keys: options.keys, api: fetch }),
+    );
+  }
   return { app, fetch: (request) => app.fetch(request), metrics, tracker };
 }

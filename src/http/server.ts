@@ -11,7 +11,7 @@ import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import type { ServeEngine } from "../serve/engine.ts";
 import type { AdapterStore } from "../store/adapter_store.ts";
 import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
-import { type AppLimits, createApp, type ServeApp } from "./app.ts";
+import { type AppLimits, type AppOptions, createApp, type ServeApp } from "./app.ts";
 import type { KeyTable } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
 import { createMeteredEngine } from "./_metered_engine.ts";
@@ -43,6 +43,8 @@ export interface StartServerOptions {
   routes?: (engine: ServeEngine) => Hono<AppEnv>[];
   /** Files and jobs of tenants, for the quotas of the keys file (database mode). */
   usage?: TenantUsageSources;
+  /** The tenant web console's options (absent: no console). */
+  console?: AppOptions["console"];
 }
 
 /** A running server. */
@@ -111,6 +113,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     metrics,
     routes: options.routes?.(engine),
     usage: options.usage,
+    console: options.console,
   });
   let resolveAddr: (addr: Deno.NetAddr) => void;
   const listening = new Promise<Deno.NetAddr>((resolve) => (resolveAddr = resolve));

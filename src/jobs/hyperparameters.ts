@@ -11,9 +11,16 @@
  * @module
  */
 
-import { type AdapterSite, LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
-import { defaultSelectSteps, TRAIN_DEFAULTS } from "../train/options.ts";
-import { GATE_NORMS } from "../train/adapter_trainer.ts";
+import type { AdapterSite } from "../models/sites.ts";
+import {
+  checkOptionValue,
+  defaultSelectSteps,
+  MAX_STEPS,
+  type OptionField,
+  TRAIN_DEFAULTS,
+  TRAIN_OPTION_SPECS,
+  type TrainOptionSpec,
+} from "../train/options.ts";
 import { TrainOptionError, validateTrainOptions } from "../train/methods/mod.ts";
 import { TRAIN_METHODS, type TrainMethod, trainMethod, type TrainOptions } from "../train/trainer.ts";
 
@@ -22,6 +29,8 @@ import { TRAIN_METHODS, type TrainMethod, trainMethod, type TrainOptions } from 
  * the data option `completionEos` (end `{"prompt","completion"}` rows with EOS; the CLI's default, true).
  */
 export type JobTrainOptions = Omit<TrainOptions, "out" | "ep"> & { completionEos: boolean };
+
+export { MAX_STEPS };
 
 /** A bad `method` or hyperparameter (a 400 naming {@linkcode HyperparameterError.param}). */
 export class HyperparameterError extends RangeError {
@@ -41,69 +50,13 @@ export class HyperparameterError extends RangeError {
 /** The methods a job may ask for. */
 export const JOB_METHODS: readonly TrainMethod[] = TRAIN_METHODS;
 
-type Kind =
-  | { kind: "int"; min: number; max: number }
-  | { kind: "number"; min: number; max: number; exclusiveMin?: boolean }
-  | { kind: "bool" }
-  | { kind: "enum"; values: readonly string[] }
-  | { kind: "intOrAll"; min: number; max: number }
-  | { kind: "modules" };
-
-interface Spec {
-  field: keyof JobTrainOptions | "nEpochs";
-  type: Kind;
-  /** Methods it belongs to (all when absent). */
-  methods?: readonly TrainMethod[];
-}
-
-const INT = (min: number, max: number): Kind => ({ kind: "int", min, max });
-
-/** The most training steps of one job, given as `steps` or reached through `n_epochs`. */
-export const MAX_STEPS = 1_000_000;
-const GATED: readonly TrainMethod[] = ["weightlora", "weightlora-plus"];
-const NULLABLE = new Set(["budget"]);
-
-/** Every hyperparameter: snake_case name → option field, type and range. */
-const SPECS: Record<string, Spec> = {
-  k: { field: "k", type: INT(1, 100_000), methods: ["weightlora", "random-sites"] },
-  rank: { field: "rank", type: INT(1, 4096) },
-  alpha: { field: "alpha", type: { kind: "number", min: 0, max: 1e6, exclusiveMin: true } },
-  dropout: { field: "dropout", type: { kind: "number", min: 0, max: 0.99 } },
-  rslora: { field: "rslora", type: { kind: "bool" } },
-  target_modules: { field: "targetModules", type: { kind: "modules" } },
-  steps: { field: "steps", type: INT(1, MAX_STEPS) },
-  n_epochs: { field: "nEpochs", type: { kind: "number", min: 0, max: 10_000, exclusiveMin: true } },
-  batch_size: { field: "batchSize", type: INT(1, 4096) },
-  seq_len: { field: "seqLen", type: INT(2, 1_048_576) },
-  grad_accum: { field: "gradAccum", type: INT(1, 4096) },
-  optimizer: { field: "optimizer", type: { kind: "enum", values: ["adamw", "sgd"] } },
-  learning_rate: { field: "lr", type: { kind: "number", min: 0, max: 100, exclusiveMin: true } },
-  lr_gates: { field: "lrGates", type: { kind: "number", min: 0, max: 1e4 }, methods: GATED },
-  weight_decay: { field: "weightDecay", type: { kind: "number", min: 0, max: 100 } },
-  lr_schedule: { field: "lrSchedule", type: { kind: "enum", values: ["constant", "linear", "cosine"] } },
-  warmup_steps: { field: "warmupSteps", type: INT(0, 1_000_000) },
-  max_grad_norm: { field: "maxGradNorm", type: { kind: "number", min: 0, max: 1e6 } },
-  select_steps: {
-    field: "selectSteps",
-    type: { kind: "intOrAll", min: 1, max: 1_000_000 },
-    methods: ["weightlora"],
-  },
-  gate_warmup: { field: "gateWarmup", type: INT(0, 1_000_000), methods: GATED },
-  gate_norm: { field: "gateNorm", type: { kind: "enum", values: GATE_NORMS }, methods: GATED },
-  budget: { field: "budget", type: INT(1, 2 ** 53 - 1), methods: ["weightlora"] },
-  reinit_survivors: { field: "reinitSurvivors", type: { kind: "bool" }, methods: ["weightlora"] },
-  grow_every: { field: "growEvery", type: INT(1, 1_000_000), methods: ["weightlora-plus"] },
-  grow_rounds: { field: "growRounds", type: INT(1, 30), methods: ["weightlora-plus"] },
-  eval_every: { field: "evalEvery", type: INT(0, 1_000_000) },
-  save_every: { field: "saveEvery", type: INT(0, 1_000_000) },
-  seed: { field: "seed", type: INT(0, 2 ** 31 - 1) },
-  completion_eos: { field: "completionEos", type: { kind: "bool" } },
-};
+/** Every hyperparameter by its snake_case name: the training options that have one. */
+const SPECS: Record<string, TrainOptionSpec> = Object.fromEntries(
+  TRAIN_OPTION_SPECS.filter((s) => s.job !== null).map((s) => [s.job!, s]),
+);
 
 /** Option field → job hyperparameter name. */
-const SNAKE_NAMES = new Map<string, string>(
-  Object.entries(SPECS).map(([name, spec]) => [spec.field as string, name]),
-);
+const SNAKE_NAMES = new Map<string, string>(Object.entries(SPECS).map(([name, spec]) => [spec.field, name]));
 
 /** The defaults: the training CLI's ({@linkcode TRAIN_DEFAULTS}); `selectSteps` follows `steps` when not given. */
 const DEFAULTS: Omit<JobTrainOptions, "method" | "selectSteps"> = (() => {
@@ -137,51 +90,15 @@ function describe(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
 }
 
-function checkValue(name: string, spec: Spec, value: unknown, param: string): unknown {
-  const t = spec.type;
-  const bad = (expected: string): never => {
+function checkValue(name: string, spec: TrainOptionSpec, value: unknown, param: string): unknown {
+  const checked = checkOptionValue(spec, value);
+  if ("expected" in checked) {
     throw new HyperparameterError(
-      `Invalid hyperparameter ${name} ${describe(value)}: expected ${expected}`,
+      `Invalid hyperparameter ${name} ${describe(value)}: expected ${checked.expected}`,
       param,
     );
-  };
-  switch (t.kind) {
-    case "int":
-      if (typeof value !== "number" || !Number.isInteger(value) || value < t.min || value > t.max) {
-        bad(`an integer in ${t.min}..${t.max}`);
-      }
-      return value;
-    case "number": {
-      const low = t.exclusiveMin ? (value as number) <= t.min : (value as number) < t.min;
-      if (typeof value !== "number" || !Number.isFinite(value) || low || value > t.max) {
-        bad(`a number in ${t.exclusiveMin ? "(" : "["}${t.min}, ${t.max}]`);
-      }
-      return value;
-    }
-    case "intOrAll":
-      if (value === "all") return value;
-      if (typeof value !== "number" || !Number.isInteger(value) || value < t.min || value > t.max) {
-        bad(`"all" or an integer in ${t.min}..${t.max}`);
-      }
-      return value;
-    case "bool":
-      if (typeof value !== "boolean") bad("true or false");
-      return value;
-    case "enum":
-      if (typeof value !== "string" || !t.values.includes(value)) bad(`one of ${t.values.join(", ")}`);
-      return value;
-    case "modules": {
-      if (value === "all") return [...LLAMA_MODULES];
-      const list = typeof value === "string"
-        ? value.split(",").map((s) => s.trim()).filter(Boolean)
-        : Array.isArray(value)
-        ? value
-        : bad(`"all" or a list of ${LLAMA_MODULES.join(", ")}`);
-      const unknown = list.filter((m) => !(LLAMA_MODULES as readonly unknown[]).includes(m));
-      if (list.length === 0 || unknown.length) bad(`"all" or a list of ${LLAMA_MODULES.join(", ")}`);
-      return [...new Set(list)] as LlamaModule[];
-    }
   }
+  return checked.value;
 }
 
 /**
@@ -264,7 +181,7 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
   const given: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(hp as Record<string, unknown>)) {
     if (value === "auto" && SPECS[name].type.kind !== "enum") continue;
-    if (value === null && NULLABLE.has(name)) continue;
+    if (value === null && SPECS[name].default === null) continue;
     given[name] = checkValue(name, SPECS[name], value, `${prefix}.${name}`);
   }
   if (seed !== undefined && seed !== null) {
@@ -294,7 +211,7 @@ export function parseMethod(method: unknown, seed?: unknown): ParsedMethod {
   } as JobTrainOptions;
   let nEpochs: number | undefined;
   for (const [name, value] of Object.entries(given)) {
-    const field = SPECS[name].field;
+    const field: OptionField = SPECS[name].field;
     if (field === "nEpochs") nEpochs = value as number;
     else (options as unknown as Record<string, unknown>)[field] = value;
   }

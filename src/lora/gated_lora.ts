@@ -51,8 +51,8 @@ export interface GatedLoraHook {
   hook: AdapterHook;
   /** Names of the LoRA A and B inputs, per site. */
   inputs: Map<string, { a: string; b: string }>;
-  /** Shapes of the dropout-mask inputs, per site (empty without dropout). */
-  dropoutShapes: Map<string, number[]>;
+  /** Shapes of the dropout-mask inputs, per site (empty without dropout); symbolic dims as named in x. */
+  dropoutShapes: Map<string, (number | string)[]>;
   /** Sites the model never offered to the hook (a spec error). */
   unused(): string[];
 }
@@ -77,7 +77,7 @@ export function gatedLoraHook(options: GatedLoraHookOptions): GatedLoraHook {
     return [s.name, { a: names.a, b: names.b }];
   }));
   const seen = new Set<string>();
-  const dropoutShapes = new Map<string, number[]>();
+  const dropoutShapes = new Map<string, (number | string)[]>();
   let gates: Value | undefined;
   const hook: AdapterHook = (b: GraphBuilder, site: AdapterSite, x: Value, baseOut: Value): Value => {
     const spec = specs.get(site.name);
@@ -97,12 +97,7 @@ export function gatedLoraHook(options: GatedLoraHookOptions): GatedLoraHook {
       }
       let input = x;
       if (options.dropout) {
-        const shape = x.shape.map((d) => {
-          if (typeof d !== "number") {
-            throw new TypeError(`Cannot add LoRA dropout at ${site.name}: x has a symbolic dim "${d}"`);
-          }
-          return d;
-        });
+        const shape = [...x.shape];
         dropoutShapes.set(site.name, shape);
         input = b.mul(x, b.input(dropoutInputName(site.name), "float32", shape));
       }

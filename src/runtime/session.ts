@@ -40,6 +40,13 @@ export interface CreateSessionOptions {
   /** External data files the model refers to, by their recorded location. */
   externalData?: Record<string, Uint8Array>;
   /**
+   * A model given as a graph whose initializers total more than this many bytes is handed to onnxruntime
+   * with its initializers as ONNX external data (protobuf caps one message at 2 GB, so a larger base model
+   * cannot be one buffer).
+   * @default {1 GiB}
+   */
+  externalDataAbove?: number;
+  /**
    * Graph optimisation level passed to onnxruntime.
    * @default {"all"}
    */
@@ -163,7 +170,10 @@ export class OnnxSession {
     let externalData = options.externalData;
     if (model instanceof Uint8Array) bytes = model;
     else {
-      const encoded = encodeModel(model, { externalDataThreshold: undefined });
+      const weightBytes = model.graph.initializers.reduce((n, t) => n + t.data.byteLength, 0);
+      const external = weightBytes > (options.externalDataAbove ?? 2 ** 30);
+      // initializers of 1 KiB and more go to the external blob; small constants stay in the graph
+      const encoded = encodeModel(model, { externalDataThreshold: external ? 1024 : undefined });
       bytes = encoded.model;
       if (encoded.externalData) {
         externalData = { ...externalData, [encoded.externalDataLocation!]: encoded.externalData };

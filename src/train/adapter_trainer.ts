@@ -41,9 +41,6 @@ export interface AdapterOptimizerOptions {
  */
 export type GateNorm = "none" | "params" | "rms";
 
-/** Every {@linkcode GateNorm}. */
-export const GATE_NORMS: readonly GateNorm[] = ["none", "params", "rms"];
-
 /**
  * Chooses the kept sites from updated gate values.
  *
@@ -99,7 +96,7 @@ export interface AdapterTrainerOptions {
 interface Built {
   session: TrainingSession;
   active: AdapterSiteState[];
-  dropoutShapes: Map<string, number[]>;
+  dropoutShapes: Map<string, (number | string)[]>;
 }
 
 /** Sizes of what training holds per phase. */
@@ -112,8 +109,8 @@ export interface TrainableSizes {
   activeSites: number;
 }
 
-function batchFeeds(batch: Batch, batchSize: number, seqLen: number): Record<string, ort.Tensor> {
-  const dims = [batchSize, seqLen];
+function batchFeeds(batch: Batch, batchSize: number): Record<string, ort.Tensor> {
+  const dims = [batchSize, batch.seqLen];
   return {
     input_ids: new ort.Tensor("int64", batch.inputIds, dims),
     labels: new ort.Tensor("int64", batch.labels, dims),
@@ -130,10 +127,12 @@ export class AdapterTrainer {
   #options: AdapterTrainerOptions;
   #session: TrainingSession;
   #active: AdapterSiteState[];
-  #dropoutShapes: Map<string, number[]>;
+  #dropoutShapes: Map<string, (number | string)[]>;
   #ones = new Map<string, ort.Tensor>();
   /** Names of the sites the last projection kept (undefined until a projection). */
   #kept: Set<string> | undefined;
+  /** The gate values the last projection chose from (before the others were set to 0), by site. */
+  #scores: Record<string, number> | undefined;
 
   private constructor(options: AdapterTrainerOptions, built: Built) {
     this.#options = options;
@@ -171,9 +170,10 @@ export class AdapterTrainer {
       trainableGates,
       dropout: (options.dropout ?? 0) > 0,
     });
+    // the sequence length is set by each batch (padded to its own longest row, at most options.seqLen)
     const model = modelFamily(options.model.config).buildTrainingGraph(options.model, {
       batchSize: options.batchSize,
-      seqLen: options.seqLen,
+      seqLen: "dynamic",
       adapter: lora.hook,
     });
     const missing = lora.unused();
@@ -259,8 +259,8 @@ export class AdapterTrainer {
       const weight = batch.targets / total;
       if (weight === 0) continue;
       const feeds = {
-        ...batchFeeds(batch, this.#options.batchSize, this.#options.seqLen),
-        ...this.#dropoutMasks(step, micro),
+        ...batchFeeds(batch, this.#options.batchSize),
+        ...this.#dropoutMasks(batch.seqLen, step, micro),
       };
       loss += weight * await this.#session.trainStep(feeds, weight);
     }
@@ -271,18 +271,21 @@ export class AdapterTrainer {
    * Dropout masks for one micro-batch: 0 with probability p, else 1/(1−p), drawn from a generator seeded
    * by (seed, step, micro-batch, site), so a resumed run draws the same masks. Without `step`: all ones.
    */
-  #dropoutMasks(step: number | undefined, micro = 0): Record<string, ort.Tensor> {
+  #dropoutMasks(seqLen: number, step: number | undefined, micro = 0): Record<string, ort.Tensor> {
     const p = this.#options.dropout ?? 0;
     const feeds: Record<string, ort.Tensor> = {};
     for (const [i, s] of this.#active.entries()) {
-      const shape = this.#dropoutShapes.get(s.site.name);
-      if (!shape) continue;
+      const symbolic = this.#dropoutShapes.get(s.site.name);
+      if (!symbolic) continue;
+      // the one symbolic dim of a site's input is the batch's sequence length
+      const shape = symbolic.map((d) => (typeof d === "number" ? d : seqLen));
       const name = dropoutInputName(s.site.name);
       const size = shape.reduce((a, b) => a * b, 1);
       if (step === undefined) {
-        let ones = this.#ones.get(name);
+        const key = `${name}@${seqLen}`;
+        let ones = this.#ones.get(key);
         if (!ones) {
-          this.#ones.set(name, ones = new ort.Tensor("float32", new Float32Array(size).fill(1), shape));
+          this.#ones.set(key, ones = new ort.Tensor("float32", new Float32Array(size).fill(1), shape));
         }
         feeds[name] = ones;
         continue;
@@ -344,6 +347,7 @@ export class AdapterTrainer {
 
   /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
   #project(values: Float32Array, select: GateSelector): void {
+    this.#scores = Object.fromEntries(this.#active.map((s, i) => [s.site.name, values[i]]));
     const kept = select(values, this.#active);
     const projected = new Float32Array(values.length);
     for (const i of kept) projected[i] = values[i];
@@ -374,6 +378,11 @@ export class AdapterTrainer {
     return this.sites.filter((s) => s.active && (!kept || kept.has(s.site.name)));
   }
 
+  /** The gate values of every active site that the last projection chose from, or undefined before any. */
+  get gateScores(): Record<string, number> | undefined {
+    return this.#scores ? { ...this.#scores } : undefined;
+  }
+
   /** Names of the sites the last projection kept, or undefined before any projection. */
   get kept(): string[] | undefined {
     return this.#kept ? [...this.#kept] : undefined;
@@ -394,7 +403,9 @@ export class AdapterTrainer {
 
   async #rebuild(trainableGates: boolean, carry: "moments" | "reset"): Promise<void> {
     const state = carry === "moments" ? await this.#session.state() : undefined;
-    const old = this.#session;
+    // the old session goes first: the new one reuses its memory (peak: one session, not two); the factors and
+    // moments are on the host by now (sync, state)
+    await this.#session.release();
     const { session, active, dropoutShapes } = await AdapterTrainer.#build(
       this.#options,
       this.sites,
@@ -413,7 +424,6 @@ export class AdapterTrainer {
       }
       session.loadState(keep);
     }
-    await old.release();
     this.#session = session;
     this.#active = active;
     this.trainableGates = trainableGates;
@@ -496,8 +506,8 @@ export class AdapterTrainer {
     for (const batch of batches) {
       if (batch.targets === 0) continue;
       const feeds = {
-        ...batchFeeds(batch, this.#options.batchSize, this.#options.seqLen),
-        ...this.#dropoutMasks(undefined),
+        ...batchFeeds(batch, this.#options.batchSize),
+        ...this.#dropoutMasks(batch.seqLen, undefined),
       };
       sum += batch.targets * await this.#session.evalLoss(feeds);
       count += batch.targets;

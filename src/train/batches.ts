@@ -21,20 +21,28 @@ export interface Batch {
   targets: number;
   /** Real (unpadded) tokens. */
   tokens: number;
+  /** Tokens per row (the padded length). */
+  seqLen: number;
 }
 
 /**
  * Pads examples into one batch.
  *
  * @param examples At most `batchSize` rows, each at most `seqLen` long.
- * @param shape Batch size, sequence length and the id used for padding.
+ * @param shape Batch size, sequence length, the id used for padding, and whether rows are padded to
+ *   `seqLen` (the default: a graph with a fixed sequence length) or to the batch's longest row (a graph
+ *   whose sequence length each run sets).
  * @returns The batch.
  */
 export function makeBatch(
   examples: readonly Example[],
-  shape: { batchSize: number; seqLen: number; padId?: number },
+  shape: { batchSize: number; seqLen: number; padId?: number; padTo?: "seqLen" | "longest" },
 ): Batch {
-  const { batchSize, seqLen } = shape;
+  const { batchSize } = shape;
+  // padding per batch: rows are padded to the longest of them (at least 2 tokens), not to seqLen
+  const seqLen = shape.padTo === "longest"
+    ? Math.min(shape.seqLen, Math.max(2, ...examples.map((e) => e.inputIds.length)))
+    : shape.seqLen;
   const n = batchSize * seqLen;
   const inputIds = new BigInt64Array(n).fill(BigInt(shape.padId ?? 0));
   const labels = new BigInt64Array(n).fill(BigInt(IGNORE_LABEL));
@@ -60,7 +68,7 @@ export function makeBatch(
     targets += countTargets(example);
     tokens += example.inputIds.length;
   });
-  return { inputIds, labels, attentionMask, targets, tokens };
+  return { inputIds, labels, attentionMask, targets, tokens, seqLen };
 }
 
 /** Where a {@linkcode BatchSampler} stands (for checkpoints). */
@@ -77,17 +85,21 @@ export class BatchSampler {
   #seed: number;
   #order: number[] = [];
   #state: SamplerState = { epoch: 0, position: 0 };
+  #groupBy: number;
 
   /**
    * Creates a sampler.
    *
    * @param examples The rows.
    * @param seed Shuffle seed.
+   * @param options `groupByLength`: the batch size, to draw batches of rows of similar length (0: plain
+   *   shuffle).
    */
-  constructor(examples: readonly Example[], seed: number) {
+  constructor(examples: readonly Example[], seed: number, options: { groupByLength?: number } = {}) {
     if (examples.length === 0) throw new RangeError("Cannot sample from an empty data set");
     this.#examples = examples;
     this.#seed = seed;
+    this.#groupBy = options.groupByLength ?? 0;
     this.#shuffle();
   }
 
@@ -97,6 +109,22 @@ export class BatchSampler {
     for (let i = this.#order.length - 1; i > 0; i--) {
       const j = prng.nextUint32() % (i + 1);
       [this.#order[i], this.#order[j]] = [this.#order[j], this.#order[i]];
+    }
+    const size = this.#groupBy;
+    if (size > 1) {
+      // group by length: within windows of 16 batches, sort rows by length and cut them into batches, then
+      // shuffle the batches: a batch's rows have similar lengths, so little of it is padding
+      const lengthOf = (i: number) => this.#examples[i].inputIds.length;
+      const batches: number[][] = [];
+      for (let w = 0; w < this.#order.length; w += size * 16) {
+        const window = this.#order.slice(w, w + size * 16).sort((a, b) => lengthOf(b) - lengthOf(a));
+        for (let k = 0; k < window.length; k += size) batches.push(window.slice(k, k + size));
+      }
+      for (let i = batches.length - 1; i > 0; i--) {
+        const j = prng.nextUint32() % (i + 1);
+        [batches[i], batches[j]] = [batches[j], batches[i]];
+      }
+      this.#order = batches.flat();
     }
   }
 

@@ -82,6 +82,8 @@ export interface TrainOptions {
   seqLen: number;
   /** Micro-batches per optimizer step. */
   gradAccum: number;
+  /** Draw batches of rows of similar length (less padding; the order within an epoch is less random). @default {false} */
+  groupByLength?: boolean;
   /** Update rule of A and B. */
   optimizer: "adamw" | "sgd";
   /** Peak learning rate of A and B. */
@@ -296,10 +298,11 @@ async function readCheckpoint(
 }
 
 /** The options that are new since a run could be saved: a job stored before them gets these values. */
-const LATER_OPTIONS: Pick<TrainOptions, "gateWarmup" | "gateNorm" | "budget"> = {
+const LATER_OPTIONS: Pick<TrainOptions, "gateWarmup" | "gateNorm" | "budget" | "groupByLength"> = {
   gateWarmup: 0,
   gateNorm: "none",
   budget: null,
+  groupByLength: false,
 };
 
 /**
@@ -333,9 +336,16 @@ export async function train(
   validate(options);
   const fresh = initialSites(inputs, options, candidates);
   method.validate(options, fresh, inputs.initAdapter !== undefined);
-  const sampler = new BatchSampler(inputs.train.examples, options.seed);
+  const sampler = new BatchSampler(inputs.train.examples, options.seed, {
+    groupByLength: options.groupByLength ? options.batchSize : 0,
+  });
   const padId = inputs.model.config.eosTokenIds[0] ?? 0;
-  const batchShape = { batchSize: options.batchSize, seqLen: options.seqLen, padId };
+  const batchShape = {
+    batchSize: options.batchSize,
+    seqLen: options.seqLen,
+    padId,
+    padTo: "longest" as const,
+  };
 
   let sites = method.initialSites(fresh, options);
   let state: MethodState = method.start(options, n);
@@ -512,7 +522,10 @@ export async function train(
       warmupSteps: options.warmupSteps,
       totalSteps: options.steps,
     });
-    const { gradNorm } = await trainer.applyGradients(lr, method.gateUpdate(state, step, options));
+    const gates = method.gateUpdate(state, step, options);
+    // the gates follow the same schedule (warmup, decay) as A and B
+    if (gates) gates.lr *= lr / options.lr;
+    const { gradNorm } = await trainer.applyGradients(lr, gates);
     const tokens = micro.reduce((s, b) => s + b.tokens, 0);
     tokensSeen += tokens;
     lastLoss = loss;
@@ -526,6 +539,10 @@ export async function train(
       trainer,
       candidates: n,
       recordGates: (label) => (summary.gates[label] = gatesOf(trainer.sites)),
+      recordScores: (label) => {
+        const scores = trainer.gateScores;
+        if (scores) summary.gates[label] = scores;
+      },
       note,
     });
     if (state !== before) recordPhase();

@@ -249,3 +249,21 @@ Deno.test("wasm threads: WEIGHTLORA_WASM_THREADS=2 runs two threads; a bad value
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /WEIGHTLORA_WASM_THREADS must be a positive integer, got "two"/);
 });
+
+Deno.test("a graph whose weights pass externalDataAbove is handed over as external data, same outputs", async () => {
+  const n = 1 << 12;
+  const b = new GraphBuilder("big_weights");
+  const x = b.input("x", "float32", [n]);
+  const w = b.initializer("w", Float32Array.from({ length: n }, (_, i) => (i % 7) * 0.125), [n]);
+  b.output(b.reduceSum(b.mul(x, w), undefined, false), "y");
+  const model = b.toModel();
+  const feeds = { x: hostTensor(Float32Array.from({ length: n }, (_, i) => (i % 5) - 1), [n]) };
+  const results: number[] = [];
+  for (const externalDataAbove of [undefined, 1024]) {
+    const session = await OnnxSession.create(model, { ep: "wasm", externalDataAbove });
+    results.push((await toHost((await session.run(feeds)).y))[0] as number);
+    await session.release();
+  }
+  assert.equal(results[0], results[1]);
+  assert.notEqual(results[0], 0);
+});

@@ -152,6 +152,28 @@ Deno.test("gate-gradient normalisation divides each site's gradient by its relat
   }
 });
 
+Deno.test("a batch padded to its longest row trains exactly as the same rows padded to the full length", async () => {
+  const rows = examples().slice(0, 4).map((e, i) => ({
+    inputIds: e.inputIds.slice(0, 3 + (i % 2)),
+    labels: e.labels.slice(0, 3 + (i % 2)),
+  }));
+  const full = makeBatch(rows, { batchSize: 4, seqLen: 6 });
+  const fitted = makeBatch(rows, { batchSize: 4, seqLen: 6, padTo: "longest" });
+  assert.equal(fitted.seqLen, 4);
+  const results = [];
+  for (const batch of [full, fitted]) {
+    const trainer = await makeTrainer(false);
+    const loss = await trainer.trainStep([batch]);
+    await trainer.applyGradients(0.05);
+    await trainer.sync();
+    results.push({ loss, a: trainer.activeSites[0].a, evalLoss: await trainer.evalLoss([batch]) });
+    await trainer.release();
+  }
+  assert.ok(Math.abs(results[0].loss - results[1].loss) < 1e-5, `${results[0].loss} vs ${results[1].loss}`);
+  assert.ok(Math.abs(results[0].evalLoss - results[1].evalLoss) < 1e-5);
+  for (let i = 0; i < results[0].a.length; i++) assert.ok(Math.abs(results[0].a[i] - results[1].a[i]) < 1e-5);
+});
+
 Deno.test("updateNorm is the Frobenius norm of B·A", () => {
   const rank = 2, inF = 3, outF = 4;
   const a = Float32Array.from([1, -2, 0.5, 3, 0, -1]);

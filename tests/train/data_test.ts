@@ -116,6 +116,18 @@ Deno.test("batches pad with ignored labels and a zero mask; the sampler is seede
   assert.deepEqual([...batch.attentionMask].map(Number), [1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1]);
   assert.deepEqual([...batch.labels].map(Number).slice(0, 4), [1, 68, -100, -100]);
   assert.equal(batch.targets, 3);
+  assert.equal(batch.seqLen, 4);
+  // padding per batch: to the longest row of the batch, not seqLen
+  const fitted = makeBatch(data.examples.slice(0, 2), {
+    batchSize: 3,
+    seqLen: 4,
+    padId: 2,
+    padTo: "longest",
+  });
+  assert.equal(fitted.seqLen, 3);
+  assert.deepEqual([...fitted.attentionMask].map(Number), [1, 1, 0, 1, 1, 1, 1, 1, 1]);
+  assert.equal(fitted.targets, 3);
+  assert.equal(makeBatch([], { batchSize: 1, seqLen: 8, padTo: "longest" }).seqLen, 2, "at least 2 tokens");
   const a = new BatchSampler(data.examples, 7), b = new BatchSampler(data.examples, 7);
   const first = a.next(3);
   assert.deepEqual(b.next(3), first);
@@ -125,6 +137,34 @@ Deno.test("batches pad with ignored labels and a zero mask; the sampler is seede
   resumed.state = saved;
   assert.deepEqual(resumed.next(8), rest);
   assert.notDeepEqual(new BatchSampler(data.examples, 8).next(5), new BatchSampler(data.examples, 7).next(5));
+});
+
+Deno.test("grouping by length draws batches of similar rows, seeded and resumable", () => {
+  const lengths = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % 23));
+  const data = parseJsonl(
+    lengths.map((n) => JSON.stringify({ text: "x".repeat(n) })).join("\n"),
+    "d",
+    options,
+  );
+  const spread = (rows: { inputIds: number[] }[]) =>
+    Math.max(...rows.map((r) => r.inputIds.length)) - Math.min(...rows.map((r) => r.inputIds.length));
+  const grouped = new BatchSampler(data.examples, 3, { groupByLength: 4 });
+  const plain = new BatchSampler(data.examples, 3);
+  let groupedSpread = 0, plainSpread = 0;
+  const seen = new Set<unknown>();
+  for (let i = 0; i < 16; i++) {
+    const batch = grouped.next(4);
+    batch.forEach((r) => seen.add(r));
+    groupedSpread += spread(batch);
+    plainSpread += spread(plain.next(4));
+  }
+  assert.equal(seen.size, 64, "one epoch draws every row once");
+  assert.ok(groupedSpread * 3 < plainSpread, `spread ${groupedSpread} vs ${plainSpread}`);
+  const again = new BatchSampler(data.examples, 3, { groupByLength: 4 });
+  again.state = { epoch: 1, position: 8 };
+  const resumed = new BatchSampler(data.examples, 3, { groupByLength: 4 });
+  resumed.state = { epoch: 1, position: 8 };
+  assert.deepEqual(again.next(12), resumed.next(12));
 });
 
 Deno.test("eval split is deterministic and disjoint", () => {

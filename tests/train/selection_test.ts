@@ -52,6 +52,11 @@ Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => 
       assert.equal(summary.k_kept, 3);
       assert.equal(summary.selected_sites.length, 3);
       assert.deepEqual(summary.phases.map((p) => p.activeSites), [35, 3]);
+      // what the selection saw: every site's gate before the projection; the kept ones are its top 3
+      const scores = summary.gates.selection_scores;
+      assert.equal(Object.keys(scores).length, 35);
+      const top = Object.entries(scores).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([name]) => name).sort();
+      assert.deepEqual(top, [...summary.selected_sites].sort());
       assert.equal((await loadPeftAdapter(out, model.config)).sites.size, 3);
     },
   );

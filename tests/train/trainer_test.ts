@@ -276,7 +276,11 @@ Deno.test("bad input fails with clear messages", async (t) => {
     ],
     [["--data", `${dir}/good.jsonl`, "--k", "3", "--budget", "5000"], /--k and --budget exclude each other/],
     [["--data", `${dir}/good.jsonl`, "--budget", "10"], /--budget 10: the smallest candidate adapter has/],
-    [["--data", `${dir}/good.jsonl`, "--select-steps", "sometimes"], /Invalid --select-steps "sometimes"/],
+    [
+      ["--data", `${dir}/good.jsonl`, "--select-steps", "sometimes"],
+      /Invalid --select-steps "sometimes": expected "all" or an integer/,
+    ],
+    [["--data", `${dir}/good.jsonl`, "--method", "lora", "--k", "3"], /--k does not apply to --method lora/],
     [
       ["--data", `${dir}/good.jsonl`, "--method", "weightlora-plus", "--steps", "20"],
       /growth rounds every 10 steps end at step 20/,

@@ -26,8 +26,11 @@ export const IGNORE_INDEX = -100;
 export interface LlamaTrainingGraphOptions {
   /** Rows per step. */
   batchSize: number;
-  /** Tokens per row (at least 2: one input and one target). */
-  seqLen: number;
+  /**
+   * Tokens per row (at least 2: one input and one target), or `"dynamic"`: each run's inputs set it (a batch
+   * padded to its own longest row, not the dataset's).
+   */
+  seqLen: number | "dynamic";
   /** Called at every linear layer (gated LoRA attaches here; its tensors become graph inputs). */
   adapter?: AdapterHook;
   /**
@@ -64,17 +67,26 @@ export function buildLlamaTrainingGraph(
       `Cannot build the training graph: batchSize must be a positive integer, got ${batch}`,
     );
   }
-  if (!Number.isInteger(seq) || seq < 2) {
+  if (seq !== "dynamic" && (!Number.isInteger(seq) || seq < 2)) {
     throw new RangeError(`Cannot build the training graph: seqLen must be an integer ≥ 2, got ${seq}`);
   }
   const vocab = model.config.vocabSize;
   const b = new GraphBuilder(`${model.config.architecture}_train`);
-  const inputIds = b.input("input_ids", "int64", [batch, seq]);
-  const labels = b.input("labels", "int64", [batch, seq]);
-  const attentionMask = b.input("attention_mask", "int64", [batch, seq]);
-  const positions = new Array<number>(batch * seq);
-  for (let i = 0; i < positions.length; i++) positions[i] = i % seq;
-  const positionIds = b.constant(positions, "int64", [batch, seq]);
+  const dims = [batch, seq === "dynamic" ? "seq" : seq];
+  const inputIds = b.input("input_ids", "int64", dims);
+  const labels = b.input("labels", "int64", dims);
+  const attentionMask = b.input("attention_mask", "int64", dims);
+  let positionIds;
+  if (seq === "dynamic") {
+    // 0 … seq − 1 in every row, from the run's sequence length
+    const length = b.reshape(b.shapeOf(inputIds, 1, 2), []);
+    const row = b.unsqueeze(b.range(b.constant([0], "int64", []), length, b.constant([1], "int64", [])), [0]);
+    positionIds = b.expand(row, b.shapeOf(inputIds));
+  } else {
+    const positions = new Array<number>(batch * seq);
+    for (let i = 0; i < positions.length; i++) positions[i] = i % seq;
+    positionIds = b.constant(positions, "int64", [batch, seq]);
+  }
 
   const { logits } = llamaForward(b, model, { inputIds, positionIds, attentionMask }, {
     adapter: options.adapter,
@@ -83,8 +95,8 @@ export function buildLlamaTrainingGraph(
 
   // next-token loss: logits at 0 … seq−2 predict labels at 1 … seq−1; -100 targets are not counted
   const loss = b.withScope("loss", () => {
-    const scores = b.reshape(b.slice(logits, [0], [seq - 1], [1]), [batch * (seq - 1), vocab]);
-    const targets = b.reshape(b.slice(labels, [1], [seq], [1]), [batch * (seq - 1)]);
+    const scores = b.reshape(b.slice(logits, [0], [-1], [1]), [-1, vocab]);
+    const targets = b.reshape(b.slice(labels, [1], [Number.MAX_SAFE_INTEGER], [1]), [-1]);
     return b.node("SoftmaxCrossEntropyLoss", [scores, targets], {
       ignore_index: attr.int(IGNORE_INDEX),
       reduction: attr.string("mean"),

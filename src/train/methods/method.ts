@@ -40,6 +40,11 @@ export interface StepContext {
   candidates: number;
   /** Records the gates under a label in `weightlora.json` (`after_selection`, `after_round_1`, …). */
   recordGates(label: string): void;
+  /**
+   * Records, under a label, the gate values the last projection chose from (every site's, before the
+   * unselected ones were set to 0): what the selection saw.
+   */
+  recordScores(label: string): void;
   /** A human-readable progress note. */
   note(message: string): void;
 }

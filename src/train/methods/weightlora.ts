@@ -136,6 +136,7 @@ export function weightLoraMethod(rule: SelectionRule): TrainingMethod {
     async afterStep(c: StepContext): Promise<MethodState> {
       const { options, trainer, step } = c;
       if (c.state.phase !== "select" || step !== lastSelectionStep(options)) return c.state;
+      c.recordScores("selection_scores");
       if (options.selectSteps === "all") {
         rule.check(trainer.survivors(), options);
         return c.state; // the run ends here: the survivors are exported

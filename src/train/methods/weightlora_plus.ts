@@ -69,6 +69,7 @@ export const WEIGHTLORA_PLUS: TrainingMethod = {
     const round = growRound + 1;
     const k = kAfter(c.candidates, round);
     await trainer.projectGates((gates) => projectTopK(gates, Math.min(k, gates.length)).kept);
+    c.recordScores(`scores_round_${round}`);
     const dropped = await trainer.dropUnselected("reset");
     if (trainer.survivors().length !== k) {
       throw new Error(
