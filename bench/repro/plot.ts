@@ -26,11 +26,25 @@ const STYLE: Record<MethodFamily, { color: string; name: string }> = {
 const PANEL = { width: 330, height: 260, left: 58, right: 12, top: 34, bottom: 44 };
 const LEGEND_ITEM = 160;
 
-function escapeXml(text: string): string {
+/**
+ * Escapes text for SVG.
+ *
+ * @param text Text.
+ * @returns Escaped text.
+ */
+export function escapeXml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-function niceTicks(lo: number, hi: number, count: number): number[] {
+/**
+ * About `count` round ticks between lo and hi.
+ *
+ * @param lo Low end.
+ * @param hi High end.
+ * @param count Ticks wanted.
+ * @returns The ticks.
+ */
+export function niceTicks(lo: number, hi: number, count: number): number[] {
   const span = hi - lo || Math.abs(hi) || 1;
   const raw = span / count;
   const power = 10 ** Math.floor(Math.log10(raw));
@@ -42,7 +56,14 @@ function niceTicks(lo: number, hi: number, count: number): number[] {
   return ticks;
 }
 
-function logTicks(lo: number, hi: number): number[] {
+/**
+ * Ticks 1, 2, 5 × 10ⁿ between lo and hi.
+ *
+ * @param lo Low end.
+ * @param hi High end.
+ * @returns The ticks.
+ */
+export function logTicks(lo: number, hi: number): number[] {
   const ticks: number[] = [];
   for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
     for (const m of [1, 2, 5]) {
@@ -53,7 +74,13 @@ function logTicks(lo: number, hi: number): number[] {
   return ticks;
 }
 
-function compact(n: number): string {
+/**
+ * A count in short form (`2.5k`).
+ *
+ * @param n The count.
+ * @returns Its text.
+ */
+export function compact(n: number): string {
   return n >= 1000 ? `${Number((n / 1000).toPrecision(3))}k` : String(n);
 }
 

@@ -8,6 +8,7 @@
  *
  *     deno task repro                          # the full comparison (about half an hour on 2 cores)
  *     deno task repro --preset smoke --work /tmp/repro-smoke     # what CI runs: 1 task, 1 seed, 6 steps
+ *     deno task repro --preset curve           # the step-budget curve (60, 150, 300 steps): see curve.ts
  *
  * Every run is its own process (one wasm thread each, `--jobs` at a time) and leaves `result.json` in its
  * folder under `<work>/runs/`; a rerun of the same command skips finished runs and resumes an interrupted
@@ -39,8 +40,20 @@ import {
 import type { BaseSpec, RunJob, RunResult } from "./run_one.ts";
 import { aggregate, type MethodRow, readClaims, reportMarkdown } from "./summary.ts";
 import { lossVsParamsSvg } from "./plot.ts";
+import {
+  claimWorkFolder,
+  machine,
+  pool,
+  readResult,
+  recordInvocation,
+  REPO_ROOT,
+  resultsJson,
+  Runner,
+  writeAtomic,
+} from "./runner.ts";
+import { curveMain } from "./curve.ts";
 
-const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname).replace(/\/$/, "");
+const ROOT = REPO_ROOT;
 const RUN_ONE = decodeURIComponent(new URL("./run_one.ts", import.meta.url).pathname);
 
 const HELP = `Usage: deno task repro [options]
@@ -48,7 +61,8 @@ const HELP = `Usage: deno task repro [options]
 Reproduces the WeightLoRA comparison on stories260K (../shared/models/stories260K/) and writes JSON, a
 Markdown report and an SVG plot. Rerunning the same command continues an interrupted comparison.
 
-  --preset P          full | smoke (1 task, 1 seed, 2 learning rates, 6 steps). Default: full.
+  --preset P          full | smoke (1 task, 1 seed, 2 learning rates, 6 steps) | curve (the step-budget
+                      curve: see \`deno task repro --preset curve --help\`). Default: full.
   --work DIR          Runs, tasks and the converted model. Default: out/repro (smoke: out/repro-smoke).
   --jobs N            Runs at a time, each in its own process on one wasm thread. Default: 2.
   --max-runs N        Stop after starting N runs in this invocation (rerun to continue).
@@ -162,127 +176,6 @@ function parse(args: string[]): { config: ReproConfig; schedule: Schedule } | un
   };
 }
 
-/**
- * Refuses a work folder whose runs were made with other run settings (they would not be comparable); a
- * folder that differs only in which runs exist (tasks, methods, K, learning rates, seeds) is extended.
- */
-async function claimWorkFolder(work: string, config: ReproConfig): Promise<void> {
-  await Deno.mkdir(work, { recursive: true });
-  const path = `${work}/config.json`;
-  try {
-    const old = JSON.parse(await Deno.readTextFile(path)) as ReproConfig;
-    const differ = runSettingsDiffer(old, config);
-    if (differ.length > 0) {
-      throw new Error(
-        `Cannot continue in ${work}: it holds runs made with other settings (${differ.join(", ")} differ); ` +
-          `use another --work folder or remove it`,
-      );
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  await Deno.writeTextFile(path, JSON.stringify(config, null, 2) + "\n");
-}
-
-function readResult(dir: string): RunResult | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${dir}/result.json`)) as RunResult;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-/** Runs jobs in child processes, at most `jobs` at a time, and stops cleanly on a signal. */
-class Runner {
-  #running = new Set<Deno.ChildProcess>();
-  #config: ReproConfig;
-  #schedule: Schedule;
-  #paths: { model: string; tasks: string };
-  started = 0;
-  finished = 0;
-  stopping = false;
-
-  constructor(config: ReproConfig, schedule: Schedule, paths: { model: string; tasks: string }) {
-    this.#config = config;
-    this.#schedule = schedule;
-    this.#paths = paths;
-  }
-
-  runDir(spec: RunSpec | BaseSpec): string {
-    return `${this.#schedule.work}/runs/${spec.key}`;
-  }
-
-  /** Whether another run may start now. */
-  get canStart(): boolean {
-    return !this.stopping && this.started < this.#schedule.maxRuns;
-  }
-
-  async run(spec: RunSpec | BaseSpec): Promise<RunResult | undefined> {
-    const dir = this.runDir(spec);
-    const done = readResult(dir);
-    if (done) return done;
-    if (!this.canStart) return undefined;
-    this.started++;
-    await Deno.mkdir(dir, { recursive: true });
-    const job: RunJob = { spec, config: this.#config, paths: { ...this.#paths, run: dir } };
-    const jobPath = `${dir}/job.json`;
-    await Deno.writeTextFile(jobPath, JSON.stringify(job, null, 2) + "\n");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "--allow-sys",
-        "--config",
-        `${ROOT}/deno.json`,
-        RUN_ONE,
-        jobPath,
-      ],
-      env: { WEIGHTLORA_WASM_THREADS: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#running.add(child);
-    const output = await child.output();
-    this.#running.delete(child);
-    if (this.stopping) return undefined;
-    if (!output.success) {
-      const err = new TextDecoder().decode(output.stderr).split("\n").filter((l) =>
-        !l.includes("XDG_RUNTIME_DIR")
-      );
-      throw new Error(`Run ${spec.key} failed (exit ${output.code}):\n${err.slice(-20).join("\n")}`);
-    }
-    this.finished++;
-    return readResult(dir);
-  }
-
-  /** Kills the running children (their runs resume from their checkpoints next time). */
-  stop(): void {
-    this.stopping = true;
-    for (const child of this.#running) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already exited
-      }
-    }
-  }
-}
-
-/** A small promise pool: `worker` is called on queue items, `jobs` at a time; items may be added while running. */
-async function pool<T>(queue: T[], jobs: number, worker: (item: T) => Promise<void>): Promise<void> {
-  const active = new Set<Promise<void>>();
-  while (queue.length > 0 || active.size > 0) {
-    while (queue.length > 0 && active.size < jobs) {
-      const p: Promise<void> = worker(queue.shift()!).finally(() => active.delete(p));
-      active.add(p);
-    }
-    if (active.size > 0) await Promise.race(active);
-  }
-}
-
 function describe(result: RunResult): string {
   if (result.status === "diverged") return "diverged";
   const acc = result.accuracy === null ? "" : `, exact match ${(100 * result.accuracy).toFixed(1)}%`;
@@ -291,51 +184,20 @@ function describe(result: RunResult): string {
   } s`;
 }
 
-function machine(): Record<string, unknown> {
-  // Deno reads /proc only with --allow-all: ask `cat` (the task may run subprocesses) when it refuses
-  let cpuinfo = "";
-  try {
-    cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
-  } catch {
-    try {
-      const out = new Deno.Command("cat", { args: ["/proc/cpuinfo"], stdout: "piped", stderr: "null" })
-        .outputSync();
-      cpuinfo = new TextDecoder().decode(out.stdout);
-    } catch {
-      cpuinfo = "";
-    }
-  }
-  let memoryGiB: number | null = null;
-  try {
-    memoryGiB = Number((Deno.systemMemoryInfo().total / 2 ** 30).toFixed(1));
-  } catch {
-    memoryGiB = null;
-  }
-  const ort = /onnxruntime-web@([\d.]+)/.exec(Deno.readTextFileSync(`${ROOT}/deno.json`))?.[1] ?? "unknown";
-  return {
-    cpu: /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? "unknown CPU",
-    cores: navigator.hardwareConcurrency,
-    memoryGiB,
-    os: `${Deno.build.os} ${Deno.osRelease()} (${Deno.build.arch})`,
-    deno: Deno.version.deno,
-    onnxruntimeWeb: ort,
-  };
-}
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const dir = path.slice(0, path.lastIndexOf("/"));
-  if (dir) await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${path}.tmp`, text);
-  await Deno.rename(`${path}.tmp`, path);
+/** The preset named on the command line (`--preset P` or `--preset=P`), without checking other flags. */
+function presetOf(args: string[]): string | undefined {
+  const { values } = parseArgs({ args, strict: false, options: { preset: { type: "string" } } });
+  return typeof values.preset === "string" ? values.preset : undefined;
 }
 
 async function main(): Promise<void> {
+  if (["curve", "curve-smoke"].includes(presetOf(Deno.args) ?? "")) return await curveMain(Deno.args);
   const parsed = parse(Deno.args);
   if (!parsed) return;
   const { config, schedule } = parsed;
   const started = performance.now();
   const loadStart = Deno.loadavg();
-  await claimWorkFolder(schedule.work, config);
+  await claimWorkFolder(schedule.work, config, runSettingsDiffer);
 
   const modelDir = await ensureStories260k(`${schedule.work}/model`);
   const model = await loadModelFolder(modelDir, { id: "stories260K" });
@@ -350,7 +212,13 @@ async function main(): Promise<void> {
     seed: config.dataSeed,
   });
 
-  const runner = new Runner(config, schedule, { model: modelDir, tasks: `${schedule.work}/tasks` });
+  const paths = { model: modelDir, tasks: `${schedule.work}/tasks` };
+  const runner = new Runner<RunSpec | BaseSpec, RunResult>({
+    script: RUN_ONE,
+    work: schedule.work,
+    maxRuns: schedule.maxRuns,
+    job: (spec, dir): RunJob => ({ spec, config, paths: { ...paths, run: dir } }),
+  });
   const onSignal = () => {
     console.error("repro: stopping; running runs are killed and resume from their checkpoints next time");
     runner.stop();
@@ -367,7 +235,7 @@ async function main(): Promise<void> {
   for (const s of sweeps) {
     pendingSweep.set(`${s.task}/${s.method.id}`, (pendingSweep.get(`${s.task}/${s.method.id}`) ?? 0) + 1);
   }
-  const alreadyDone = [...baseSpecs, ...sweeps].filter((s) => readResult(runner.runDir(s))).length;
+  const alreadyDone = [...baseSpecs, ...sweeps].filter((s) => readResult<RunResult>(runner.runDir(s))).length;
   console.error(
     `repro: ${total} runs (${methods.length} methods × ${config.tasks.length} tasks × ${config.lrs.length} ` +
       `learning rates, then ${
@@ -482,37 +350,6 @@ function compactRun(run: RunResult): Record<string, unknown> {
     ...(run.methodId === "lora" || run.methodId === "base" ? {} : { selectedSites }),
     ...(grown ? { ranks } : {}),
   };
-}
-
-/** The results JSON: pretty at the top, one line per run (the file stays small and diffable). */
-function resultsJson(json: Record<string, unknown> & { runs: unknown[] }): string {
-  const { runs, ...head } = json;
-  const top = JSON.stringify(head, null, 2);
-  const lines = runs.map((r) => `    ${JSON.stringify(r)}`).join(",\n");
-  return `${top.slice(0, -2)},\n  "runs": [\n${lines}\n  ]\n}\n`;
-}
-
-/** Appends this invocation's timing to `<work>/invocations.json` and returns them all. */
-async function recordInvocation(
-  work: string,
-  entry: { wallS: number; runsStarted: number; loadStart: number[] },
-): Promise<{ wallS: number; runsStarted: number; loadStart: number[]; loadEnd: number[]; date: string }[]> {
-  const path = `${work}/invocations.json`;
-  let history: {
-    wallS: number;
-    runsStarted: number;
-    loadStart: number[];
-    loadEnd: number[];
-    date: string;
-  }[] = [];
-  try {
-    history = JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  history.push({ ...entry, loadEnd: Deno.loadavg(), date: new Date().toISOString() });
-  await writeAtomic(path, JSON.stringify(history, null, 2) + "\n");
-  return history;
 }
 
 if (import.meta.main) {

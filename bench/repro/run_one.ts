@@ -211,7 +211,13 @@ export async function exactMatch(
   return correct / rows.length;
 }
 
-function median(values: readonly number[]): number | null {
+/**
+ * The median.
+ *
+ * @param values Numbers.
+ * @returns Their median, or null for none.
+ */
+export function median(values: readonly number[]): number | null {
   if (values.length === 0) return null;
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -252,16 +258,32 @@ function trainOptions(spec: RunSpec, config: ReproConfig, seqLen: number, out: s
   };
 }
 
-async function readLog(path: string): Promise<StepRecord[]> {
+/**
+ * Reads a trainer's `train_log.jsonl`.
+ *
+ * @param path The file.
+ * @returns Its step records.
+ */
+export async function readLog(path: string): Promise<StepRecord[]> {
   const text = await Deno.readTextFile(path);
   return text.split("\n").filter(Boolean).map((line) => JSON.parse(line) as StepRecord);
 }
 
-async function measure(
+/**
+ * Measures an adapter (or the base model): dev and eval loss, and exact match where the task has answers.
+ *
+ * @param model The base model.
+ * @param data The task's splits.
+ * @param task The task.
+ * @param config Batch size and execution provider.
+ * @param adapter The adapter, or none for the base model.
+ * @returns The figures.
+ */
+export async function measure(
   model: ModelFolder,
   data: TaskData,
   task: TaskName,
-  config: ReproConfig,
+  config: Pick<ReproConfig, "batchSize" | "ep">,
   adapter: PeftAdapter | undefined,
 ): Promise<{ devLoss: number; evalLoss: number; accuracy: number | null }> {
   const lossOptions = { batchSize: config.batchSize, seqLen: data.seqLen, adapter, ep: config.ep };
