@@ -22,6 +22,7 @@
  * @module
  */
 
+import type { LlamaConfig } from "../../src/models/config.ts";
 import { hasWebGpu } from "../../src/runtime/execution_provider.ts";
 
 /** What a skip message names: a test context or a test name. */
@@ -84,3 +85,22 @@ export async function requireWebGpu(label?: TestLabel): Promise<boolean> {
   console.warn(`Skipping ${nameOf(label)}: ${why}`);
   return false;
 }
+
+/** stories260K's configuration, as the llama2.c converter reads it (5 blocks of 7 adapter sites). */
+export const STORIES260K_CONFIG: LlamaConfig = {
+  architecture: "llama",
+  vocabSize: 512,
+  hiddenSize: 64,
+  intermediateSize: 172,
+  numHiddenLayers: 5,
+  numAttentionHeads: 8,
+  numKeyValueHeads: 4,
+  headDim: 8,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxPositionEmbeddings: 512,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+};

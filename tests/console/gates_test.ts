@@ -4,23 +4,9 @@
 import assert from "node:assert/strict";
 import { jobGates, siteAt } from "../../src/console/gates.ts";
 import type { LlamaConfig } from "../../src/models/config.ts";
+import { STORIES260K_CONFIG } from "../_util/fixtures.ts";
 
-const CONFIG: LlamaConfig = {
-  architecture: "llama",
-  vocabSize: 512,
-  hiddenSize: 64,
-  intermediateSize: 172,
-  numHiddenLayers: 5,
-  numAttentionHeads: 8,
-  numKeyValueHeads: 4,
-  headDim: 8,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 512,
-  tieWordEmbeddings: true,
-  attentionBias: false,
-  eosTokenIds: [2],
-};
+const CONFIG: LlamaConfig = STORIES260K_CONFIG;
 
 const q = (l: number) => `model.layers.${l}.self_attn.q_proj`;
 const v = (l: number) => `model.layers.${l}.self_attn.v_proj`;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { STORIES260K_CONFIG } from "../_util/fixtures.ts";
 import { float32Values } from "../../src/io/half.ts";
 import { parseLlama2cCheckpoint, parseLlama2cTokenizer } from "../../src/io/llama2c.ts";
 import { llamaWeightShapes } from "../../src/io/llama_weights.ts";
@@ -17,23 +18,7 @@ Deno.test({
     const { config, weights } = parseLlama2cCheckpoint(await Deno.readFile(stories().bin), {
       file: "stories260K.bin",
     });
-    assert.deepEqual(config, {
-      architecture: "llama",
-      vocabSize: 512,
-      hiddenSize: 64,
-      intermediateSize: 172,
-      numHiddenLayers: 5,
-      numAttentionHeads: 8,
-      numKeyValueHeads: 4,
-      headDim: 8,
-      rmsNormEps: 1e-5,
-      ropeTheta: 10000,
-      maxPositionEmbeddings: 512,
-      tieWordEmbeddings: true,
-      attentionBias: false,
-      bosTokenId: 1,
-      eosTokenIds: [2],
-    });
+    assert.deepEqual(config, STORIES260K_CONFIG);
     const shapes = llamaWeightShapes(config);
     assert.deepEqual([...weights.keys()], [...shapes.keys()]);
     for (const [name, t] of weights) assert.deepEqual(t.dims, shapes.get(name), name);

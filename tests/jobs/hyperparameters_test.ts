@@ -1,26 +1,10 @@
 import assert from "node:assert/strict";
 import { HyperparameterError, parseMethod, resolveMethod } from "../../src/jobs/hyperparameters.ts";
 import type { LlamaConfig } from "../../src/models/config.ts";
+import { STORIES260K_CONFIG } from "../_util/fixtures.ts";
 import { listAdapterSites } from "../../src/models/sites.ts";
 
-/** stories260K's shape: 5 blocks of 7 sites. */
-const STORIES260K: LlamaConfig = {
-  architecture: "llama",
-  vocabSize: 512,
-  hiddenSize: 64,
-  intermediateSize: 172,
-  numHiddenLayers: 5,
-  numAttentionHeads: 8,
-  numKeyValueHeads: 4,
-  headDim: 8,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 512,
-  tieWordEmbeddings: true,
-  attentionBias: false,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-};
+const STORIES260K: LlamaConfig = STORIES260K_CONFIG;
 const facts = { candidates: listAdapterSites(STORIES260K), rows: 20, longestRow: 30 };
 
 function rejects(fn: () => unknown, param: string, message: RegExp): void {
