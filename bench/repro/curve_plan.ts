@@ -34,6 +34,7 @@ export type CurveGroup =
   | "weightlora-all"
   | "weightlora-norm"
   | "weightlora-warm-norm"
+  | "weightlora-budget"
   | "weightlora-plus";
 
 /** Every group, in table order. */
@@ -44,6 +45,7 @@ export const CURVE_GROUPS: readonly CurveGroup[] = [
   "weightlora-all",
   "weightlora-norm",
   "weightlora-warm-norm",
+  "weightlora-budget",
   "weightlora-plus",
 ];
 
@@ -63,10 +65,23 @@ export interface CurveMethod {
   gateWarmup: number;
   /** Gate-gradient normalisation (the trainer's `gateNorm`). */
   gateNorm: GateNorm;
+  /** A parameter budget instead of K (the trainer's `budget`); absent: K. */
+  budget?: number;
   /** The method of the 60-step comparison (`bench/results/repro.json`) whose learning rate centres the grid. */
   centreOf: string;
   /** Name in tables. */
   label: string;
+}
+
+/**
+ * The parameter budget of budgeted WeightLoRA for a K: the mean parameter count of K stories260K sites at rank 4
+ * (35 sites, 23,120 parameters: 660.6 per site), rounded up to a hundred — what random sites keep on average.
+ *
+ * @param k Sites.
+ * @returns The budget in trainable parameters.
+ */
+export function budgetOfK(k: number): number {
+  return Math.ceil(k * 23_120 / 35 / 100) * 100;
 }
 
 /** Every setting of the curve comparison. */
@@ -254,6 +269,21 @@ export function allCurveMethods(
     centreOf: `weightlora-k${k}`,
     label: `WeightLoRA (K=${k}, norm)`,
   }));
+  // budgeted WeightLoRA at the parameters random sites keep at each K (the same budget, chosen by gates)
+  perK((k) => {
+    const budget = budgetOfK(k);
+    return {
+      id: `wl-budget-k${k}`,
+      group: "weightlora-budget",
+      method: "weightlora",
+      k,
+      selectSteps: config.selectSteps,
+      ...plain,
+      budget,
+      centreOf: `weightlora-k${k}`,
+      label: `WeightLoRA (budget ${budget.toLocaleString("en-US")}, freeze after ${config.selectSteps})`,
+    };
+  });
   out.push({
     id: "wl-plus",
     group: "weightlora-plus",

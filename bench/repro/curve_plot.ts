@@ -30,6 +30,7 @@ const STYLE: Record<
   "weightlora-all": { color: "#2ca02c", name: "WeightLoRA (K), all steps", shape: "circle" },
   "weightlora-norm": { color: "#9467bd", name: "WeightLoRA (K), norm", shape: "circle" },
   "weightlora-warm-norm": { color: "#e377c2", name: "WeightLoRA (K), warmup + norm", shape: "circle" },
+  "weightlora-budget": { color: "#17becf", name: "WeightLoRA, parameter budget", shape: "circle" },
   "weightlora-plus": { color: "#d1401f", name: "WeightLoRA+", shape: "diamond" },
 };
 

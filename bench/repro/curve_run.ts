@@ -117,7 +117,7 @@ export function curveTrainOptions(
     selectSteps: m.selectSteps,
     gateWarmup: m.gateWarmup,
     gateNorm: m.gateNorm,
-    budget: null,
+    budget: m.budget ?? null,
     reinitSurvivors: false,
     growEvery: config.growEvery,
     growRounds: config.growRounds,

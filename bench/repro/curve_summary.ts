@@ -286,6 +286,7 @@ const SELECTING: readonly CurveGroup[] = [
   "weightlora-all",
   "weightlora-norm",
   "weightlora-warm-norm",
+  "weightlora-budget",
 ];
 
 /**

@@ -104,6 +104,7 @@ Deno.test("collectEntries reads a results folder and names the expected files it
       "peers.json",
       "quant.json",
       "training.json",
+      "training_peers.json",
       "weightlora.json",
     ]);
     assert.deepEqual(collectEntries(new URL(`file://${dir}/absent/`)).entries, []);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  budgetOfK,
   centresFromRows,
   chooseLrPerBudget,
   CURVE_CONFIG,
@@ -104,4 +105,14 @@ Deno.test("curveSettingsDiffer ignores which runs exist and names what changes a
     "budgets",
     "rank",
   ]);
+});
+
+Deno.test("budgeted WeightLoRA runs at the parameters K average sites hold", () => {
+  assert.equal(budgetOfK(5), 3400);
+  assert.equal(budgetOfK(9), 6000);
+  const [budget] = curveMethods({ ...CURVE_CONFIG, methods: ["wl-budget-k5"] });
+  assert.equal(budget.budget, 3400);
+  assert.equal(budget.method, "weightlora");
+  assert.equal(budget.group, "weightlora-budget");
+  assert.equal(budget.selectSteps, 6);
 });
