@@ -243,18 +243,21 @@ export class TrainingSession {
   #accumulatorFeeds(): Record<string, OrtTensor> {
     const feeds: Record<string, OrtTensor> = {};
     if (!this.#accumulates) return feeds;
-    for (const [name, shape] of this.#shapes) {
-      let g = this.#grads.get(name);
-      if (!g) {
-        g = this.#zeros.get(name);
-        if (!g) {
-          g = new ort.Tensor("float32", new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
-          this.#zeros.set(name, g);
-        }
-      }
-      feeds[`grad_acc.${name}`] = g;
+    for (const name of this.#shapes.keys()) {
+      feeds[`grad_acc.${name}`] = this.#grads.get(name) ?? this.#zeroGradient(name);
     }
     return feeds;
+  }
+
+  /** A zero tensor shaped like parameter `name` (made once). */
+  #zeroGradient(name: string): OrtTensor {
+    let zero = this.#zeros.get(name);
+    if (!zero) {
+      const shape = this.#shapes.get(name)!;
+      zero = new ort.Tensor("float32", new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+      this.#zeros.set(name, zero);
+    }
+    return zero;
   }
 
   #count(feeds: Record<string, OrtTensor>): void {
@@ -359,11 +362,8 @@ export class TrainingSession {
       [COMPUTE_GRADIENTS]: new ort.Tensor("bool", new Uint8Array([0]), []),
     };
     if (this.#accumulates) {
-      for (const [name, shape] of this.#shapes) {
-        // the evaluation branch does not read them
-        feeds[`grad_acc.${name}`] = this.#zeros.get(name) ??
-          new ort.Tensor("float32", new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
-      }
+      // the evaluation branch does not read them
+      for (const name of this.#shapes.keys()) feeds[`grad_acc.${name}`] = this.#zeroGradient(name);
     }
     this.#count(feeds);
     const out = await this.#stepSession.run(feeds, [this.#loss]);

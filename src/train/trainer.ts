@@ -11,7 +11,7 @@ import type { LlamaConfig } from "../models/config.ts";
 import type { LlamaWeights } from "../models/llama/forward.ts";
 import { type AdapterSite, listAdapterSites, type LlamaModule } from "../models/sites.ts";
 import type { PeftAdapter } from "../lora/peft.ts";
-import { type AdapterSiteState, initAdapter } from "../lora/adapter.ts";
+import { adapterParameterCount, type AdapterSiteState, initAdapter } from "../lora/adapter.ts";
 import { writeFolderAtomic, writePeftAdapter } from "../lora/peft_export.ts";
 import { encodeTrainingState, loadTrainingState } from "../autodiff/checkpoint.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
@@ -322,12 +322,8 @@ export async function train(
   events: TrainEvents = {},
 ): Promise<TrainSummary> {
   // old job rows may say "randlora" and lack the later options
-  options = { ...LATER_OPTIONS, ...options, method: trainMethod(options.method) };
-  for (const [key, value] of Object.entries(LATER_OPTIONS)) {
-    if ((options as unknown as Record<string, unknown>)[key] === undefined) {
-      (options as unknown as Record<string, unknown>)[key] = value;
-    }
-  }
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  options = { ...LATER_OPTIONS, ...given, method: trainMethod(options.method) } as TrainOptions;
   const started = performance.now();
   const note = (m: string) => events.onNote?.(m);
   const candidates = candidateSites(inputs, options);
@@ -486,7 +482,7 @@ export async function train(
           phase: state.phase,
           selected_sites: survivors.map((s) => s.site.name),
           gates: Object.fromEntries(survivors.map((s) => [s.site.name, s.gate])),
-          adapter_parameters: adapterParameters(survivors),
+          adapter_parameters: adapterParameterCount(survivors),
           train_loss: record.loss,
           eval_loss: record.eval_loss ?? null,
         },
@@ -583,7 +579,7 @@ export async function train(
     k_kept: survivors.length,
     budget: options.method === "weightlora" ? options.budget : null,
     select_steps: options.method === "weightlora" ? options.selectSteps : null,
-    adapter_parameters: adapterParameters(survivors),
+    adapter_parameters: adapterParameterCount(survivors),
     candidate_sites: n,
     selected_sites: survivors.map((s) => s.site.name),
     ranks: Object.fromEntries(survivors.map((s) => [s.site.name, s.rank])),
@@ -603,11 +599,6 @@ export async function train(
   await Deno.rename(`${options.out}/weightlora.json.tmp`, `${options.out}/weightlora.json`);
   await trainer.release();
   return result;
-}
-
-/** Trainable parameters of the sites' A and B. */
-function adapterParameters(sites: readonly AdapterSiteState[]): number {
-  return sites.reduce((n, s) => n + s.rank * (s.site.inFeatures + s.site.outFeatures), 0);
 }
 
 /** Moves the freshly written `adapter/` files to the top of the output folder (each by an atomic rename). */

@@ -7,7 +7,7 @@
  */
 
 import { projectTopK } from "../../lora/top_k.ts";
-import { type MethodState, type TrainingMethod, TrainOptionError } from "./method.ts";
+import { firstSelectingStep, type MethodState, type TrainingMethod, TrainOptionError } from "./method.ts";
 
 /** K after `round` halvings of `candidates` sites. */
 function kAfter(candidates: number, round: number): number {
@@ -37,7 +37,7 @@ export const WEIGHTLORA_PLUS: TrainingMethod = {
           `${name("growRounds")}, or raise ${name("steps")}`,
       );
     }
-    const first = Math.max(options.gateWarmup + 1, warmAdapter ? 1 : 2);
+    const first = firstSelectingStep(options, warmAdapter);
     if (options.growEvery < first) {
       throw new TrainOptionError(
         "growEvery",
