@@ -9,18 +9,33 @@
 
 import { Hono } from "hono";
 import type { JobModel } from "../jobs/create_job.ts";
-import { parseJsonlAsync } from "../train/data.ts";
-import { FileInUseError, type FileRecord, type FileStore } from "../store/db/file_store.ts";
+import { JsonlChecker } from "../train/data.ts";
+import { FileInUseError, type FileRecord, type FileStore, type StagedFile } from "../store/db/file_store.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 import { bodyLimitBytes } from "./limits.ts";
+import { promptByteLimit } from "./_generation.ts";
+import { multipartBoundary, MultipartError, partBytes, readMultipart } from "./_multipart.ts";
 
 /** Room for the multipart framing and the `purpose` field around the file, bytes. */
 const MULTIPART_SLACK = 64 * 1024;
-import { promptByteLimit } from "./_generation.ts";
 
-/** Checks an uploaded file's text; throws with `file:line: message` on a bad row. Returns the row count. */
-export type FileValidator = (text: string, filename: string) => { rows: number } | Promise<{ rows: number }>;
+/** Checks one uploaded file's text as it streams in (see {@linkcode FileValidator}). */
+export interface FileCheck {
+  /**
+   * Checks the next piece of text (complete lines; a partial last line waits for the next piece).
+   * Throws with `file:line: message` on a bad row.
+   */
+  push(text: string): void | Promise<void>;
+  /** Checks the last line; returns the row count. Throws on a bad row or a file without usable rows. */
+  finish(): { rows: number } | Promise<{ rows: number }>;
+}
+
+/** Starts checking one upload, named `filename` in messages. */
+export type FileValidator = (filename: string) => FileCheck;
+
+/** A bad row or bad encoding found while the file streamed in. */
+class InvalidFileError extends Error {}
 
 /** Options of {@linkcode filesRoutes}. */
 export interface FilesRoutesOptions {
@@ -49,15 +64,13 @@ export function jsonlValidator(
 ): FileValidator {
   // a longer string gives at least seqLen tokens whatever follows: tokenise only that much of it
   const maxStringLength = promptByteLimit(model);
-  return async (text, filename) => {
-    const data = await parseJsonlAsync(text, filename, {
+  return (filename) =>
+    new JsonlChecker(filename, {
       tokenizer: model.tokenizer,
       seqLen: model.config.maxPositionEmbeddings,
       chatTemplate: model.chatTemplate,
       maxStringLength,
     });
-    return { rows: data.examples.length };
-  };
 }
 
 /**
@@ -93,8 +106,8 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<AppEnv> {
   const { files, validate } = options;
   const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
   const app = new Hono<AppEnv>();
-  const tooLarge = (bytes: number) =>
-    new ApiError(413, `Cannot store the file: it has ${bytes} bytes, the limit is ${maxBytes}`, {
+  const tooLarge = () =>
+    new ApiError(413, `Cannot store the file: it is larger than the limit of ${maxBytes} bytes`, {
       param: "file",
       code: "file_too_large",
     });
@@ -104,48 +117,64 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<AppEnv> {
     bodyLimitBytes(maxBytes + MULTIPART_SLACK, "file upload"),
     async function uploadFile(c) {
       const tenant = c.get("tenant");
-      let body: Record<string, unknown>;
-      try {
-        body = await c.req.parseBody();
-      } catch (e) {
-        throw new ApiError(400, `Cannot read the multipart body: ${(e as Error).message}`);
-      }
-      const purpose = body.purpose;
-      if (purpose !== "fine-tune") {
+      const contentType = c.req.header("content-type") ?? "";
+      const boundary = multipartBoundary(contentType);
+      const body = c.req.raw.body;
+      if (!/^multipart\/form-data\b/i.test(contentType) || boundary === undefined || body === null) {
         throw new ApiError(
           400,
-          `Invalid purpose ${JSON.stringify(purpose ?? null)}: this server accepts "fine-tune"`,
-          {
-            param: "purpose",
-          },
+          'Send the upload as multipart/form-data with the fields "file" and "purpose" (content-type was ' +
+            `${JSON.stringify(contentType || null)})`,
+          { param: "file" },
         );
       }
-      const file = body.file;
-      if (!(file instanceof File)) {
-        throw new ApiError(400, 'Missing file: send it as the multipart field "file"', { param: "file" });
-      }
-      if (file.size > maxBytes) throw tooLarge(file.size);
-      const filename = file.name || "upload.jsonl";
-      const content = new Uint8Array(await file.arrayBuffer());
-      let text: string;
+      let purpose: unknown;
+      let filename = "upload.jsonl";
+      let staged: StagedFile | undefined;
+      let rows = 0;
       try {
-        text = new TextDecoder("utf-8", { fatal: true }).decode(content);
-      } catch {
-        throw new ApiError(400, `Invalid file ${filename}: it is not UTF-8 text`, {
-          param: "file",
-          code: "invalid_file",
-        });
-      }
-      let rows: number;
-      try {
-        ({ rows } = await validate(text, filename));
+        // the file streams to staging while its rows are checked: memory is a chunk and the current line
+        for await (const part of readMultipart(body, boundary)) {
+          if (part.name === "purpose") {
+            purpose = new TextDecoder().decode(await partBytes(part, 1024));
+          } else if (part.name === "file") {
+            if (staged) throw new ApiError(400, 'Send one file per upload (the field "file" came twice)');
+            filename = part.filename || filename;
+            const check = validate(filename);
+            staged = await files.stage(checkedChunks(part.body, check, filename), {
+              maxBytes,
+              tooLarge: () => tooLarge(),
+            });
+            try {
+              ({ rows } = await check.finish());
+            } catch (e) {
+              throw new InvalidFileError((e as Error).message);
+            }
+          } else {
+            for await (const _ of part.body) { /* an unknown field: skipped */ }
+          }
+        }
+        if (purpose !== "fine-tune") {
+          throw new ApiError(
+            400,
+            `Invalid purpose ${JSON.stringify(purpose ?? null)}: this server accepts "fine-tune"`,
+            { param: "purpose" },
+          );
+        }
+        if (!staged) {
+          throw new ApiError(400, 'Missing file: send it as the multipart field "file"', { param: "file" });
+        }
       } catch (e) {
-        throw new ApiError(400, `Invalid file: ${(e as Error).message}`, {
-          param: "file",
-          code: "invalid_file",
-        });
+        if (staged) await files.discard(staged);
+        if (e instanceof InvalidFileError) {
+          throw new ApiError(400, `Invalid file: ${e.message}`, { param: "file", code: "invalid_file" });
+        }
+        if (e instanceof MultipartError) {
+          throw new ApiError(400, `Cannot read the multipart body: ${e.message}`);
+        }
+        throw e;
       }
-      const record = await files.create({ tenant, filename, purpose, content, rows });
+      const record = await files.commit(staged!, { tenant, filename, purpose: "fine-tune", rows });
       return c.json(fileObject(record));
     },
   );
@@ -187,4 +216,32 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<AppEnv> {
 
 function notFound(id: string): ApiError {
   return new ApiError(404, `No such file: ${id}`, { param: "file_id", code: "file_not_found" });
+}
+
+/** The file part's chunks, passed on after their text was checked (UTF-8, then rows). */
+async function* checkedChunks(
+  chunks: AsyncIterable<Uint8Array>,
+  check: FileCheck,
+  filename: string,
+): AsyncGenerator<Uint8Array> {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const decode = (chunk?: Uint8Array): string => {
+    try {
+      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
+    } catch {
+      throw new InvalidFileError(`${filename} is not UTF-8 text`);
+    }
+  };
+  const push = async (text: string) => {
+    try {
+      await check.push(text);
+    } catch (e) {
+      throw new InvalidFileError((e as Error).message);
+    }
+  };
+  for await (const chunk of chunks) {
+    await push(decode(chunk));
+    yield chunk;
+  }
+  await push(decode());
 }

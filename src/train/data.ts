@@ -224,6 +224,93 @@ export async function parseJsonlAsync(
   return finishDataset(dataset, options);
 }
 
+/** What {@linkcode JsonlChecker.finish} reports: the counts of a checked file. */
+export interface JsonlCheck {
+  /** Usable rows. */
+  rows: number;
+  /** Rows cut to `seqLen`. */
+  truncated: number;
+  /** Rows dropped because no target remained after truncation. */
+  empty: number;
+  /** Counted next-token targets over all rows. */
+  targets: number;
+}
+
+/**
+ * Checks JSONL text that arrives in pieces (an upload as it streams in), row by row, as
+ * {@linkcode parseJsonlAsync} would parse it, without keeping the text or the tokenized rows: memory is the
+ * current line plus one piece. Hands the event loop back after `sliceMs` of work.
+ *
+ * @example
+ * ```ts ignore
+ * import { JsonlChecker } from "./data.ts";
+ * const checker = new JsonlChecker("upload.jsonl", { tokenizer, seqLen: 256 });
+ * for await (const piece of textPieces) await checker.push(piece);
+ * const { rows } = await checker.finish();
+ * ```
+ */
+export class JsonlChecker {
+  #dataset: Dataset;
+  #options: DatasetOptions & ParseJsonlAsyncOptions;
+  #pending = "";
+  #index = 0;
+  #sliceStart = performance.now();
+  #rows = 0;
+
+  /**
+   * @param source The file's name, for messages (`source:line: …`).
+   * @param options Tokenizer, sequence length, chat template, string cut, time slice.
+   */
+  constructor(source: string, options: DatasetOptions & ParseJsonlAsyncOptions) {
+    this.#dataset = newDataset(source, options);
+    this.#options = options;
+  }
+
+  /**
+   * Checks the complete lines of one more piece of text; the last incomplete line waits for the next piece.
+   *
+   * @param text The next piece.
+   * @throws {Error} `source:line: message` on a malformed row.
+   */
+  async push(text: string): Promise<void> {
+    let start = 0;
+    for (;;) {
+      const end = text.indexOf("\n", start);
+      if (end < 0) break;
+      const line = this.#pending + text.slice(start, end);
+      this.#pending = "";
+      await this.#line(line);
+      start = end + 1;
+    }
+    this.#pending += text.slice(start);
+  }
+
+  /**
+   * Checks the last line and returns the counts.
+   *
+   * @returns Rows, truncated, empty, targets.
+   * @throws {Error} On a malformed last row, or when the file has no usable row.
+   */
+  async finish(): Promise<JsonlCheck> {
+    await this.#line(this.#pending);
+    this.#pending = "";
+    const dataset = this.#dataset;
+    finishDataset({ ...dataset, examples: new Array(this.#rows) }, this.#options);
+    return { rows: this.#rows, truncated: dataset.truncated, empty: dataset.empty, targets: dataset.targets };
+  }
+
+  async #line(line: string): Promise<void> {
+    const dataset = this.#dataset;
+    addJsonlLine(dataset, line, this.#index++, this.#options);
+    this.#rows += dataset.examples.length;
+    dataset.examples.length = 0; // count, do not keep
+    if (performance.now() - this.#sliceStart >= (this.#options.sliceMs ?? 10)) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      this.#sliceStart = performance.now();
+    }
+  }
+}
+
 /** More options of {@linkcode parseJsonlAsync}. */
 export interface ParseJsonlAsyncOptions {
   /**

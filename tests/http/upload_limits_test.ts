@@ -84,7 +84,13 @@ Deno.test({
         c.set("tenant", "acme");
         await next();
       });
-      const validate = (text: string) => ({ rows: text.split("\n").filter((l) => l.trim()).length });
+      const validate = () => {
+        let text = "";
+        return {
+          push: (piece: string) => void (text += piece),
+          finish: () => ({ rows: text.split("\n").filter((l) => l.trim()).length }),
+        };
+      };
       app.route("/", filesRoutes({ files, validate, maxBytes: 2 * MIB }));
       const boundary = "weightlora-test-boundary";
       const big = chunkedBody(200 * MIB, multipartHead(boundary));

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   countTargets,
   IGNORE_LABEL,
+  JsonlChecker,
   parseJsonl,
   parseJsonlAsync,
   splitDataset,
@@ -211,6 +212,28 @@ Deno.test("parseJsonlAsync: the same rows as parseJsonl, and other work runs whi
   clearInterval(timer);
   assert.equal(data.examples.length, 2000);
   assert.ok(ticks >= 5, `the event loop ran ${ticks} times during ~100 ms of tokenisation`);
+});
+
+Deno.test("JsonlChecker: the counts of parseJsonl however the text is cut, without keeping rows", async () => {
+  const text = '{"text": "hi"}\n\n{"prompt": "ab", "completion": "cd"}\r\n{"input_ids": [5, 6, 7]}\n' +
+    '{"text": "héllo wörld"}';
+  const whole = parseJsonl(text, "d.jsonl", options);
+  for (const size of [1, 2, 3, 7, 16, text.length]) {
+    const checker = new JsonlChecker("d.jsonl", options);
+    for (let at = 0; at < text.length; at += size) await checker.push(text.slice(at, at + size));
+    assert.deepEqual(await checker.finish(), {
+      rows: whole.examples.length,
+      truncated: whole.truncated,
+      empty: whole.empty,
+      targets: whole.targets,
+    }, `pieces of ${size}`);
+  }
+  const bad = new JsonlChecker("d.jsonl", options);
+  await bad.push('{"text": "a"}\n{ba');
+  await assert.rejects(bad.push('d}\n{"text": "c"}\n'), /^Error: d\.jsonl:2: invalid JSON/);
+  const empty = new JsonlChecker("e.jsonl", options);
+  await empty.push("\n  \n");
+  await assert.rejects(empty.finish(), /Cannot train on e\.jsonl: it has no usable rows/);
 });
 
 Deno.test("parseJsonlAsync maxStringLength: long strings cut before tokenising, the same rows counted", async () => {

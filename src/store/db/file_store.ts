@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { BlobStore } from "../blob_store.ts";
+import type { BlobStore, StagedBlob, StageOptions } from "../blob_store.ts";
 import { blobsOf, releaseBlobs } from "./_blobs.ts";
 import type { Database } from "./database.ts";
 
@@ -39,6 +39,16 @@ export interface NewFile {
   content: Uint8Array;
   /** Non-empty lines. */
   rows: number;
+}
+
+/** A file's content staged by {@linkcode FileStore.stage}: not a file until {@linkcode FileStore.commit}. */
+export interface StagedFile {
+  /** Size in bytes. */
+  bytes: number;
+  /** The staged blob (embedded database). */
+  blob?: StagedBlob;
+  /** The bytes (Postgres server: stored in the row). */
+  content?: Uint8Array;
 }
 
 /** Thrown by {@linkcode FileStore.delete} when a queued or running job still uses the file. */
@@ -120,40 +130,86 @@ export class FileStore {
    * @returns Its record.
    */
   async create(file: NewFile): Promise<FileRecord> {
+    const content = file.content;
+    const chunk = 1 << 20;
+    const staged = await this.stage((async function* () {
+      for (let at = 0; at < content.byteLength; at += chunk) yield content.subarray(at, at + chunk);
+    })());
+    return await this.commit(staged, file);
+  }
+
+  /**
+   * Writes a file's content as it streams in, before it is known to be valid: to a staging blob beside an
+   * embedded database (memory: one chunk), or into memory for a Postgres server (whose row holds the bytes).
+   * Then {@linkcode FileStore.commit} or {@linkcode FileStore.discard} it.
+   *
+   * @param chunks The content.
+   * @param options Size limit and its error.
+   * @returns The staged content.
+   * @throws {Error} From `chunks`, the file system or `tooLarge` (nothing is left behind).
+   */
+  async stage(chunks: AsyncIterable<Uint8Array>, options: StageOptions = {}): Promise<StagedFile> {
+    if (this.blobs) {
+      const blob = await this.blobs.stage(chunks, options);
+      return { bytes: blob.bytes, blob };
+    }
+    const parts: Uint8Array[] = [];
+    let bytes = 0;
+    for await (const chunk of chunks) {
+      bytes += chunk.byteLength;
+      if (options.maxBytes !== undefined && bytes > options.maxBytes) {
+        throw options.tooLarge?.(options.maxBytes) ??
+          new RangeError(`Cannot store the file: it is larger than ${options.maxBytes} bytes`);
+      }
+      parts.push(chunk.slice());
+    }
+    const content = new Uint8Array(bytes);
+    let at = 0;
+    for (const part of parts) {
+      content.set(part, at);
+      at += part.byteLength;
+    }
+    return { bytes, content };
+  }
+
+  /**
+   * Stores staged content as a file (atomic: the row and its blob appear together).
+   *
+   * @param staged From {@linkcode FileStore.stage}.
+   * @param file Tenant, name, purpose, rows (`content` is ignored).
+   * @returns Its record.
+   */
+  async commit(staged: StagedFile, file: Omit<NewFile, "content">): Promise<FileRecord> {
     const insert = async (content: Uint8Array, blob: string | null) => {
       const rows = await this.db.query<FileRow>(
         `insert into weightlora_files (id, tenant, filename, purpose, bytes, rows, content, content_blob)
          values ($1, $2, $3, $4, $5, $6, $7, $8) returning ${COLUMNS}`,
-        [
-          newId("file"),
-          file.tenant,
-          file.filename,
-          file.purpose,
-          file.content.byteLength,
-          file.rows,
-          content,
-          blob,
-        ],
+        [newId("file"), file.tenant, file.filename, file.purpose, staged.bytes, file.rows, content, blob],
       );
       return toRecord(rows[0]);
     };
     const blobs = this.blobs;
-    if (!blobs) return await insert(file.content, null);
-    const chunk = 1 << 20;
-    const content = file.content;
-    const staged = await blobs.stage((async function* () {
-      for (let at = 0; at < content.byteLength; at += chunk) yield content.subarray(at, at + chunk);
-    })());
+    const blob = staged.blob;
+    if (!blobs || !blob) return await insert(staged.content ?? new Uint8Array(0), null);
     return await blobs.exclusive(async () => {
       try {
-        await blobs.commit(staged);
-        return await insert(new Uint8Array(0), staged.sha256);
+        await blobs.commit(blob);
+        return await insert(new Uint8Array(0), blob.sha256);
       } catch (e) {
-        await blobs.discard(staged);
-        await releaseBlobs(this.db, blobs, [staged.sha256]).catch(() => {});
+        await blobs.discard(blob);
+        await releaseBlobs(this.db, blobs, [blob.sha256]).catch(() => {});
         throw e;
       }
     });
+  }
+
+  /**
+   * Drops staged content that will not become a file.
+   *
+   * @param staged From {@linkcode FileStore.stage}.
+   */
+  async discard(staged: StagedFile): Promise<void> {
+    if (staged.blob && this.blobs) await this.blobs.discard(staged.blob);
   }
 
   /**
