@@ -66,8 +66,10 @@ export interface ServeEngineOptions {
   /**
    * Most rows of one tenant running at once over all runners; its other rows wait their turn, so that
    * another tenant's request always finds a seat without waiting for long streams to end. Waiting rows
-   * are handed out fairly across tenants, by tokens (prompt + most new tokens), not by arrival.
-   * @default {¾ of runners × maxBatch, at least 1}
+   * are handed out fairly across tenants, by tokens (prompt + most new tokens), not by arrival. A tenant's
+   * rows go to the runners that already run its rows, so with the default the other runners stay free for
+   * other tenants, whose rows then do not share every step with its long streams.
+   * @default {(runners − 1) × maxBatch with two runners or more; ¾ of maxBatch (at least 1) with one}
    */
   maxRowsPerTenant?: number;
   /**
@@ -165,6 +167,8 @@ export class EngineClosedError extends Error {
 interface Slot {
   runner: Runner;
   outstanding: Set<number>;
+  /** Rows of each tenant on this runner. */
+  tenants: Map<string, number>;
 }
 
 interface Registration {
@@ -236,7 +240,7 @@ export class ServeEngine {
   /** Rows handed to runners, by tenant. */
   #running = new Map<string, number>();
   /** The tenant of each row handed to a runner. */
-  #rowTenant = new Map<number, string>();
+  #rowTenant = new Map<number, { tenant: string; slot: Slot }>();
   /** Rows waiting or running, by tenant. */
   #live = new Map<string, number>();
   #maxRowsPerTenant: number;
@@ -262,7 +266,9 @@ export class ServeEngine {
     this.store = options.store;
     this.#maxQueuedRows = options.maxQueuedRows ?? 256;
     this.#maxRowsPerTenant = options.maxRowsPerTenant ??
-      Math.max(1, Math.floor(0.75 * setup.runnerCount * this.maxBatch));
+      (setup.runnerCount >= 2
+        ? (setup.runnerCount - 1) * this.maxBatch
+        : Math.max(1, Math.floor(0.75 * this.maxBatch)));
     if (!Number.isInteger(this.#maxRowsPerTenant) || this.#maxRowsPerTenant < 1) {
       throw new RangeError(
         `Invalid max rows per tenant ${this.#maxRowsPerTenant}: it must be a positive integer`,
@@ -316,7 +322,11 @@ export class ServeEngine {
     const onEvents = (slot: () => Slot) => (events: RowEvent[]) => engine.#deliver(slot(), events);
     try {
       if (workers === 0) {
-        const slot: Slot = { runner: undefined as unknown as Runner, outstanding: new Set() };
+        const slot: Slot = {
+          runner: undefined as unknown as Runner,
+          outstanding: new Set(),
+          tenants: new Map(),
+        };
         slot.runner = await BatchRunner.create({
           model,
           tokenizer: model.tokenizer,
@@ -330,7 +340,11 @@ export class ServeEngine {
       } else {
         const init = { dir: model.dir, config: model.config, maxBatch };
         engine.#spawn = async () => {
-          const slot: Slot = { runner: undefined as unknown as Runner, outstanding: new Set() };
+          const slot: Slot = {
+            runner: undefined as unknown as Runner,
+            outstanding: new Set(),
+            tenants: new Map(),
+          };
           slot.runner = await WorkerRunner.create({
             init,
             onEvents: onEvents(() => slot),
@@ -543,33 +557,55 @@ export class ServeEngine {
     const ready = (q: QueuedRow) => q.job.ready; // rows still resolving their adapter wait
     const eligible = (tenant: string) => (this.#running.get(tenant) ?? 0) < this.#maxRowsPerTenant;
     const batches = new Map<Slot, Map<QueuedJob, RowRequest[]>>();
-    for (;;) {
-      let best: Slot | undefined;
-      for (const slot of this.#slots) {
-        if (slot.outstanding.size >= this.maxBatch) continue;
-        if (!best || slot.outstanding.size < best.outstanding.size) best = slot;
-      }
-      if (!best) break;
+    while (this.#slots.some((slot) => slot.outstanding.size < this.maxBatch)) {
       const next = this.#queue.take({ ready, eligible });
       if (!next) break;
       const { job, request } = next;
-      best.outstanding.add(request.id);
+      const slot = this.#slotFor(job.tenant);
+      slot.outstanding.add(request.id);
+      slot.tenants.set(job.tenant, (slot.tenants.get(job.tenant) ?? 0) + 1);
       this.#running.set(job.tenant, (this.#running.get(job.tenant) ?? 0) + 1);
-      this.#rowTenant.set(request.id, job.tenant);
-      const byJob = batches.get(best) ?? new Map<QueuedJob, RowRequest[]>();
+      this.#rowTenant.set(request.id, { tenant: job.tenant, slot });
+      const byJob = batches.get(slot) ?? new Map<QueuedJob, RowRequest[]>();
       byJob.set(job, [...(byJob.get(job) ?? []), request]);
-      batches.set(best, byJob);
+      batches.set(slot, byJob);
     }
     for (const [slot, byJob] of batches) {
       for (const [job, rows] of byJob) slot.runner.submit(rows, job.adapter);
     }
   }
 
+  /**
+   * The runner a tenant's next row goes to: one that already runs this tenant's rows, if it has room (a
+   * busy tenant's rows stay together, so the other runners stay free for other tenants: their rows do not
+   * share every step with its long streams); else the runner with the fewest rows.
+   */
+  #slotFor(tenant: string): Slot {
+    let best: Slot | undefined;
+    let bestOwn = 0;
+    for (const slot of this.#slots) {
+      if (slot.outstanding.size >= this.maxBatch) continue;
+      const own = slot.tenants.get(tenant) ?? 0;
+      if (
+        !best || own > bestOwn ||
+        (own === bestOwn && slot.outstanding.size < best.outstanding.size)
+      ) {
+        best = slot;
+        bestOwn = own;
+      }
+    }
+    return best!;
+  }
+
   /** A row left its runner. */
   #left(id: number): void {
-    const tenant = this.#rowTenant.get(id);
-    if (tenant === undefined) return;
+    const placed = this.#rowTenant.get(id);
+    if (placed === undefined) return;
     this.#rowTenant.delete(id);
+    const { tenant, slot } = placed;
+    const onSlot = (slot.tenants.get(tenant) ?? 1) - 1;
+    if (onSlot > 0) slot.tenants.set(tenant, onSlot);
+    else slot.tenants.delete(tenant);
     const left = (this.#running.get(tenant) ?? 1) - 1;
     if (left > 0) this.#running.set(tenant, left);
     else this.#running.delete(tenant);

@@ -139,13 +139,15 @@ Deno.test({
       ];
       assert.notDeepEqual(alone[1], alone[0]);
       assert.notDeepEqual(alone[2], alone[1]);
-      // 12 concurrent requests over 2 workers × 4 rows: mixed batches, all rows as alone
+      // 12 concurrent requests over 2 workers × 4 rows: batched, all rows as alone
       const jobs = Array.from({ length: 12 }, async (_, i) => {
         const which = i % 3;
         return { which, tokens: await tokensOf(engine, refs[which]) };
       });
       for (const { which, tokens } of await Promise.all(jobs)) assert.deepEqual(tokens, alone[which]);
-      assert.ok(steps.some((s) => s.slots > 1), "some forward passes mixed adapters");
+      // (whether a pass mixes adapters now depends on placement: each tenant's rows stay on their runner;
+      // mixed passes are asserted in batch_runner_test.ts and, through HTTP with two workers, tenants_test.ts)
+      assert.ok(steps.some((s) => s.rows > 1), "rows shared passes");
       assert.ok(steps.every((s) => s.rows <= 4));
       const stats = engine.cache.stats;
       assert.ok(stats.evictions > 0, "the small cache evicted");

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { FairQueue } from "../../src/serve/fair_queue.ts";
 import { type JobRow, ServeEngine, TenantRowQuotaError } from "../../src/serve/engine.ts";
+import type { StepInfo } from "../../src/serve/runner_types.ts";
 import { FolderAdapterStore } from "../../src/store/folder_adapter_store.ts";
 import { requireStories260k } from "../_util/fixtures.ts";
 import { stories260kHf } from "./_fixtures.ts";
@@ -102,6 +103,54 @@ Deno.test({
       assert.throws(() => engine.generate({ rows: [row(2)], model: capped }), TenantRowQuotaError);
       for await (const _ of ok) { /* drain */ }
       for await (const _ of engine.generate({ rows: [row(2)], model: capped })) { /* quota freed */ }
+      assert.equal(engine.activeRows, 0);
+    } finally {
+      await engine.close();
+      await Deno.remove(storeDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "engine: a busy tenant's rows stay on one runner, so another tenant's request runs in a batch of its own",
+  ignore: !requireStories260k("engine placement"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const storeDir = await Deno.makeTempDir({ prefix: "fair_place_" });
+    const steps: StepInfo[] = [];
+    const engine = await ServeEngine.create({
+      model: await stories260kHf(),
+      store: new FolderAdapterStore(storeDir),
+      ep: "wasm",
+      workers: 2,
+      maxBatch: 4,
+      onStep: (info) => steps.push(info),
+    });
+    try {
+      const greedy = await engine.resolveModel("greedy", engine.modelId);
+      const polite = await engine.resolveModel("polite", engine.modelId);
+      let greedyFinished = 0;
+      const streams = Array.from({ length: 8 }, async () => {
+        for await (const events of engine.generate({ rows: [row(100)], model: greedy })) {
+          if (events.some((e) => e.finishReason)) greedyFinished++;
+        }
+      });
+      await new Promise((r) => setTimeout(r, 0));
+      const before = steps.length;
+      for await (const _ of engine.generate({ rows: [row(4)], model: polite })) { /* drain */ }
+      const duringPolite = steps.slice(before);
+      const greedyFinishedAtPoliteEnd = greedyFinished;
+      await Promise.all(streams);
+      assert.equal(greedyFinishedAtPoliteEnd, 0, "the short request ran beside the long ones");
+      // the greedy tenant may hold one runner of two (4 rows): the polite row's passes ran alone
+      assert.ok(Math.max(...steps.map((s) => s.rows)) <= 4);
+      assert.ok(
+        duringPolite.filter((s) => s.kind === "decode" && s.rows === 1).length >= 3,
+        `passes meanwhile: ${duringPolite.map((s) => `${s.kind[0]}${s.rows}`).join(" ")}`,
+      );
+      assert.equal(greedyFinished, 8);
       assert.equal(engine.activeRows, 0);
     } finally {
       await engine.close();
