@@ -156,20 +156,33 @@ export function bodyLimitBytes(maxBytes: number, what = "request body"): Middlew
       // read a modest excess to the end (discarding it), so that the client sees the 413 rather than a
       // connection reset while it is still sending; a larger one is not worth the traffic
       if (Number(declared) <= DRAIN_MAX_BYTES) {
-        for await (const _ of raw.body) { /* discard */ }
+        let drainSlice = performance.now();
+        for await (const _ of raw.body) {
+          if (performance.now() - drainSlice >= BODY_SLICE_MS) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            drainSlice = performance.now();
+          }
+        }
       }
       throw tooLarge();
     }
     let seen = 0;
     let exceeded = false;
+    let slice = performance.now();
     const counted = raw.body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
+        async transform(chunk, controller) {
           seen += chunk.byteLength;
           if (seen > maxBytes) {
             exceeded = true;
             controller.error(tooLarge());
             return;
+          }
+          // a client that sends faster than the route consumes keeps every read resolved at once, and a
+          // chain of resolved reads never lets the event loop serve other requests: hand it back
+          if (performance.now() - slice >= BODY_SLICE_MS) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            slice = performance.now();
           }
           controller.enqueue(chunk);
         },
@@ -181,6 +194,9 @@ export function bodyLimitBytes(maxBytes: number, what = "request body"): Middlew
     if (exceeded) throw tooLarge();
   };
 }
+
+/** Longest stretch of reading one request body before the event loop is handed back, ms. */
+const BODY_SLICE_MS = 20;
 
 /** The most bytes of an oversize body with a declared length read (and discarded) before answering 413. */
 const DRAIN_MAX_BYTES = 16 * 2 ** 20;

@@ -153,3 +153,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test("bodyLimitBytes: reading a body that is always ready hands the event loop back", async () => {
+  const app = new Hono<AppEnv>();
+  app.onError(handleError);
+  app.post("/count", bodyLimitBytes(512 * MIB, "test upload"), async (c) => {
+    let bytes = 0;
+    for await (const chunk of c.req.raw.body!) bytes += chunk.byteLength; // as the upload routes read
+    return c.json({ bytes });
+  });
+  // every read of this body resolves at once (a fast client on loopback): without a hand-back, a chain of
+  // resolved reads runs to the end and no timer, and no other request, gets a turn meanwhile
+  const total = 256 * MIB;
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= total) return controller.close();
+      sent += CHUNK;
+      controller.enqueue(new Uint8Array(CHUNK).fill(120));
+    },
+  }, { highWaterMark: 0 });
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const started = performance.now();
+  const res = await app.request("/count", { method: "POST", body, duplex: "half" } as RequestInit);
+  const ms = performance.now() - started;
+  clearInterval(timer);
+  assert.deepEqual(await res.json(), { bytes: total });
+  const expected = Math.min(3, Math.floor(ms / 50));
+  assert.ok(ticks >= expected, `${ticks} timer ticks while the body was read in ${ms.toFixed(0)} ms`);
+});
