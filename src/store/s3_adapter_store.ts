@@ -206,6 +206,26 @@ export class S3AdapterStore implements AdapterStore {
     });
   }
 
+  /**
+   * The tenants that have keys under the prefix (sorted; a tenant may hold no adapter).
+   *
+   * @returns Tenant ids.
+   */
+  async tenants(): Promise<string[]> {
+    const listing = await this.#client.list(this.#prefix, "/");
+    return listing.prefixes
+      .map((p) => p.slice(this.#prefix.length).replace(/\/$/, ""))
+      .filter((tenant) => {
+        try {
+          validateStoreName("tenant", tenant);
+          return true;
+        } catch {
+          return false;
+        }
+      })
+      .sort();
+  }
+
   async list(tenant: string): Promise<AdapterRecord[]> {
     validateStoreName("tenant", tenant);
     const base = `${this.#prefix}${tenant}/`;
