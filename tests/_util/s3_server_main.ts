@@ -117,6 +117,54 @@ async function verify(request: Request, body: Uint8Array): Promise<Response | un
   return undefined;
 }
 
+function xmlEscape(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/**
+ * ListObjectsV2 with a delimiter, done here: s3rver 3.7.1 only finds a common prefix when an object lies
+ * directly one level below it (its directory walk prunes deeper folders), so `prefix=p/&delimiter=/` over
+ * `p/a/b/c` answers nothing. Lists every key under the prefix from s3rver and groups them as S3 does.
+ */
+async function listWithDelimiter(url: URL, headers: Headers): Promise<Response> {
+  const prefix = url.searchParams.get("prefix") ?? "";
+  const delimiter = url.searchParams.get("delimiter")!;
+  const contents: string[] = [];
+  const prefixes = new Set<string>();
+  let token: string | undefined;
+  let bucket = "";
+  do {
+    const query = new URLSearchParams({ "list-type": "2", prefix });
+    if (token) query.set("continuation-token", token);
+    const page = await fetch(`http://127.0.0.1:${backendPort}${url.pathname}?${query}`, { headers });
+    const xml = await page.text();
+    if (!page.ok) return new Response(xml, { status: page.status, headers: page.headers });
+    bucket = /<Name>([^<]*)<\/Name>/.exec(xml)?.[1] ?? "";
+    for (const [block, key] of xml.matchAll(/<Contents><Key>([^<]*)<\/Key>[\s\S]*?<\/Contents>/g)) {
+      const plain = key.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+      const at = plain.slice(prefix.length).indexOf(delimiter);
+      if (at < 0) contents.push(block);
+      else prefixes.add(plain.slice(0, prefix.length + at + delimiter.length));
+    }
+    token = /<IsTruncated>true<\/IsTruncated>/.test(xml)
+      ? /<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(xml)?.[1]
+      : undefined;
+  } while (token);
+  const common = [...prefixes].sort().map((p) =>
+    `<CommonPrefixes><Prefix>${xmlEscape(p)}</Prefix></CommonPrefixes>`
+  );
+  const xml =
+    `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">` +
+    `<Name>${bucket}</Name><Prefix>${xmlEscape(prefix)}</Prefix><KeyCount>${
+      contents.length + common.length
+    }</KeyCount>` +
+    `<MaxKeys>1000000</MaxKeys><Delimiter>${
+      xmlEscape(delimiter)
+    }</Delimiter><IsTruncated>false</IsTruncated>` +
+    `${contents.join("")}${common.join("")}</ListBucketResult>`;
+  return new Response(xml, { status: 200, headers: { "content-type": "application/xml" } });
+}
+
 const front = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (request) => {
   const body = new Uint8Array(await request.arrayBuffer());
   const refused = await verify(request, body);
@@ -128,6 +176,11 @@ const front = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} },
     "authorization",
     headers.get("authorization")!.replace(/Credential=[^/]+\//, "Credential=S3RVER/"),
   );
+  if (
+    request.method === "GET" && url.searchParams.get("list-type") === "2" && url.searchParams.get("delimiter")
+  ) {
+    return await listWithDelimiter(url, headers);
+  }
   const forwarded = await fetch(`http://127.0.0.1:${backendPort}${url.pathname}${url.search}`, {
     method: request.method,
     headers,
