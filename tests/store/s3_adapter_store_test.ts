@@ -169,7 +169,7 @@ Deno.test({
           await store.put("other", "story", files("o"));
           assert.deepEqual((await store.list("acme")).map((r) => r.name), ["poem", "story"]);
           assert.deepEqual((await store.list("other")).map((r) => r.name), ["story"]);
-        assert.deepEqual(await store.tenants(), ["acme", "other"]);
+          assert.deepEqual(await store.tenants(), ["acme", "other"]);
           assert.deepEqual(await store.get("acme", "story"), record);
           const read = await store.read(record);
           assert.equal(dec(read.config), '{"tag":"v1"}');
