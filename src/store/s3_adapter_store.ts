@@ -140,6 +140,7 @@ export class S3AdapterStore implements AdapterStore {
   #client: S3Client;
   #prefix: string;
   #pointers = new Map<string, Pointer>();
+  #pointerLoads = new Map<string, Promise<string | undefined>>();
   #objects = new Map<string, Uint8Array>(); // least recently used first
   #objectBytes = 0;
   #locks = new Map<string, Promise<unknown>>();
@@ -405,6 +406,23 @@ export class S3AdapterStore implements AdapterStore {
     const cached = this.#pointers.get(key);
     const now = performance.now();
     if (cached && !fresh && now - cached.checkedAt < this.freshnessMs) return cached.version;
+    // concurrent lookups of a stale pointer share one request
+    const pending = fresh ? undefined : this.#pointerLoads.get(key);
+    if (pending) return await pending;
+    const load = this.#loadPointer(key, { tenant, name, cached, now });
+    if (!fresh) this.#pointerLoads.set(key, load);
+    try {
+      return await load;
+    } finally {
+      if (this.#pointerLoads.get(key) === load) this.#pointerLoads.delete(key);
+    }
+  }
+
+  async #loadPointer(
+    key: string,
+    at: { tenant: string; name: string; cached: Pointer | undefined; now: number },
+  ): Promise<string | undefined> {
+    const { tenant, name, cached, now } = at;
     const object = await this.#client.get(key, { ifNoneMatch: cached?.etag || undefined });
     if (object === "not-modified") {
       cached!.checkedAt = now;

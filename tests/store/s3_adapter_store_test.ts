@@ -369,6 +369,14 @@ Deno.test({
         await store.read(record);
         await store.get("acme", "story");
         assert.deepEqual(sent.map((s) => `${s.method} ${s.status}`), ["GET 304"], "files from the cache");
+        sent.length = 0;
+        const together = await Promise.all(Array.from({ length: 10 }, () => store.get("acme", "story")));
+        assert.ok(together.every((r) => r?.version === record.version));
+        assert.deepEqual(
+          sent.map((s) => `${s.method} ${s.status}`),
+          ["GET 304"],
+          "concurrent lookups share one",
+        );
         // within the freshness window: no request at all
         const cached: Sent[] = [];
         const fresh = open({ prefix: "etag", freshnessMs: 60_000, fetch: counting(cached) });
