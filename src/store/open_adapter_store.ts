@@ -76,8 +76,12 @@ export function parseS3Location(location: string): S3Location | undefined {
 function readEnv(): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = {};
   for (const variable of S3_ENV_VARIABLES) {
-    if (Deno.permissions.querySync({ name: "env", variable }).state === "granted") {
+    try {
+      // only what this process may read: no permission prompt, no error for an ungranted variable
+      if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") continue;
       env[variable] = Deno.env.get(variable);
+    } catch {
+      // a runtime without the permissions API or env access: the variable counts as unset
     }
   }
   return env;
