@@ -10,6 +10,7 @@
  * @module
  */
 
+import { ADAPTERS_COMMAND } from "./adapters.ts";
 import type { CommandSpec } from "./_flags.ts";
 import { flagTable } from "./_flags.ts";
 import { CONVERT_COMMAND } from "./convert.ts";
@@ -30,6 +31,7 @@ export const COMMANDS: ReadonlyMap<string, CommandSpec> = new Map(
     CONVERT_COMMAND,
     SERVE_COMMAND,
     WORKER_COMMAND,
+    ADAPTERS_COMMAND,
   ]
     .map((c) => [c.name, c as CommandSpec]),
 );

@@ -8,6 +8,8 @@
  * replicas), and this process also trains (`--train-workers N`, or `--no-train` for a serving-only replica
  * on a Postgres server). A new `DIR/db` first imports the adapters found in the folder layout of `DIR`.
  * `--store DIR --read-only` serves adapters from the folder alone, without a database: the edge mode.
+ * `--adapters DIR|s3://BUCKET/PREFIX` keeps adapters there instead (uploads and fine-tuned adapters are
+ * written there; files and jobs stay in the database), or with `--read-only` serves them from there alone.
  *
  * Least privilege:
  *
@@ -23,7 +25,9 @@ import { KeyTable } from "../http/auth.ts";
 import { databaseUsage } from "../http/quotas.ts";
 import { type RunningServer, startServer } from "../http/server.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
+import type { AdapterStore } from "../store/adapter_store.ts";
 import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
+import { openAdapterStore } from "../store/open_adapter_store.ts";
 import type { Hono } from "hono";
 import type { AppEnv } from "../http/context.ts";
 import type { ServeEngine } from "../serve/engine.ts";
@@ -37,11 +41,14 @@ export const SERVE_COMMAND = defineCommand({
   usage: [
     "--model DIR [--store DIR] [--db LOCATION] [--no-train] [--train-workers N] [options]",
     "--model DIR --store DIR --read-only [options]",
+    "--model DIR --adapters DIR|s3://BUCKET/PREFIX [--read-only] [options]",
   ],
   description: `Serves one resident base model to many tenants over OpenAI-compatible HTTP, with each tenant's
 LoRA adapters swapped per request. Adapters, files and fine-tuning jobs live in a database (--db, else
 DATABASE_URL, else the embedded folder DIR/db with --store DIR, else ${DEFAULT_DATABASE}) and this process
 also trains jobs; --store DIR --read-only serves adapters from the folder alone (no database, no fine-tuning).
+--adapters keeps adapters in a folder or S3-compatible object storage instead of the database (AWS_* variables
+configure S3); with --read-only it serves them from there alone.
 Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracefully.`,
   flags: [
     {
@@ -78,10 +85,18 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
         "layout alone, without a database or fine-tuning (the edge mode).",
     },
     {
+      name: "adapters",
+      value: "LOC",
+      defaultText: "the database",
+      doc: "Where adapters live: a folder or s3://BUCKET/PREFIX (credentials, region and endpoint from " +
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL). Uploads " +
+        "and fine-tuned adapters are written there; files and jobs stay in the database.",
+    },
+    {
       name: "read-only",
       type: "boolean",
-      doc: "With --store: serve the folder's adapters without a database; uploads and deletions get 403; " +
-        "needs no write permission.",
+      doc: "With --store: serve the folder's adapters without a database; with --adapters: serve those " +
+        "alone, without a database; uploads and deletions get 403; needs no write permission.",
     },
     {
       name: "keys",
@@ -146,6 +161,8 @@ export interface ServeArgs {
   model: string;
   /** State folder: the default embedded database is `store/db`; with `readOnly`, the adapter folder. */
   store?: string;
+  /** Where adapters live (a folder or `s3://BUCKET/PREFIX`) instead of the database. */
+  adapters?: string;
   /** Database: an embedded folder or a `postgres://` URL (unless `store` is given). */
   db?: string;
   /** Where `db` came from: `--db`, `DATABASE_URL`, `--store` or the default folder. */
@@ -206,11 +223,23 @@ function positiveNumber(name: string, value: string | undefined, integer = true)
 export function parseServeArgs(args: string[]): ServeArgs | "help" {
   const values = parseFlags(SERVE_COMMAND, args);
   if (values.help) return "help";
-  if (values["read-only"] === true && values.store === undefined) {
-    throw new UsageError("--read-only serves adapters from a folder: pass --store DIR");
+  if (values["read-only"] === true && values.store === undefined && values.adapters === undefined) {
+    throw new UsageError("--read-only serves adapters from a folder: pass --store DIR (or --adapters LOC)");
+  }
+  if (values["read-only"] === true && values.store !== undefined && values.adapters !== undefined) {
+    throw new UsageError(
+      "--read-only serves adapters from one place: pass --store DIR or --adapters LOC, not both",
+    );
   }
   if (values["read-only"] === true && values.db !== undefined) {
-    throw new UsageError("--read-only serves adapters from the --store folder without a database: drop --db");
+    throw new UsageError(
+      `--read-only serves adapters from the ${
+        values.adapters === undefined ? "--store folder" : "--adapters location"
+      } without a database: drop --db`,
+    );
+  }
+  if (values.adapters === "") {
+    throw new UsageError('Invalid --adapters "": expected a folder or s3://BUCKET/PREFIX');
   }
   let db: { location: string; source: ServeArgs["dbSource"] } | undefined;
   if (values["read-only"] !== true) {
@@ -230,6 +259,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" {
   return {
     model: values.model!,
     store: values.store,
+    adapters: values.adapters,
     db: db?.location,
     dbSource: db?.source,
     train: values["no-train"] !== true,
@@ -298,10 +328,13 @@ export async function main(args: string[]): Promise<RunningServer> {
       'Warning: no --keys file: every request is tenant "default" without authentication; listening on 127.0.0.1 only',
     );
   }
-  const state = a.db === undefined ? undefined : await openState(a);
+  const adapters = a.adapters === undefined ? undefined : await openAdapterStore(a.adapters, {
+    readOnly: a.readOnly,
+  });
+  const state = a.db === undefined ? undefined : await openState(a, adapters);
   const server = await startServer({
     model: a.model,
-    store: state?.adapters ?? new FolderAdapterStore(a.store!, { readOnly: true }),
+    store: adapters ?? state?.adapters ?? new FolderAdapterStore(a.store!, { readOnly: true }),
     routes: state?.routes,
     usage: state?.usage,
     // the tenant web console at /console (its gate heatmap reads the job store)
@@ -331,7 +364,7 @@ export async function main(args: string[]): Promise<RunningServer> {
 // engine starts its first onnxruntime session (the job runner must see Deno's own Worker class) ----
 
 interface State {
-  adapters: import("../store/db/mod.ts").DbAdapterStore;
+  adapters: AdapterStore;
   jobs: import("../store/db/mod.ts").JobStore;
   usage: import("../http/quotas.ts").TenantUsageSources;
   routes: (engine: ServeEngine) => Hono<AppEnv>[];
@@ -339,8 +372,9 @@ interface State {
   close(): Promise<void>;
 }
 
-async function openState(a: ServeArgs): Promise<State> {
-  const fresh = a.dbSource === "--store" && !(await exists(a.db!));
+async function openState(a: ServeArgs, external: AdapterStore | undefined): Promise<State> {
+  // with --adapters the database keeps files and jobs only: nothing to import into it
+  const fresh = a.dbSource === "--store" && !external && !(await exists(a.db!));
   const [dbMod, { JobRunner }, { filesRoutes, jsonlValidator }, { fineTuningRoutes }] = await Promise.all([
     import("../store/db/mod.ts"),
     import("../jobs/job_runner.ts"),
@@ -356,18 +390,20 @@ async function openState(a: ServeArgs): Promise<State> {
     throw e;
   }
   const seconds = ((performance.now() - opened) / 1000).toFixed(1);
-  const adapters = new dbMod.DbAdapterStore(db);
+  const dbAdapters = new dbMod.DbAdapterStore(db);
+  const adapters = external ?? dbAdapters;
   let imported = 0;
   if (fresh) {
     try {
-      imported = await importFolderAdapters(new FolderAdapterStore(a.store!, { readOnly: true }), adapters);
+      imported = await importFolderAdapters(new FolderAdapterStore(a.store!, { readOnly: true }), dbAdapters);
     } catch (e) {
       await db.close();
       throw e;
     }
   }
   const files = new dbMod.FileStore(db);
-  const jobs = new dbMod.JobStore(db);
+  // fine-tuned adapters are published where adapters are served from
+  const jobs = new dbMod.JobStore(db, { adapters: external });
   let runner: InstanceType<typeof JobRunner> | undefined;
   let unwatch: (() => Promise<void>) | undefined;
   const close = async () => {
@@ -396,8 +432,11 @@ async function openState(a: ServeArgs): Promise<State> {
     },
     async attach(server) {
       const { engine } = server;
-      // replicas drop cached versions that another process replaced or deleted
-      unwatch = await adapters.watch((change) => engine.cache.invalidate(change.tenant, change.name));
+      // replicas drop cached versions that another process replaced or deleted (an --adapters store is
+      // read by version: a replaced adapter is a new cache key once its pointer is revalidated)
+      if (!external) {
+        unwatch = await dbAdapters.watch((change) => engine.cache.invalidate(change.tenant, change.name));
+      }
       if (a.train) {
         runner = new JobRunner({
           jobs,
@@ -412,7 +451,9 @@ async function openState(a: ServeArgs): Promise<State> {
         console.log(`State: created ${db.location}, imported ${imported} adapter(s) from ${a.store}`);
       }
       console.log(
-        `State: ${db.location} (${db.kind}, from ${a.dbSource}, opened in ${seconds} s); fine-tuning: ${
+        `State: ${db.location} (${db.kind}, from ${a.dbSource}, opened in ${seconds} s)${
+          a.adapters === undefined ? "" : `; adapters: ${a.adapters}`
+        }; fine-tuning: ${
           a.train
             ? `${a.trainWorkers} training worker${a.trainWorkers === 1 ? "" : "s"}`
             : "serving only (--no-train)"

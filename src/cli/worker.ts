@@ -9,6 +9,7 @@
  */
 
 import { FileStore, JobStore, migrate, openDatabase } from "../store/db/mod.ts";
+import { openAdapterStore } from "../store/open_adapter_store.ts";
 import { JobRunner, type RunnerModel } from "../jobs/job_runner.ts";
 import { oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
 import { chooseDatabase, DEFAULT_DATABASE } from "./_database.ts";
@@ -39,6 +40,13 @@ stopped or killed trainer are resumed from their last checkpoint.`,
     },
     { name: "train-workers", value: "N", default: 1, doc: "Jobs trained at once." },
     { name: "ep", value: "E", default: "auto", doc: "Execution provider: auto, wasm or webgpu." },
+    {
+      name: "adapters",
+      value: "LOC",
+      defaultText: "the database",
+      doc: "Publish finished adapters to a folder or s3://BUCKET/PREFIX (AWS_* variables) instead of the " +
+        "database: the --adapters of the serving replicas.",
+    },
     {
       name: "lease",
       value: "S",
@@ -89,12 +97,16 @@ async function main(): Promise<void> {
       );
     }
   }
+  if (v.adapters === "") {
+    throw new UsageError('Invalid --adapters "": expected a folder or s3://BUCKET/PREFIX');
+  }
+  const adapters = v.adapters === undefined ? undefined : await openAdapterStore(v.adapters);
   const { location, source } = chooseDatabase(v.db);
   const opened = performance.now();
   const db = await openDatabase(location);
   await migrate(db);
   const runner = new JobRunner({
-    jobs: new JobStore(db),
+    jobs: new JobStore(db, { adapters }),
     files: new FileStore(db),
     models,
     workers: positiveInt("train-workers", v["train-workers"], 1),
@@ -105,7 +117,9 @@ async function main(): Promise<void> {
   console.error(
     `worker: ${runner.workerId} on ${db.location} (${db.kind}, from ${source}, opened in ${
       ((performance.now() - opened) / 1000).toFixed(1)
-    } s); models ${[...models.keys()].join(", ")}`,
+    } s); models ${[...models.keys()].join(", ")}${
+      v.adapters === undefined ? "" : `; adapters: ${v.adapters}`
+    }`,
   );
   await new Promise<void>((resolve) => {
     const stop = () => {

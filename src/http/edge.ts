@@ -1,12 +1,14 @@
 /**
  * {@linkcode createEdgeHandler}: the server as one `fetch` handler for edge runtimes (Deno Deploy and
  * other isolates): wasm in-process (no Workers), adapters read from a folder that ships with the
- * deployment (read-only: uploads answer 403), no listening socket of its own.
+ * deployment or from S3-compatible object storage (`s3://BUCKET/PREFIX`, configured by the `AWS_*`
+ * environment; see {@linkcode openAdapterStore}), read-only (uploads answer 403), no listening socket of its
+ * own.
  *
  * @module
  */
 
-import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
+import { openAdapterStore } from "../store/open_adapter_store.ts";
 import { type AppLimits, createApp } from "./app.ts";
 import { KeyTable } from "./auth.ts";
 import { createMeteredEngine } from "./_metered_engine.ts";
@@ -15,7 +17,10 @@ import { createMeteredEngine } from "./_metered_engine.ts";
 export interface EdgeHandlerOptions {
   /** The model folder inside the deployment. */
   model: string;
-  /** The adapter folder inside the deployment (one sub-folder per tenant). */
+  /**
+   * Where adapters are read from: a folder inside the deployment (one sub-folder per tenant), or
+   * `s3://BUCKET/PREFIX` (credentials and endpoint from the `AWS_*` environment variables).
+   */
   adapters: string;
   /** Parsed keys file (`{"tenants": {…}}`); without it one tenant `default` and no authentication. */
   keys?: unknown;
@@ -30,7 +35,8 @@ export interface EdgeHandlerOptions {
  *
  * @param options Model, adapters, keys, limits.
  * @returns `(request) => response`, e.g. for `export default { fetch }` or `Deno.serve(fetch)`.
- * @throws {Error} When the model cannot be loaded or the keys are invalid.
+ * @throws {Error} When the model cannot be loaded, the keys are invalid, or the adapter location is
+ *   unsupported (or `s3://` without credentials).
  * @example
  * ```ts ignore
  * import { createEdgeHandler } from "./edge.ts";
@@ -44,7 +50,7 @@ export async function createEdgeHandler(
   const keys = options.keys === undefined ? undefined : await KeyTable.fromJson(options.keys, "keys");
   const { engine, metrics } = await createMeteredEngine({
     model: options.model,
-    store: new FolderAdapterStore(options.adapters, { readOnly: true }),
+    store: await openAdapterStore(options.adapters, { readOnly: true }),
     ep: "wasm",
     workers: 0,
     cacheBytes: options.cacheBytes ?? 64 * 2 ** 20,

@@ -108,6 +108,30 @@ export class FolderAdapterStore implements AdapterStore {
     return removed;
   }
 
+  /**
+   * The tenants that have a folder here (sorted; a tenant folder may hold no adapter).
+   *
+   * @returns Tenant ids.
+   */
+  async tenants(): Promise<string[]> {
+    const tenants: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(this.root)) {
+        if (!entry.isDirectory || entry.name.startsWith(".")) continue;
+        try {
+          validateStoreName("tenant", entry.name);
+          tenants.push(entry.name);
+        } catch {
+          // not a tenant folder
+        }
+      }
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return [];
+      throw new Error(`Cannot list the tenants in ${this.root}: ${(e as Error).message}`);
+    }
+    return tenants.sort();
+  }
+
   async list(tenant: string): Promise<AdapterRecord[]> {
     validateStoreName("tenant", tenant);
     const dir = `${this.root}/${tenant}`;

@@ -17,16 +17,21 @@ export interface Spawned {
  *
  * @param script Path from the repository root.
  * @param args Arguments.
+ * @param options Extra environment variables.
  * @returns The process handle.
  */
-export function spawnDeno(script: string, args: string[]): Spawned {
+export function spawnDeno(
+  script: string,
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): Spawned {
   const root = decodeURIComponent(new URL("../../", import.meta.url).pathname);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, ...args],
     cwd: root,
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
   }).spawn();
   const lines: string[] = [];
   const waiters = new Set<() => void>();
@@ -113,10 +118,18 @@ export async function writeKeys(dir: string): Promise<string> {
  * Starts `src/cli/serve.ts` on port 0 and waits for its URL.
  *
  * @param args Arguments besides `--port 0` and `--ep wasm`.
+ * @param options Extra environment variables.
  * @returns The process and its base URL.
  */
-export async function spawnServer(args: string[]): Promise<{ server: Spawned; url: string }> {
-  const server = spawnDeno("src/cli/serve.ts", [...args, "--port", "0", "--ep", "wasm", "--workers", "0"]);
+export async function spawnServer(
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<{ server: Spawned; url: string }> {
+  const server = spawnDeno(
+    "src/cli/serve.ts",
+    [...args, "--port", "0", "--ep", "wasm", "--workers", "0"],
+    options,
+  );
   try {
     const [, url] = await server.waitFor(/^Listening on (http:\/\/127\.0\.0\.1:\d+)/, 120_000);
     return { server, url };

@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { AdapterFiles, AdapterRecord } from "../adapter_store.ts";
+import type { AdapterFiles, AdapterRecord, AdapterStore } from "../adapter_store.ts";
 import type { Database, Queryable } from "./database.ts";
 import { DbAdapterStore } from "./db_adapter_store.ts";
 import { newId } from "./file_store.ts";
@@ -255,6 +255,11 @@ async function freeAdapterName(tx: Queryable, tenant: string, name: string): Pro
       [tenant, name, `${name.replace(/[\\%_]/g, "\\$&")}-%`],
     )).map((r) => r.name),
   );
+  return firstFreeName(taken, name);
+}
+
+/** `name`, or the first of `name-2`, `name-3`, … not in `taken` (within the name limit). */
+function firstFreeName(taken: Set<string>, name: string): string {
   if (!taken.has(name)) return name;
   for (let i = 2;; i++) {
     const suffix = `-${i}`;
@@ -265,6 +270,16 @@ async function freeAdapterName(tx: Queryable, tenant: string, name: string): Pro
 
 async function notifyJob(tx: Queryable, jobId: string): Promise<void> {
   await tx.query("select pg_notify($1, $2)", [JOBS_CHANNEL, jobId]);
+}
+
+/** Options of {@linkcode JobStore}. */
+export interface JobStoreOptions {
+  /**
+   * Where succeeded jobs publish their adapters: another adapter store (`deno task serve --adapters
+   * s3://…`), written while the job's row is locked, before the job is marked succeeded.
+   * @default {the database's adapter table, in the job's transaction}
+   */
+  adapters?: AdapterStore;
 }
 
 /**
@@ -281,10 +296,16 @@ async function notifyJob(tx: Queryable, jobId: string): Promise<void> {
 export class JobStore {
   /** The database. */
   readonly db: Database;
+  /** Where succeeded jobs publish their adapters, when not in the database. */
+  readonly adapters: AdapterStore | undefined;
 
-  /** @param db A migrated database. */
-  constructor(db: Database) {
+  /**
+   * @param db A migrated database.
+   * @param options Where adapters are published.
+   */
+  constructor(db: Database, options: JobStoreOptions = {}) {
     this.db = db;
+    this.adapters = options.adapters;
   }
 
   /**
@@ -570,7 +591,9 @@ export class JobStore {
 
   /**
    * Finishes a job successfully: registers its adapter for the tenant and marks it succeeded, in one
-   * transaction — unless it was cancelled meanwhile or the trainer lost it. An existing adapter of the same
+   * transaction — unless it was cancelled meanwhile or the trainer lost it. With
+   * {@linkcode JobStore.adapters} set, the adapter is published there while the job's row is locked (and
+   * withdrawn again if the job cannot be marked). An existing adapter of the same
    * name (the tenant uploaded one) is never replaced: the job's gets the first free name of
    * `<name>-2`, `<name>-3`, …, which `fine_tuned_model` and the final event report.
    *
@@ -580,6 +603,24 @@ export class JobStore {
    * @returns The adapter record, or `undefined` when nothing was stored (cancelled or lost).
    */
   async succeed(id: string, workerId: string, success: JobSuccess): Promise<AdapterRecord | undefined> {
+    const store = this.adapters;
+    let published: { tenant: string; name: string } | undefined;
+    try {
+      return await this.#succeed(id, workerId, success, (tenant, name) => published = { tenant, name });
+    } catch (e) {
+      // published to the other store, but the job could not be marked: withdraw the adapter (its name was free)
+      if (store && published) await store.delete(published.tenant, published.name).catch(() => {});
+      throw e;
+    }
+  }
+
+  async #succeed(
+    id: string,
+    workerId: string,
+    success: JobSuccess,
+    onPublished: (tenant: string, name: string) => void,
+  ): Promise<AdapterRecord | undefined> {
+    const store = this.adapters;
     return await this.db.transaction(async (tx) => {
       const rows = await tx.query<{ tenant: string }>(
         "select tenant from weightlora_jobs where id = $1 and locked_by = $2 and status = 'running' for update",
@@ -587,10 +628,17 @@ export class JobStore {
       );
       if (!rows.length) return undefined;
       const tenant = rows[0].tenant;
-      const name = await freeAdapterName(tx, tenant, success.adapterName);
-      const { record } = await DbAdapterStore.putIn(tx, { tenant, name, files: success.files }, {
-        jobId: id,
-      });
+      let name: string;
+      let record: AdapterRecord;
+      if (store) {
+        const taken = new Set((await store.list(tenant)).map((r) => r.name));
+        name = firstFreeName(taken, success.adapterName);
+        ({ record } = await store.put(tenant, name, success.files));
+        onPublished(tenant, name);
+      } else {
+        name = await freeAdapterName(tx, tenant, success.adapterName);
+        ({ record } = await DbAdapterStore.putIn(tx, { tenant, name, files: success.files }, { jobId: id }));
+      }
       await tx.query(
         `update weightlora_jobs set status = 'succeeded', fine_tuned_model = $2, result = $3,
            trained_tokens = $4, step = $5, finished_at = ${EPOCH}, locked_by = null, heartbeat_at = null
