@@ -82,7 +82,7 @@ Deno.test("findDenort names DENORT_BIN or the cached zip, and says what to do wi
 
 /** Builds the serve binary into `dir` (with `DENORT_BIN` when given); returns the compile output. */
 async function buildServe(dir: string, denortBin?: string): Promise<string> {
-  const env: Record<string, string> = denortBin ? { DENORT_BIN: denortBin } : {};
+  const env: Record<string, string> = { NO_COLOR: "1", ...(denortBin ? { DENORT_BIN: denortBin } : {}) };
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -102,7 +102,7 @@ async function buildServe(dir: string, denortBin?: string): Promise<string> {
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   assert.ok(out.success, text);
-  return text.replace(/\x1b\[[0-9;]*m/g, "");
+  return text;
 }
 
 Deno.test({
