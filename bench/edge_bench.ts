@@ -324,7 +324,7 @@ export function edgeMarkdown(
         "goal",
         "CPU ms / 64-token request",
         "tokens/s",
-        "RSS MiB after 100",
+        `RSS MiB after ${m.requests}`,
         "peak RSS MiB",
         "goal",
       ],
