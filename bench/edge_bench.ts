@@ -384,10 +384,10 @@ function sideBySide(rows: RunRow[]): SideBySideEntry[] {
 }
 
 async function main(): Promise<void> {
+  const write = Deno.args.includes("--write"); // bench/mod.ts passes it to the scripts that name it
   const { values } = parseArgs({
-    args: Deno.args,
+    args: Deno.args.filter((a) => a !== "--write"),
     options: {
-      write: { type: "boolean", default: false },
       rounds: { type: "string", default: "2" },
       "cpu-requests": { type: "string", default: "6" },
       requests: { type: "string", default: "100" },
@@ -442,7 +442,7 @@ async function main(): Promise<void> {
   };
   const markdown = edgeMarkdown(json);
   console.log(`\n${markdown}`);
-  if (values.write) {
+  if (write) {
     const results = new URL("./results/", import.meta.url);
     await writeAtomic(new URL("edge.json", results), JSON.stringify(json, null, 2) + "\n");
     await writeAtomic(new URL("edge.md", results), markdown);
