@@ -36,6 +36,10 @@ export interface SpawnEdgeOptions {
   entry?: string;
   /** V8 old-space cap in MiB (isolate mode). @default 256 */
   heapMb?: number;
+  /** More hosts the isolate may reach (`host:port`, e.g. an object store), besides its listening address. */
+  allowNet?: string[];
+  /** More environment variables the isolate may read (e.g. `AWS_ACCESS_KEY_ID`). */
+  allowEnv?: string[];
   /** More environment variables for the child (e.g. a missing WEIGHTLORA_MODEL is `undefined`). */
   env?: Record<string, string | undefined>;
   /** How long to wait for the listening line. @default 120000 */
@@ -86,8 +90,8 @@ export function edgeCommand(options: SpawnEdgeOptions & { port: number; keysFile
   const permissions = mode === "full" ? ["-A"] : [
     "--no-prompt",
     `--allow-read=${options.model},${options.adapters}`,
-    `--allow-net=127.0.0.1:${options.port}`,
-    `--allow-env=${EDGE_ENV_ALLOW}`,
+    `--allow-net=${[`127.0.0.1:${options.port}`, ...(options.allowNet ?? [])].join(",")}`,
+    `--allow-env=${[EDGE_ENV_ALLOW, ...(options.allowEnv ?? [])].join(",")}`,
     `--v8-flags=--max-old-space-size=${options.heapMb ?? 256}`,
   ];
   return [
