@@ -185,6 +185,7 @@ export const EXPECTED_RESULTS: Readonly<Record<string, string>> = {
     "LoRA training tokens/s against PyTorch on the same work (training_peers_bench.ts --write)",
   "abuse.json":
     "a well-behaved tenant's p99 under abuse vs alone, /health during big uploads (abuse_bench.ts)",
+  "edge.json": "edge isolate cold start and RSS vs deno task serve --read-only (edge_bench.ts --write)",
 };
 
 /**

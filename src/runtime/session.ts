@@ -41,8 +41,10 @@ export interface CreateSessionOptions {
   externalData?: Record<string, Uint8Array>;
   /**
    * A model given as a graph whose initializers total more than this many bytes is handed to onnxruntime
-   * with its initializers as ONNX external data (protobuf caps one message at 2 GB, so a larger base model
-   * cannot be one buffer).
+   * with its initializers as ONNX external data, one file per initializer viewing its bytes (protobuf caps
+   * one message at 2 GB, so a larger base model cannot be one buffer; and onnxruntime-web copies external
+   * data straight into its tensors, so the weights are not also copied into a protobuf in both JS and
+   * wasm memory: serving sessions use 0).
    * @default {1 GiB}
    */
   externalDataAbove?: number;
@@ -94,6 +96,27 @@ export function liveSessionCount(): number {
  */
 export function liveDeviceTensorCount(): number {
   return deviceTensorTotal();
+}
+
+/**
+ * The model with each initializer of 1 KiB and more (raw bytes) referring to an external file of its own,
+ * and those files as views of the initializers' bytes: onnxruntime copies each straight into its tensor,
+ * so neither a protobuf holding the weights nor a concatenated blob is made (small constants stay inline).
+ */
+function externalViews(model: Model): { model: Model; files: Record<string, Uint8Array> } {
+  const files: Record<string, Uint8Array> = {};
+  const initializers = model.graph.initializers.map((tensor, i) => {
+    const raw = tensor.dtype !== "string" && (tensor.storage ?? "raw_data") === "raw_data";
+    if (tensor.external || !raw || tensor.data.byteLength < 1024) return tensor;
+    const location = `initializer_${i}.bin`;
+    files[location] = tensor.data;
+    return {
+      ...tensor,
+      data: new Uint8Array(0),
+      external: { location, offset: 0, length: tensor.data.byteLength },
+    };
+  });
+  return { model: { ...model, graph: { ...model.graph, initializers } }, files };
 }
 
 let wasmConfigured = false;
@@ -186,13 +209,11 @@ export class OnnxSession {
     if (model instanceof Uint8Array) bytes = model;
     else {
       const weightBytes = model.graph.initializers.reduce((n, t) => n + t.data.byteLength, 0);
-      const external = weightBytes > (options.externalDataAbove ?? 2 ** 30);
-      // initializers of 1 KiB and more go to the external blob; small constants stay in the graph
-      const encoded = encodeModel(model, { externalDataThreshold: external ? 1024 : undefined });
-      bytes = encoded.model;
-      if (encoded.externalData) {
-        externalData = { ...externalData, [encoded.externalDataLocation!]: encoded.externalData };
-      }
+      if (weightBytes > (options.externalDataAbove ?? 2 ** 30)) {
+        const views = externalViews(model);
+        bytes = encodeModel(views.model).model;
+        externalData = { ...externalData, ...views.files };
+      } else bytes = encodeModel(model).model;
     }
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [ep],

@@ -100,6 +100,7 @@ Deno.test("collectEntries reads a results folder and names the expected files it
     assert.equal(entries.length, 1);
     assert.deepEqual(missing.sort(), [
       "abuse.json",
+      "edge.json",
       "models.json",
       "peers.json",
       "quant.json",
