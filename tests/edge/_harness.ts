@@ -26,7 +26,7 @@ export type EdgeMode =
 export interface SpawnEdgeOptions {
   /** The model folder. */
   model: string;
-  /** The adapter folder. */
+  /** The adapter folder, or `s3://BUCKET/PREFIX` (then no read access is given for it). */
   adapters: string;
   /** The keys file's JSON value (else no authentication). */
   keys?: unknown;
@@ -89,7 +89,7 @@ export function edgeCommand(options: SpawnEdgeOptions & { port: number; keysFile
   }
   const permissions = mode === "full" ? ["-A"] : [
     "--no-prompt",
-    `--allow-read=${options.model},${options.adapters}`,
+    `--allow-read=${[options.model, ...(options.adapters.startsWith("s3://") ? [] : [options.adapters])]}`,
     `--allow-net=${[`127.0.0.1:${options.port}`, ...(options.allowNet ?? [])].join(",")}`,
     `--allow-env=${[EDGE_ENV_ALLOW, ...(options.allowEnv ?? [])].join(",")}`,
     `--v8-flags=--max-old-space-size=${options.heapMb ?? 256}`,
