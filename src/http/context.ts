@@ -11,6 +11,11 @@ export interface AppVariables {
   tenant: string;
   /** Aborts when the request runs past its deadline (set by {@linkcode requestTimeout}). */
   signal: AbortSignal;
+  /**
+   * The tenant's byte quota and what it may still store (set by the quota middleware before an upload):
+   * an upload that streams in without a declared length is stopped there.
+   */
+  uploadByteBudget?: { remaining: number; limit: number };
 }
 
 /** The Hono environment of the app. */

@@ -14,6 +14,7 @@ import { FileInUseError, type FileRecord, type FileStore, type StagedFile } from
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
 import { bodyLimitBytes } from "./limits.ts";
+import { quotaError } from "./quotas.ts";
 import { promptByteLimit } from "./_generation.ts";
 import { multipartBoundary, MultipartError, partBytes, readMultipart } from "./_multipart.ts";
 
@@ -141,9 +142,19 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<AppEnv> {
             if (staged) throw new ApiError(400, 'Send one file per upload (the field "file" came twice)');
             filename = part.filename || filename;
             const check = validate(filename);
+            // a byte quota stops a length-less (chunked) upload where the announced length could not
+            const budget = c.get("uploadByteBudget");
+            const overBudget = budget !== undefined && budget.remaining < maxBytes;
             staged = await files.stage(checkedChunks(part.body, check, filename), {
-              maxBytes,
-              tooLarge: () => tooLarge(),
+              maxBytes: overBudget ? budget.remaining : maxBytes,
+              tooLarge: () =>
+                overBudget
+                  ? quotaError(403, "bytes", {
+                    tenant,
+                    has: `the upload is larger than the ${budget.remaining} bytes it may still store`,
+                    limit: budget.limit,
+                  })
+                  : tooLarge(),
             });
             try {
               ({ rows } = await check.finish());

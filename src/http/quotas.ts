@@ -151,19 +151,20 @@ export class QuotaGuard {
    *
    * @param tenant The tenant.
    * @param bytes The upload's size, as announced.
+   * @returns The byte quota and the bytes the tenant may still store, when it has one.
    * @throws {ApiError} 403 naming the quota.
    */
-  async checkFile(tenant: string, bytes: number): Promise<void> {
+  async checkFile(tenant: string, bytes: number): Promise<{ remaining: number; limit: number } | undefined> {
     const q = this.quotasOf(tenant);
-    if (q.files === undefined && q.bytes === undefined) return;
+    if (q.files === undefined && q.bytes === undefined) return undefined;
     const files = (await this.#usage.files?.(tenant)) ?? { count: 0, bytes: 0 };
     if (q.files !== undefined && files.count + 1 > q.files) {
       throw quotaError(403, "files", { tenant, has: `it stores ${files.count} files`, limit: q.files });
     }
-    if (q.bytes !== undefined) {
-      const adapters = (await this.#adapters.list(tenant)).reduce((n, r) => n + r.bytes, 0);
-      this.#checkBytes(tenant, adapters + files.bytes, bytes, q.bytes);
-    }
+    if (q.bytes === undefined) return undefined;
+    const adapters = (await this.#adapters.list(tenant)).reduce((n, r) => n + r.bytes, 0);
+    this.#checkBytes(tenant, adapters + files.bytes, bytes, q.bytes);
+    return { remaining: q.bytes - adapters - files.bytes, limit: q.bytes };
   }
 
   /**
@@ -195,7 +196,8 @@ export class QuotaGuard {
       if (c.req.path === "/v1/files") {
         const announced = Number(c.req.header("content-length") ?? 0) || 0;
         return await this.serialize(tenant, async () => {
-          await this.checkFile(tenant, announced);
+          const budget = await this.checkFile(tenant, announced);
+          if (budget !== undefined) c.set("uploadByteBudget", budget);
           await next();
         });
       }

@@ -118,6 +118,39 @@ Deno.test({
         assert.ok(stored < 30_000 && 2 * stored > 30_000, `one adapter is ${stored} bytes`);
         await refused(await uploadAdapter("other", BETA, 3, 2), 403, "bytes");
         assert.equal((await uploadAdapter("small", BETA, 4, 2)).status, 200, "a replacement frees its bytes");
+        // a file streamed without a declared length is stopped at the bytes left, not stored whole
+        const stored2 = (await adapters.list("beta"))[0].bytes;
+        const boundary = "quota-boundary";
+        const head = new TextEncoder().encode(
+          `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n` +
+            `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n`,
+        );
+        const row = new TextEncoder().encode(dogRows(1).trim() + "\n");
+        let sent = 0;
+        const body = new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (sent === 0) controller.enqueue(head);
+            else if (sent > 4 * 30_000) {
+              controller.enqueue(new TextEncoder().encode(`\r\n--${boundary}--\r\n`));
+              return controller.close();
+            } else controller.enqueue(row);
+            sent += sent === 0 ? head.length : row.length;
+          },
+        });
+        const chunked = await app.request("/v1/files", {
+          method: "POST",
+          body,
+          duplex: "half",
+          headers: { ...BETA, "content-type": `multipart/form-data; boundary=${boundary}` },
+        } as RequestInit);
+        const error = (await chunked.clone().json()).error;
+        await refused(chunked, 403, "bytes");
+        assert.match(
+          error.message,
+          new RegExp(`larger than the ${30_000 - stored2} bytes it may still store`),
+        );
+        assert.ok(sent < 4 * 30_000, `read ${sent} bytes of a 120 kB upload`);
+        assert.deepEqual(await files.list("beta"), []);
       });
 
       await t.step("files and concurrent jobs", async () => {
