@@ -1,0 +1,345 @@
+/**
+ * The sessions behind the serving graph variants, built on first use and kept in an LRU, in one of two
+ * layouts:
+ *
+ * - `shared` (the default): one onnxruntime session whose `If` branches are every cached variant over one
+ *   copy of the base weights (`shared_variants.ts`); a new variant rebuilds that session with one branch
+ *   more, and eviction rebuilds it with one less. The session runs without MLAS prepacking, which would
+ *   give every branch its own packed copy of each weight.
+ * - `separate`: one session per variant, each with its own copy of the base weights (onnxruntime-web copies
+ *   initializers per session); a new variant builds only its own session.
+ *
+ * Either way a pass gets its variant's {@linkcode DecoderSessions} and the extra feeds that choose it
+ * (`shared`: the selector bits and the placeholders of inputs its branch does not read).
+ *
+ * @module
+ */
+
+import {
+  createDecoderSessions,
+  type DecoderSessions,
+  releaseDecoderSessions,
+} from "../models/batch_decoder.ts";
+import type { LlamaConfig } from "../models/config.ts";
+import { FUSED_CACHE } from "../models/llama/fused.ts";
+import type { LlamaWeights } from "../models/llama/forward.ts";
+import type { Model, TensorData } from "../onnx/types.ts";
+import type { ExecutionProvider } from "../runtime/execution_provider.ts";
+import { ort } from "../runtime/ort.ts";
+import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
+import { hostTensor } from "../runtime/tensor.ts";
+import {
+  composeSharedVariants,
+  internInitializers,
+  type OptionalInput,
+  type SharedBranch,
+  variantBitInput,
+  variantSelector,
+} from "./shared_variants.ts";
+import { buildVariantGraphs, type ServingVariant, variantKey } from "./variant_graphs.ts";
+
+/** How graph variants hold the base weights: one session for all (`shared`) or one each (`separate`). */
+export type VariantLayout = "shared" | "separate";
+
+/** A built variant, as {@linkcode VariantSessions.list} reports it. */
+export interface VariantInfo {
+  /** The variant's key (mode and sites). */
+  key: string;
+  /** Nodes of its decode graph. */
+  ops: number;
+  /** Time to build it: its graphs and the session that runs it (`shared`: the rebuild that added it), ms. */
+  buildMs: number;
+}
+
+/** The figures of the shared session (layout `shared`). */
+export interface SharedSessionInfo {
+  /** Branches (variants × graph kinds). */
+  branches: number;
+  /** Bytes of the weights held once, outside the branches. */
+  sharedBytes: number;
+  /** Bytes of initializers inside branches (small constants). */
+  branchBytes: number;
+  /** Sessions built so far. */
+  rebuilds: number;
+  /** Time of the latest rebuild (compose, encode, create), ms. */
+  lastRebuildMs: number;
+}
+
+/** What a pass runs: the sessions and the feeds that choose its variant. */
+export interface VariantHandle {
+  /** The sessions to run. */
+  sessions: DecoderSessions;
+  /**
+   * Feeds that select the variant for a pass of this kind (none in layout `separate`).
+   *
+   * @param kind `prefill` or `decode`.
+   * @returns Input tensors by name.
+   */
+  feeds(kind: "prefill" | "decode"): Record<string, OrtTensor>;
+}
+
+/** Options of {@linkcode VariantSessions.create}. */
+export interface VariantSessionsOptions {
+  /** The base model's shape and weights. */
+  model: { config: LlamaConfig; weights: LlamaWeights };
+  /** The provider the sessions run on. */
+  ep: ExecutionProvider;
+  /** Most variants kept (the least recently used is dropped). */
+  maxVariants: number;
+  /** `shared` or `separate`. @default {"shared"} */
+  layout?: VariantLayout;
+}
+
+interface Built {
+  variant: ServingVariant;
+  /** layout `shared`: its graphs (initializers interned). */
+  decode?: Model;
+  prefill?: Model;
+  ops: number;
+  buildMs: number;
+  /** layout `separate`: its own sessions. */
+  sessions?: DecoderSessions;
+}
+
+interface Shared {
+  sessions: DecoderSessions;
+  /** Branch index of each variant key (decode; prefill branches follow at `+ prefillOffset`). */
+  index: Map<string, number>;
+  prefillOffset: number;
+  depth: number;
+  optional: OptionalInput[];
+  /** Selector and placeholder feeds by branch index. */
+  feeds: Map<number, Record<string, OrtTensor>>;
+  placeholders: Map<string, OrtTensor>;
+  info: Omit<SharedSessionInfo, "rebuilds" | "lastRebuildMs">;
+}
+
+const BITS = [false, true].map((b) => new ort.Tensor("bool", Uint8Array.from([b ? 1 : 0]), []));
+
+/**
+ * The variant sessions of one runner.
+ *
+ * @example
+ * ```ts ignore
+ * const sessions = await VariantSessions.create({ model, ep: "wasm", maxVariants: 8 });
+ * const handle = await sessions.acquire({ sites: [], mode: "none" });
+ * const feeds = handle.feeds("decode");
+ * await sessions.release();
+ * ```
+ */
+export class VariantSessions {
+  /** `shared` or `separate`. */
+  readonly layout: VariantLayout;
+  #options: VariantSessionsOptions;
+  #built = new Map<string, Built>(); // least recently used first
+  #pool = new Map<string, TensorData>();
+  #shared: Shared | undefined;
+  #rebuilds = 0;
+  #lastRebuildMs = 0;
+
+  private constructor(options: VariantSessionsOptions) {
+    this.#options = options;
+    this.layout = options.layout ?? "shared";
+  }
+
+  /**
+   * Creates the variant sessions with the plain (no adapter) variant built.
+   *
+   * @param options Model, provider, bound and layout.
+   * @returns The sessions.
+   * @throws {Error} When onnxruntime rejects a graph.
+   */
+  static async create(options: VariantSessionsOptions): Promise<VariantSessions> {
+    const layout = options.layout ?? "shared";
+    if (layout !== "shared" && layout !== "separate") {
+      throw new TypeError(`Unknown variant layout "${layout}": use shared or separate`);
+    }
+    const sessions = new VariantSessions(options);
+    await sessions.acquire({ sites: [], mode: "none" });
+    return sessions;
+  }
+
+  /** The variants built, least recently used first. */
+  list(): VariantInfo[] {
+    return [...this.#built.values()].map((b) => ({
+      key: variantKey(b.variant),
+      ops: b.ops,
+      buildMs: b.buildMs,
+    }));
+  }
+
+  /** The shared session's figures (layout `shared`), or `undefined`. */
+  get shared(): SharedSessionInfo | undefined {
+    if (!this.#shared) return undefined;
+    return { ...this.#shared.info, rebuilds: this.#rebuilds, lastRebuildMs: this.#lastRebuildMs };
+  }
+
+  /**
+   * The sessions and feeds of a variant: cached (it becomes the most recently used), or built now — in
+   * layout `shared` by rebuilding the one session with it (and without the least recently used variant
+   * when the bound is reached).
+   *
+   * @param variant The variant.
+   * @returns Its handle (valid until the next call).
+   * @throws {Error} When onnxruntime rejects a graph.
+   */
+  async acquire(variant: ServingVariant): Promise<VariantHandle> {
+    const key = variantKey(variant);
+    let built = this.#built.get(key);
+    if (built) {
+      this.#built.delete(key);
+      this.#built.set(key, built);
+    } else {
+      built = await this.#add(variant);
+    }
+    if (this.layout === "separate") return { sessions: built.sessions!, feeds: () => ({}) };
+    const shared = this.#shared!;
+    const branch = shared.index.get(key)!;
+    return {
+      sessions: shared.sessions,
+      feeds: (kind) => {
+        const at = kind === "prefill" ? branch + shared.prefillOffset : branch;
+        let feeds = shared.feeds.get(at);
+        if (!feeds) {
+          feeds = {};
+          variantSelector(at, shared.depth).forEach((bit, d) => (feeds![variantBitInput(d)] = BITS[+bit]));
+          for (const input of shared.optional) {
+            if (!input.readers.has(at)) feeds[input.name] = shared.placeholders.get(input.name)!;
+          }
+          shared.feeds.set(at, feeds);
+        }
+        return feeds;
+      },
+    };
+  }
+
+  /** Releases every session. */
+  async release(): Promise<void> {
+    const all = [...this.#built.values()].flatMap((b) => (b.sessions ? [b.sessions] : []));
+    if (this.#shared) all.push(this.#shared.sessions);
+    this.#built.clear();
+    this.#shared = undefined;
+    await Promise.all(all.map(releaseDecoderSessions));
+  }
+
+  /** Builds a variant (and, in layout `shared`, the session with it), dropping the least recently used. */
+  async #add(variant: ServingVariant): Promise<Built> {
+    const started = performance.now();
+    const { model, ep } = this.#options;
+    const graphs = buildVariantGraphs(model, variant, { prefill: ep === "webgpu" });
+    const key = variantKey(variant);
+    const built: Built = {
+      variant,
+      decode: graphs.decode,
+      prefill: graphs.prefill,
+      ops: graphs.decode.graph.nodes.length,
+      buildMs: 0,
+    };
+    if (this.layout === "separate") {
+      built.sessions = await createDecoderSessions({
+        decode: graphs.decode,
+        prefill: graphs.prefill,
+        ep,
+        label: `serving variant ${key.slice(0, 80)}`,
+      });
+      // the session holds the weights: drop the graph's copy
+      built.decode = built.prefill = undefined;
+      this.#built.set(key, built);
+      await this.#evict();
+    } else {
+      // one JavaScript copy of the weights however many graphs are cached
+      built.decode = { ...graphs.decode, graph: internInitializers(graphs.decode.graph, this.#pool) };
+      if (graphs.prefill) {
+        built.prefill = { ...graphs.prefill, graph: internInitializers(graphs.prefill.graph, this.#pool) };
+      }
+      const previous = [...this.#built];
+      this.#built.set(key, built);
+      while (this.#built.size > this.#options.maxVariants) {
+        this.#built.delete(this.#built.keys().next().value!);
+      }
+      try {
+        await this.#rebuild();
+      } catch (error) {
+        // back to the previous variants (the old session may be gone: rebuild it)
+        this.#built = new Map(previous);
+        if (!this.#shared || this.#shared.sessions.decode.released) await this.#rebuild().catch(() => {});
+        throw error;
+      }
+    }
+    built.buildMs = performance.now() - started;
+    return built;
+  }
+
+  /** Layout `separate`: releases the least recently used sessions past the bound. */
+  async #evict(): Promise<void> {
+    while (this.#built.size > this.#options.maxVariants) {
+      const [key, old] = this.#built.entries().next().value!;
+      this.#built.delete(key);
+      await releaseDecoderSessions(old.sessions!);
+    }
+  }
+
+  /**
+   * Layout `shared`: builds the one session over every cached variant. On wasm the old session is released
+   * first (its outputs are host tensors), so the wasm heap never holds two copies of the weights; on WebGPU
+   * the new one is created first (the cache lives in GPU buffers that need a live session).
+   */
+  async #rebuild(): Promise<void> {
+    const started = performance.now();
+    const { ep } = this.#options;
+    const built = [...this.#built.values()];
+    const branches: SharedBranch[] = built.map((b) => ({ variant: b.variant, model: b.decode! }));
+    if (ep === "webgpu") {
+      branches.push(...built.map((b) => ({ variant: b.variant, model: b.prefill! })));
+    }
+    const composed = composeSharedVariants(branches);
+    const old = this.#shared;
+    this.#shared = undefined;
+    if (old && ep === "wasm") await releaseDecoderSessions(old.sessions);
+    const session = await OnnxSession.create(composed.model, {
+      ep,
+      keepOnDevice: [FUSED_CACHE.present],
+      label: `shared serving variants (${built.length})`,
+      config: { "session.disable_prepacking": "1" },
+    });
+    if (old && ep !== "wasm") await releaseDecoderSessions(old.sessions);
+    // WebGPU: the prefill branches are in the same session (a prefill pass feeds a placeholder cache)
+    const sessions: DecoderSessions = ep === "webgpu"
+      ? { decode: session, prefill: session }
+      : { decode: session };
+    this.#shared = {
+      sessions,
+      index: new Map(built.map((b, i) => [variantKey(b.variant), i])),
+      prefillOffset: ep === "webgpu" ? built.length : 0,
+      depth: composed.depth,
+      optional: composed.optional,
+      feeds: new Map(),
+      placeholders: new Map(composed.optional.map((input) => [input.name, placeholder(input)])),
+      info: {
+        branches: composed.branches,
+        sharedBytes: composed.sharedBytes,
+        branchBytes: composed.branchBytes,
+      },
+    };
+    this.#rebuilds++;
+    this.#lastRebuildMs = performance.now() - started;
+  }
+}
+
+/** A one-element (per symbolic axis) zero tensor for an input a branch does not read. */
+function placeholder(input: OptionalInput): OrtTensor {
+  const size = input.dims.reduce((a, b) => a * b, 1);
+  switch (input.dtype) {
+    case "int64":
+      return hostTensor(new BigInt64Array(size), input.dims);
+    case "int32":
+      return hostTensor(new Int32Array(size), input.dims);
+    case "float32":
+      return hostTensor(new Float32Array(size), input.dims);
+    default:
+      throw new TypeError(
+        `Cannot feed a placeholder for input "${input.name}": dtype ${input.dtype} is not supported` +
+          (input.name === FUSED_CACHE.past ? " (the cache)" : ""),
+      );
+  }
+}
