@@ -148,8 +148,8 @@ export function variantAdapterHook(variant: ServingVariant, sites: readonly Adap
     const bt = b.input(names.bt, "float32", [...lead, "lora_rank", sum(outs)]);
     if (bank) index = b.input(LORA_INDEX_INPUT, "int64", ["batch"]);
     const axis = bank ? 1 : 0;
-    const ats = list.length === 1 ? [at] : b.withScope("lora_pack", () => b.split(at, ins, axis));
-    const bts = list.length === 1 ? [bt] : b.withScope("lora_pack", () => b.split(bt, outs, axis + 1));
+    const ats = b.withScope("lora_pack", () => splitMany(b, at, ins, axis));
+    const bts = b.withScope("lora_pack", () => splitMany(b, bt, outs, axis + 1));
     return new Map(list.map((s, j) => [s.name, { at: ats[j], bt: bts[j] }]));
   };
   const hook = (b: GraphBuilder, site: AdapterSite, x: Value, baseOut: Value): Value => {
@@ -166,6 +166,22 @@ export function variantAdapterHook(variant: ServingVariant, sites: readonly Adap
     });
   };
   return Object.assign(hook, { covers: (name: string) => variant.mode !== "none" && wanted.has(name) });
+}
+
+/**
+ * Most outputs of one Split: onnxruntime's WebGPU kernel binds every output as a storage buffer, and a
+ * shader stage may have 32 at most.
+ */
+const MAX_SPLIT = 16;
+
+/** Splits `x` into parts of `sizes` along `axis`: no node for one part, two levels of Splits past 16. */
+function splitMany(b: GraphBuilder, x: Value, sizes: number[], axis: number): Value[] {
+  if (sizes.length === 1) return [x];
+  if (sizes.length <= MAX_SPLIT) return b.split(x, sizes, axis);
+  const groups: number[][] = [];
+  for (let i = 0; i < sizes.length; i += MAX_SPLIT) groups.push(sizes.slice(i, i + MAX_SPLIT));
+  const parts = b.split(x, groups.map((g) => g.reduce((n, s) => n + s, 0)), axis);
+  return groups.flatMap((g, i) => splitMany(b, parts[i], g, axis));
 }
 
 /** A variant's graphs. */

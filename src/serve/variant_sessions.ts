@@ -192,6 +192,9 @@ export class VariantSessions {
     } else {
       built = await this.#add(variant);
     }
+    if (!this.#built.has(key)) {
+      throw new RangeError(`Cannot use graph variant "${key.slice(0, 80)}": max variants is 0`);
+    }
     if (this.layout === "separate") return { sessions: built.sessions!, feeds: () => ({}) };
     const shared = this.#shared!;
     const branch = shared.index.get(key)!;
@@ -224,50 +227,82 @@ export class VariantSessions {
 
   /** Builds a variant (and, in layout `shared`, the session with it), dropping the least recently used. */
   async #add(variant: ServingVariant): Promise<Built> {
+    return (await this.#addAll([variant]))[0];
+  }
+
+  /**
+   * Builds variants (in layout `shared` with one rebuild of the session for all of them), dropping the least
+   * recently used past the bound; on failure the session is back to the previous variants.
+   */
+  async #addAll(variants: readonly ServingVariant[]): Promise<Built[]> {
     const started = performance.now();
     const { model, ep } = this.#options;
-    const graphs = buildVariantGraphs(model, variant, { prefill: ep === "webgpu" });
-    const key = variantKey(variant);
-    const built: Built = {
-      variant,
-      decode: graphs.decode,
-      prefill: graphs.prefill,
-      ops: graphs.decode.graph.nodes.length,
-      buildMs: 0,
-    };
-    if (this.layout === "separate") {
-      built.sessions = await createDecoderSessions({
-        decode: graphs.decode,
-        prefill: graphs.prefill,
-        ep,
-        label: `serving variant ${key.slice(0, 80)}`,
-      });
-      // the session holds the weights: drop the graph's copy
-      built.decode = built.prefill = undefined;
+    const previous = [...this.#built];
+    const added: Built[] = [];
+    for (const variant of variants) {
+      const t0 = performance.now();
+      const graphs = buildVariantGraphs(model, variant, { prefill: ep === "webgpu" });
+      const key = variantKey(variant);
+      const built: Built = { variant, ops: graphs.decode.graph.nodes.length, buildMs: 0 };
+      if (this.layout === "separate") {
+        // the session holds the weights; the graph is not kept
+        built.sessions = await createDecoderSessions({
+          decode: graphs.decode,
+          prefill: graphs.prefill,
+          ep,
+          label: `serving variant ${key.slice(0, 80)}`,
+        });
+        built.buildMs = performance.now() - t0;
+      } else {
+        // one JavaScript copy of the weights however many graphs are cached
+        built.decode = { ...graphs.decode, graph: internInitializers(graphs.decode.graph, this.#pool) };
+        if (graphs.prefill) {
+          built.prefill = { ...graphs.prefill, graph: internInitializers(graphs.prefill.graph, this.#pool) };
+        }
+      }
+      this.#built.delete(key);
       this.#built.set(key, built);
-      await this.#evict();
-    } else {
-      // one JavaScript copy of the weights however many graphs are cached
-      built.decode = { ...graphs.decode, graph: internInitializers(graphs.decode.graph, this.#pool) };
-      if (graphs.prefill) {
-        built.prefill = { ...graphs.prefill, graph: internInitializers(graphs.prefill.graph, this.#pool) };
-      }
-      const previous = [...this.#built];
-      this.#built.set(key, built);
-      while (this.#built.size > this.#options.maxVariants) {
-        this.#built.delete(this.#built.keys().next().value!);
-      }
-      try {
-        await this.#rebuild();
-      } catch (error) {
-        // back to the previous variants (the old session may be gone: rebuild it)
-        this.#built = new Map(previous);
-        if (!this.#shared || this.#shared.sessions.decode.released) await this.#rebuild().catch(() => {});
-        throw error;
-      }
+      added.push(built);
     }
-    built.buildMs = performance.now() - started;
-    return built;
+    if (this.layout === "separate") {
+      await this.#evict();
+      return added;
+    }
+    while (this.#built.size > this.#options.maxVariants) this.#built.delete(this.#built.keys().next().value!);
+    try {
+      await this.#rebuild();
+    } catch (error) {
+      // back to the previous variants (the old session may be gone: rebuild it)
+      this.#built = new Map(previous);
+      if (this.#built.size > 0 && (!this.#shared || this.#shared.sessions.decode.released)) {
+        await this.#rebuild().catch(() => {});
+      }
+      throw error;
+    }
+    const ms = performance.now() - started;
+    for (const built of added) built.buildMs = ms;
+    return added;
+  }
+
+  /**
+   * Builds variants ahead of their first batch (the ones not built yet), with one rebuild of the shared
+   * session for all of them; they become the most recently used. Variants past `maxVariants` push out the
+   * least recently used, the given ones included.
+   *
+   * @param variants The variants.
+   * @throws {Error} When onnxruntime rejects a graph.
+   */
+  async prepare(variants: readonly ServingVariant[]): Promise<void> {
+    const missing = new Map<string, ServingVariant>();
+    for (const variant of variants) {
+      const key = variantKey(variant);
+      const built = this.#built.get(key);
+      if (built) {
+        this.#built.delete(key);
+        this.#built.set(key, built);
+      } else missing.set(key, variant);
+    }
+    if (missing.size > 0) await this.#addAll([...missing.values()]);
   }
 
   /** Layout `separate`: releases the least recently used sessions past the bound. */
