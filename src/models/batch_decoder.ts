@@ -33,6 +33,8 @@ export interface DecoderSessionsOptions {
   ep?: ExecutionProviderChoice;
   /** Names the sessions in errors. @default {"decoder"} */
   label?: string;
+  /** onnxruntime session configuration entries (`session.disable_prepacking`: "1", …). @default {} */
+  config?: Record<string, string>;
 }
 
 /** The sessions of one set of fused graphs: decode, and prefill where the provider needs one. */
@@ -58,6 +60,7 @@ export async function createDecoderSessions(options: DecoderSessionsOptions): Pr
     ep: options.ep ?? "auto",
     keepOnDevice,
     label: `${label} decode graph`,
+    config: options.config,
   });
   try {
     if (decode.ep === "webgpu" && !options.prefill) {
@@ -70,6 +73,7 @@ export async function createDecoderSessions(options: DecoderSessionsOptions): Pr
         ep: decode.ep,
         keepOnDevice,
         label: `${label} prefill graph`,
+        config: options.config,
       });
       return { decode, prefill };
     }

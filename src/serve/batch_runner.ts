@@ -8,8 +8,8 @@
  * tokens in a batch as alone (greedy), whatever its neighbours' adapters. Each pass picks its variant — no
  * adapter: the plain graph; one adapter: its sites only; several: a bank at the union of their sites — and
  * the cache carries over between variants (they share its layout). Variants are built on first use and
- * kept in a small LRU; by default they are the branches of one session over one copy of the base weights
- * (`variant_sessions.ts`).
+ * kept in a small LRU, each its own session or (option `variantLayout: "shared"`) all of them branches of one
+ * session over one copy of the base weights (`variant_sessions.ts`).
  *
  * On WebGPU the cache stays on the GPU between steps and is downloaded only when rows join, or when at
  * least half of the rows have finished; adapter inputs are uploaded once per composition (byte-bounded LRU).
@@ -62,9 +62,10 @@ export interface BatchRunnerOptions {
    */
   maxVariants?: number;
   /**
-   * How variants hold the base weights: `shared` (one session, one copy of the weights, rebuilt when a
-   * variant is added or dropped) or `separate` (one session and one copy of the weights per variant).
-   * @default {"shared"}
+   * How variants hold the base weights: `separate` (one session and one copy of the weights per variant) or
+   * `shared` (one session, one copy of the weights, rebuilt when a variant is added or dropped; on wasm its
+   * MatMuls lose MLAS prepacking: see `variant_sessions.ts`).
+   * @default {"separate"}
    */
   variantLayout?: VariantLayout;
   /**

@@ -2,12 +2,14 @@
  * The sessions behind the serving graph variants, built on first use and kept in an LRU, in one of two
  * layouts:
  *
- * - `shared` (the default): one onnxruntime session whose `If` branches are every cached variant over one
- *   copy of the base weights (`shared_variants.ts`); a new variant rebuilds that session with one branch
- *   more, and eviction rebuilds it with one less. The session runs without MLAS prepacking, which would
- *   give every branch its own packed copy of each weight.
- * - `separate`: one session per variant, each with its own copy of the base weights (onnxruntime-web copies
- *   initializers per session); a new variant builds only its own session.
+ * - `separate` (the default): one session per variant, each with its own copy of the base weights
+ *   (onnxruntime-web copies initializers per session); a new variant builds only its own session.
+ * - `shared`: one onnxruntime session whose `If` branches are every cached variant over one copy of the base
+ *   weights (`shared_variants.ts`); a new variant rebuilds that session with one branch more, and eviction
+ *   rebuilds it with one less. Measured (`bench/results/variants.md`): on wasm, MatMuls inside a branch do
+ *   not get their outer-scope weights prepacked by MLAS, so a decode step of a stories15M-sized model is
+ *   ~3× slower at batch 1 (~1.7× at batch 8) while memory is ~11× lower with 8 variants; on stories260K the
+ *   step costs ~1.1× and memory barely changes (per-session overhead dominates). Hence opt-in.
  *
  * Either way a pass gets its variant's {@linkcode DecoderSessions} and the extra feeds that choose it
  * (`shared`: the selector bits and the placeholders of inputs its branch does not read).
@@ -86,8 +88,15 @@ export interface VariantSessionsOptions {
   ep: ExecutionProvider;
   /** Most variants kept (the least recently used is dropped). */
   maxVariants: number;
-  /** `shared` or `separate`. @default {"shared"} */
+  /** `separate` or `shared`. @default {"separate"} */
   layout?: VariantLayout;
+  /**
+   * Whether onnxruntime prepacks constant MatMul weights (MLAS). Without it, a wasm MatMul packs its weight
+   * at every call (~3× slower at batch 1 on stories15M's shape). In layout `shared` the weights are outer-
+   * scope values of the branches, which onnxruntime does not prepack either way.
+   * @default {true for "separate", false for "shared"}
+   */
+  prepack?: boolean;
 }
 
 interface Built {
@@ -139,7 +148,7 @@ export class VariantSessions {
 
   private constructor(options: VariantSessionsOptions) {
     this.#options = options;
-    this.layout = options.layout ?? "shared";
+    this.layout = options.layout ?? "separate";
   }
 
   /**
@@ -150,7 +159,7 @@ export class VariantSessions {
    * @throws {Error} When onnxruntime rejects a graph.
    */
   static async create(options: VariantSessionsOptions): Promise<VariantSessions> {
-    const layout = options.layout ?? "shared";
+    const layout = options.layout ?? "separate";
     if (layout !== "shared" && layout !== "separate") {
       throw new TypeError(`Unknown variant layout "${layout}": use shared or separate`);
     }
@@ -251,6 +260,7 @@ export class VariantSessions {
           prefill: graphs.prefill,
           ep,
           label: `serving variant ${key.slice(0, 80)}`,
+          config: this.#options.prepack === false ? { "session.disable_prepacking": "1" } : undefined,
         });
         built.buildMs = performance.now() - t0;
       } else {
@@ -335,7 +345,7 @@ export class VariantSessions {
       ep,
       keepOnDevice: [FUSED_CACHE.present],
       label: `shared serving variants (${built.length})`,
-      config: { "session.disable_prepacking": "1" },
+      config: this.#options.prepack ? undefined : { "session.disable_prepacking": "1" },
     });
     if (old && ep !== "wasm") await releaseDecoderSessions(old.sessions);
     // WebGPU: the prefill branches are in the same session (a prefill pass feeds a placeholder cache)

@@ -154,7 +154,7 @@ Deno.test("one shared session gives the logits of one session per variant: none,
 });
 
 Deno.test("shared layout: the variant bound drops the least recently used variant from the session", async () => {
-  const sessions = await VariantSessions.create({ model, ep: "wasm", maxVariants: 2 });
+  const sessions = await VariantSessions.create({ model, ep: "wasm", maxVariants: 2, layout: "shared" });
   try {
     assert.equal(sessions.layout, "shared");
     for (const rows of batches.slice(1, 4)) await sessions.acquire(composeBatch(rows, sites).variant);
