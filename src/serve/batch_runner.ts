@@ -28,6 +28,8 @@ import { resolveExecutionProvider } from "../runtime/execution_provider.ts";
 import type { OrtTensor } from "../runtime/session.ts";
 import { disposeTensors, hostTensor } from "../runtime/tensor.ts";
 import { uploadFloat32 } from "./_device.ts";
+import { gatedArrays, LORA_GATES_INPUT } from "./gated_graph.ts";
+import { ort } from "../runtime/ort.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
 import { type BatchComposition, composeBatch, LORA_INDEX_INPUT, variantArrays } from "./variant_graphs.ts";
@@ -62,9 +64,10 @@ export interface BatchRunnerOptions {
    */
   maxVariants?: number;
   /**
-   * How variants hold the base weights: `separate` (one session and one copy of the weights per variant) or
+   * How variants hold the base weights: `separate` (one session and one copy of the weights per variant),
    * `shared` (one session, one copy of the weights, rebuilt when a variant is added or dropped; on wasm its
-   * MatMuls lose MLAS prepacking: see `variant_sessions.ts`).
+   * MatMuls lose MLAS prepacking) or `gated` (wasm: one session, one copy, every site's LoRA behind a gate;
+   * never rebuilt). See `variant_sessions.ts`.
    * @default {"separate"}
    */
   variantLayout?: VariantLayout;
@@ -334,6 +337,19 @@ export class BatchRunner {
   async #use(comp: BatchComposition, kind: "prefill" | "decode"): Promise<Record<string, OrtTensor>> {
     const variant = await this.#variants.acquire(comp.variant);
     this.#decoder.use(variant.sessions);
+    if (this.#variants.layout === "gated") {
+      // one graph for every site set: the gates, every slot's packed tensors, each row's slot
+      if (this.#hostFeeds?.key !== comp.key) {
+        const g = gatedArrays(comp, this.#config);
+        const feeds: Record<string, OrtTensor> = {
+          [LORA_GATES_INPUT]: new ort.Tensor("bool", g.gates, [g.gates.length]),
+        };
+        for (const a of g.arrays) feeds[a.name] = hostTensor(a.data, a.dims);
+        this.#hostFeeds = { key: comp.key, feeds };
+      }
+      const index = BigInt64Array.from(comp.index, BigInt);
+      return { ...this.#hostFeeds.feeds, [LORA_INDEX_INPUT]: hostTensor(index, [index.length]) };
+    }
     const select = variant.feeds(kind);
     if (comp.variant.mode === "none") return select;
     const index: Record<string, OrtTensor> = comp.variant.mode === "bank"

@@ -10,6 +10,9 @@
  *   not get their outer-scope weights prepacked by MLAS, so a decode step of a stories15M-sized model is
  *   ~3× slower at batch 1 (~1.7× at batch 8) while memory is ~11× lower with 8 variants; on stories260K the
  *   step costs ~1.1× and memory barely changes (per-session overhead dominates). Hence opt-in.
+ * - `gated` (wasm): one session of the gated graph (`gated_graph.ts`): the base model once in the main graph
+ *   (prepacked), every site's LoRA in an `If` on its gate; nothing is built after creation, whatever the
+ *   adapters.
  *
  * Either way a pass gets its variant's {@linkcode DecoderSessions} and the extra feeds that choose it
  * (`shared`: the selector bits and the placeholders of inputs its branch does not read).
@@ -30,6 +33,7 @@ import type { ExecutionProvider } from "../runtime/execution_provider.ts";
 import { ort } from "../runtime/ort.ts";
 import { OnnxSession, type OrtTensor } from "../runtime/session.ts";
 import { hostTensor } from "../runtime/tensor.ts";
+import { buildGatedGraph } from "./gated_graph.ts";
 import {
   composeSharedVariants,
   internInitializers,
@@ -40,8 +44,11 @@ import {
 } from "./shared_variants.ts";
 import { buildVariantGraphs, type ServingVariant, variantKey } from "./variant_graphs.ts";
 
-/** How graph variants hold the base weights: one session for all (`shared`) or one each (`separate`). */
-export type VariantLayout = "shared" | "separate";
+/**
+ * How graph variants hold the base weights: one session each (`separate`), one session with every variant as
+ * an `If` branch (`shared`), or one session of the gated graph that serves every site set (`gated`).
+ */
+export type VariantLayout = "separate" | "shared" | "gated";
 
 /** A built variant, as {@linkcode VariantSessions.list} reports it. */
 export interface VariantInfo {
@@ -144,6 +151,7 @@ export class VariantSessions {
   #pool = new Map<string, TensorData>();
   #shared: Shared | undefined;
   #rebuilds = 0;
+  #gated: { sessions: DecoderSessions } | undefined;
   #lastRebuildMs = 0;
 
   private constructor(options: VariantSessionsOptions) {
@@ -160,21 +168,21 @@ export class VariantSessions {
    */
   static async create(options: VariantSessionsOptions): Promise<VariantSessions> {
     const layout = options.layout ?? "separate";
-    if (layout !== "shared" && layout !== "separate") {
-      throw new TypeError(`Unknown variant layout "${layout}": use shared or separate`);
+    if (layout !== "shared" && layout !== "separate" && layout !== "gated") {
+      throw new TypeError(`Unknown variant layout "${layout}": use separate, shared or gated`);
+    }
+    if (layout === "gated" && options.ep !== "wasm") {
+      throw new TypeError(`Cannot use the gated variant layout on ${options.ep}: it runs on wasm only`);
     }
     const sessions = new VariantSessions(options);
-    await sessions.acquire({ sites: [], mode: "none" });
+    if (layout === "gated") await sessions.#createGated();
+    else await sessions.acquire({ sites: [], mode: "none" });
     return sessions;
   }
 
-  /** The variants built, least recently used first. */
+  /** The variants built, least recently used first (layout `gated`: one entry, `gated`). */
   list(): VariantInfo[] {
-    return [...this.#built.values()].map((b) => ({
-      key: variantKey(b.variant),
-      ops: b.ops,
-      buildMs: b.buildMs,
-    }));
+    return [...this.#built].map(([key, b]) => ({ key, ops: b.ops, buildMs: b.buildMs }));
   }
 
   /** The shared session's figures (layout `shared`), or `undefined`. */
@@ -193,6 +201,7 @@ export class VariantSessions {
    * @throws {Error} When onnxruntime rejects a graph.
    */
   async acquire(variant: ServingVariant): Promise<VariantHandle> {
+    if (this.#gated) return { sessions: this.#gated.sessions, feeds: () => ({}) };
     const key = variantKey(variant);
     let built = this.#built.get(key);
     if (built) {
@@ -225,9 +234,31 @@ export class VariantSessions {
     };
   }
 
+  /** Layout `gated`: the one session, built now. */
+  async #createGated(): Promise<void> {
+    const started = performance.now();
+    const { model, ep } = this.#options;
+    const graph = buildGatedGraph(model);
+    const sessions = await createDecoderSessions({
+      decode: graph,
+      ep,
+      label: "gated serving graph",
+      config: this.#options.prepack === false ? { "session.disable_prepacking": "1" } : undefined,
+    });
+    const variant: ServingVariant = { sites: [], mode: "none" };
+    this.#gated = { sessions };
+    this.#built.set("gated", {
+      variant,
+      ops: graph.graph.nodes.length,
+      buildMs: performance.now() - started,
+    });
+  }
+
   /** Releases every session. */
   async release(): Promise<void> {
     const all = [...this.#built.values()].flatMap((b) => (b.sessions ? [b.sessions] : []));
+    if (this.#gated) all.push(this.#gated.sessions);
+    this.#gated = undefined;
     if (this.#shared) all.push(this.#shared.sessions);
     this.#built.clear();
     this.#shared = undefined;

@@ -241,3 +241,30 @@ for (const layout of ["separate", "shared"] as const) {
     },
   });
 }
+
+Deno.test({
+  name:
+    "gated layout: one session serves every site set; rows get the same tokens alone and in mixed batches",
+  ignore: !requireStories260k("gated layout"),
+  fn: async () => {
+    const model = await loadModelFolder(await stories260kHf());
+    const { a, b } = adapters(model);
+    const reference = await harness(model, "wasm");
+    const h = await harness(model, "wasm", 8, 8, "gated");
+    try {
+      const prompts = [[1], [1, 403], [1, 407, 261]];
+      const alone = [];
+      for (const [i, adapter] of [null, a, b].entries()) {
+        alone.push(reference.tokens(await reference.run(prompts[i], adapter).done));
+        assert.deepEqual(h.tokens(await h.run(prompts[i], adapter).done), alone[i], `row ${i} alone`);
+      }
+      const together = await Promise.all([null, a, b].map((adapter, i) => h.run(prompts[i], adapter).done));
+      assert.deepEqual(together.map(h.tokens), alone);
+      assert.ok(h.steps.some((s) => s.kind === "decode" && s.slots === 3), "a 3-adapter pass ran");
+      assert.deepEqual(h.runner.variants.map((v) => v.key), ["gated"], "nothing built per site set");
+    } finally {
+      await h.runner.close();
+      await reference.runner.close();
+    }
+  },
+});

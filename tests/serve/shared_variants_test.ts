@@ -3,7 +3,9 @@ import { BatchDecoder } from "../../src/models/batch_decoder.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
 import { listAdapterSites, type LlamaModule } from "../../src/models/sites.ts";
 import type { Graph, TensorData } from "../../src/onnx/types.ts";
+import { ort } from "../../src/runtime/ort.ts";
 import type { OrtTensor } from "../../src/runtime/session.ts";
+import { gatedArrays, LORA_GATES_INPUT } from "../../src/serve/gated_graph.ts";
 import { hostTensor } from "../../src/runtime/tensor.ts";
 import { parseAdapterFiles, prepareAdapter, type PreparedAdapter } from "../../src/serve/prepared_adapter.ts";
 import {
@@ -115,13 +117,23 @@ async function run(layout: VariantLayout): Promise<Float32Array[][]> {
       assert.equal(sessions.shared!.branches, comps.length);
       assert.equal(sessions.list().length, comps.length);
     }
+    if (layout === "gated") {
+      assert.deepEqual(sessions.list().map((v) => v.key), ["gated"], "one graph, never rebuilt");
+    }
     const out: Float32Array[][] = [];
     for (const comp of comps) {
       const handle = await sessions.acquire(comp.variant);
       const lora: Record<string, OrtTensor> = {};
-      for (const a of variantArrays(comp, config)) lora[a.name] = hostTensor(a.data, a.dims);
-      if (comp.variant.mode === "bank") {
-        lora[LORA_INDEX_INPUT] = hostTensor(BigInt64Array.from(comp.index, BigInt), [comp.index.length]);
+      if (layout === "gated") {
+        const g = gatedArrays(comp, config);
+        for (const a of g.arrays) lora[a.name] = hostTensor(a.data, a.dims);
+        lora[LORA_GATES_INPUT] = new ort.Tensor("bool", g.gates, [g.gates.length]);
+        lora[LORA_INDEX_INPUT] = hostTensor(g.index, [g.index.length]);
+      } else {
+        for (const a of variantArrays(comp, config)) lora[a.name] = hostTensor(a.data, a.dims);
+        if (comp.variant.mode === "bank") {
+          lora[LORA_INDEX_INPUT] = hostTensor(BigInt64Array.from(comp.index, BigInt), [comp.index.length]);
+        }
       }
       const decoder = new BatchDecoder(config, handle.sessions);
       const passes = [await decoder.prefill([[1, 5, 9, 3], [1, 7]], { ...lora, ...handle.feeds("prefill") })];
@@ -137,17 +149,19 @@ async function run(layout: VariantLayout): Promise<Float32Array[][]> {
   }
 }
 
-Deno.test("one shared session gives the logits of one session per variant: none, single (2 and 5 sites), bank", async () => {
+Deno.test("one shared or gated session gives the logits of one session per variant: none, single (2 and 5 sites), bank", async () => {
   const separate = await run("separate");
-  const shared = await run("shared");
-  separate.forEach((passes, v) => {
-    passes.forEach((logits, p) => {
-      assert.equal(shared[v][p].length, logits.length);
-      let worst = 0;
-      for (let i = 0; i < logits.length; i++) worst = Math.max(worst, Math.abs(logits[i] - shared[v][p][i]));
-      assert.ok(worst < 1e-4, `batch ${v} pass ${p}: max |Δ| ${worst}`);
+  for (const layout of ["shared", "gated"] as const) {
+    const other = await run(layout);
+    separate.forEach((passes, v) => {
+      passes.forEach((logits, p) => {
+        assert.equal(other[v][p].length, logits.length);
+        let worst = 0;
+        for (let i = 0; i < logits.length; i++) worst = Math.max(worst, Math.abs(logits[i] - other[v][p][i]));
+        assert.ok(worst < 1e-4, `${layout}: batch ${v} pass ${p}: max |Δ| ${worst}`);
+      });
     });
-  });
+  }
   // the adapters change the logits (the comparison is not vacuous)
   assert.notDeepEqual(separate[1][0], separate[0][0]);
   assert.notDeepEqual(separate[2][0], separate[0][0]);
@@ -171,4 +185,37 @@ Deno.test("shared layout: the variant bound drops the least recently used varian
   } finally {
     await sessions.release();
   }
+});
+
+Deno.test("gated graph: the base model in the main graph, one If per site holding only that site's LoRA", async () => {
+  const { buildGatedGraph } = await import("../../src/serve/gated_graph.ts");
+  const graph = buildGatedGraph(model).graph;
+  const ifs = graph.nodes.filter((n) => n.opType === "If");
+  assert.equal(ifs.length, sites.length);
+  const plain = buildVariantGraphs(model, { sites: [], mode: "none" }).decode.graph;
+  // every base MatMul stays in the main graph (onnxruntime prepacks only those), the branches read no weight
+  const matmuls = (g: Graph) => g.nodes.filter((n) => n.opType === "MatMul").length;
+  assert.equal(matmuls(graph), matmuls(plain));
+  const weights = new Set(plain.initializers.filter((t) => t.data.byteLength >= 256).map((t) => t.name));
+  for (const node of ifs) {
+    const then = node.attributes.then_branch;
+    assert.ok(then.type === "graph");
+    assert.deepEqual(then.value.nodes.map((n) => n.opType), [
+      "Slice",
+      "Gather",
+      "MatMul",
+      "Slice",
+      "Gather",
+      "MatMul",
+      "Add",
+    ]);
+    assert.ok(
+      !then.value.nodes.some((n) => n.inputs.some((i) => weights.has(i))),
+      "no base weight in a branch",
+    );
+  }
+  await assert.rejects(
+    () => VariantSessions.create({ model, ep: "webgpu", maxVariants: 1, layout: "gated" }),
+    /wasm only/,
+  );
 });
