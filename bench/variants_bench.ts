@@ -1,7 +1,8 @@
 /**
  * Serving graph variants, one session per variant (`separate`, the old layout) against one session whose
- * `If` branches are every variant over one copy of the base weights (`shared`), on stories260K and on a
- * random-weight model of stories15M's shape:
+ * `If` branches are every variant over one copy of the base weights (`shared`, with and without MLAS
+ * prepacking) and the one gated graph (`gated`: base model once, every site's LoRA behind an `If`), on
+ * stories260K and on a random-weight model of stories15M's shape:
  *
  * - memory and build time with 1, 8 and 64 adapter variants (each five random sites, plus the plain
  *   variant): each case runs in its own process (the wasm heap never shrinks, so cases cannot share one),
@@ -36,6 +37,8 @@ import {
   variantArrays,
 } from "../src/serve/variant_graphs.ts";
 import { VariantSessions } from "../src/serve/variant_sessions.ts";
+import { gatedArrays, LORA_GATES_INPUT } from "../src/serve/gated_graph.ts";
+import { ort } from "../src/runtime/ort.ts";
 import { stories260kHf } from "../tests/serve/_fixtures.ts";
 import { STORIES15M_SHAPE } from "./_models.ts";
 import { markdownTable } from "./_table.ts";
@@ -50,6 +53,7 @@ const ARMS = {
   "separate": { layout: "separate", prepack: true },
   "shared": { layout: "shared", prepack: false },
   "shared+prepack": { layout: "shared", prepack: true },
+  "gated": { layout: "gated", prepack: true },
 } as const;
 type Arm = keyof typeof ARMS;
 const ARM_NAMES = Object.keys(ARMS) as Arm[];
@@ -112,6 +116,7 @@ async function memoryChild(model: ModelName, arm: Arm, count: number): Promise<v
   const m = await loadModel(model);
   const list = variants(m.config, count + 1);
   const { layout, prepack } = ARMS[arm];
+  const c0 = performance.now();
   const sessions = await VariantSessions.create({
     model: m,
     ep: "wasm",
@@ -119,6 +124,7 @@ async function memoryChild(model: ModelName, arm: Arm, count: number): Promise<v
     layout,
     prepack,
   });
+  const createMs = performance.now() - c0;
   const rss0 = Deno.memoryUsage().rss; // the runtime and the plain variant's session
   const t0 = performance.now();
   await sessions.prepare(list.slice(0, count));
@@ -132,6 +138,7 @@ async function memoryChild(model: ModelName, arm: Arm, count: number): Promise<v
     model,
     arm,
     variants: count,
+    createMs,
     buildAllMs,
     addOneMs,
     rssGrowthMiB: mib(rss1 - rss0),
@@ -176,6 +183,7 @@ async function decodeChild(model: ModelName, rounds: number): Promise<void> {
       ["separateNoPrepack", "separate", false],
       ["shared", "shared", false],
       ["sharedPrepack", "shared", true],
+      ["gated", "gated", true],
     ] as const
   ) {
     const sessions = await VariantSessions.create({ model: m, ep: "wasm", maxVariants: 16, layout, prepack });
@@ -188,15 +196,24 @@ async function decodeChild(model: ModelName, rounds: number): Promise<void> {
   const samples = new Map<string, number[]>();
   for (let round = 0; round < rounds + 1; round++) {
     for (const c of cases) {
-      const lora: Record<string, OrtTensor> = {};
-      for (const a of variantArrays(c.comp, config)) lora[a.name] = hostTensor(a.data, a.dims);
+      const ungated: Record<string, OrtTensor> = {};
+      for (const a of variantArrays(c.comp, config)) ungated[a.name] = hostTensor(a.data, a.dims);
       if (c.comp.variant.mode === "bank") {
-        lora[LORA_INDEX_INPUT] = hostTensor(BigInt64Array.from(c.comp.index, BigInt), [c.comp.index.length]);
+        ungated[LORA_INDEX_INPUT] = hostTensor(BigInt64Array.from(c.comp.index, BigInt), [
+          c.comp.index.length,
+        ]);
       }
+      const g = gatedArrays(c.comp, config);
+      const gated: Record<string, OrtTensor> = {
+        [LORA_GATES_INPUT]: new ort.Tensor("bool", g.gates, [g.gates.length]),
+        [LORA_INDEX_INPUT]: hostTensor(g.index, [g.index.length]),
+      };
+      for (const a of g.arrays) gated[a.name] = hostTensor(a.data, a.dims);
       const order = round % 2 ? [...arms].reverse() : arms;
       for (const arm of order) {
         const handle = await arm.sessions.acquire(c.comp.variant);
         const decoder = new BatchDecoder(config, handle.sessions);
+        const lora = arm.name === "gated" ? gated : ungated;
         let total = 0;
         for (let block = 0; block < blocks; block++) {
           await decoder.prefill(c.rows.map(() => prompt), { ...lora, ...handle.feeds("prefill") });
@@ -224,6 +241,7 @@ async function decodeChild(model: ModelName, rounds: number): Promise<void> {
       separateNoPrepackUs: median(samples.get(`${c.name}|separateNoPrepack`)!),
       sharedUs: median(samples.get(`${c.name}|shared`)!),
       sharedPrepackUs: median(samples.get(`${c.name}|sharedPrepack`)!),
+      gatedUs: median(samples.get(`${c.name}|gated`)!),
     })),
   }));
 }
@@ -243,6 +261,7 @@ interface MemoryRow {
   model: ModelName;
   arm: Arm;
   variants: number;
+  createMs: number;
   buildAllMs: number;
   addOneMs: number;
   rssGrowthMiB: number;
@@ -294,6 +313,7 @@ async function main(): Promise<void> {
           separateNoPrepackUs: number;
           sharedUs: number;
           sharedPrepackUs: number;
+          gatedUs: number;
         }[];
       },
     );
@@ -309,9 +329,7 @@ async function main(): Promise<void> {
     "",
   );
   lines.push(
-    "`variants`: adapter variants (five random sites each) besides the plain one. RSS growth: from after the " +
-      "plain variant's session (the runtime and one copy of the weights) to after the last variant. Build: all of them (`shared`: their graphs and one session); add one: " +
-      "the next variant (`shared`: a rebuild with one branch more).",
+    "`variants`: adapter variants (five random sites each) besides the plain one.",
     "",
   );
   for (const model of models) {
@@ -319,20 +337,28 @@ async function main(): Promise<void> {
       const r = memory.find((x) => x.model === model && x.variants === count && x.arm === arm);
       return r ? pick(r) : "not run";
     };
-    const rows = COUNTS.map((count) => [
-      count,
-      ...ARM_NAMES.map((arm) => cell(count, arm, (r) => r.rssGrowthMiB)),
-      ...ARM_NAMES.map((arm) => cell(count, arm, (r) => r.buildAllMs)),
-      ...ARM_NAMES.map((arm) => cell(count, arm, (r) => r.addOneMs)),
-    ]);
     lines.push(`### ${label(model)}`, "");
-    lines.push(markdownTable([
-      "variants",
-      ...ARM_NAMES.map((a) => `RSS growth MiB, ${a}`),
-      ...ARM_NAMES.map((a) => `build ms, ${a}`),
-      ...ARM_NAMES.map((a) => `add one ms, ${a}`),
-    ], rows));
-    lines.push("");
+    const table = (title: string, pick: (r: MemoryRow) => number) => {
+      lines.push(`${title}:`, "");
+      lines.push(markdownTable(
+        ["variants", ...ARM_NAMES],
+        COUNTS.map((count) => [count, ...ARM_NAMES.map((arm) => cell(count, arm, pick))]),
+      ));
+      lines.push("");
+    };
+    table("Process RSS after the last variant, MiB", (r) => r.rssMiB);
+    table(
+      "RSS growth from the plain variant's session to after the last variant, MiB",
+      (r) => r.rssGrowthMiB,
+    );
+    table(
+      "Build ms: the first session plus the variants (`shared`: their graphs and one rebuild)",
+      (r) => r.createMs + r.buildAllMs,
+    );
+    table(
+      "Add one more variant, ms (`shared`: a rebuild with one branch more; `gated`: nothing)",
+      (r) => r.addOneMs,
+    );
   }
   if (skipped.length) lines.push(`Not run (memory of a shared machine): ${skipped.join(", ")}.`, "");
   lines.push("## Decode step time with the variants cached (wasm, one thread, alternating blocks)", "");
@@ -345,8 +371,9 @@ async function main(): Promise<void> {
         "separate without prepacking",
         "shared (no prepacking)",
         "shared+prepack",
+        "gated",
         "shared / separate",
-        "shared+prepack / separate",
+        "gated / separate",
         "no prepacking / prepacking (separate)",
       ],
       d.rows.map((r) => [
@@ -355,8 +382,9 @@ async function main(): Promise<void> {
         r.separateNoPrepackUs,
         r.sharedUs,
         r.sharedPrepackUs,
+        r.gatedUs,
         r.sharedUs / r.separateUs,
-        r.sharedPrepackUs / r.separateUs,
+        r.gatedUs / r.separateUs,
         r.separateNoPrepackUs / r.separateUs,
       ]),
     ));

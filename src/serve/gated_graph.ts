@@ -80,7 +80,7 @@ function gatedAdapterHook(sites: readonly AdapterSite[]): AdapterHook {
       inputs = {
         at: b.input(names.at, "float32", ["lora_slots", "lora_rows", "lora_rank"]),
         bt: b.input(names.bt, "float32", ["lora_slots", "lora_rank", "lora_columns"]),
-        index: b.input(LORA_INDEX_INPUT, "int64", ["lora_batch"]),
+        index: b.input(LORA_INDEX_INPUT, "int64", ["batch"]),
       };
       b.input(LORA_GATES_INPUT, "bool", [sites.length]);
     }

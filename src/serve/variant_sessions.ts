@@ -334,6 +334,7 @@ export class VariantSessions {
    * @throws {Error} When onnxruntime rejects a graph.
    */
   async prepare(variants: readonly ServingVariant[]): Promise<void> {
+    if (this.#gated) return; // one graph serves every site set
     const missing = new Map<string, ServingVariant>();
     for (const variant of variants) {
       const key = variantKey(variant);
