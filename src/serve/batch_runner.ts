@@ -67,10 +67,11 @@ export interface BatchRunnerOptions {
    * How variants hold the base weights: `separate` (one session and one copy of the weights per variant),
    * `shared` (one session, one copy of the weights, rebuilt when a variant is added or dropped; on wasm its
    * MatMuls lose MLAS prepacking) or `gated` (wasm: one session, one copy, every site's LoRA behind a gate;
-   * never rebuilt). See `variant_sessions.ts`.
-   * @default {"separate"}
+   * never rebuilt), or `auto`: `gated` on wasm for base weights of 16 MiB and more, else `separate`. See
+   * `variant_sessions.ts`.
+   * @default {"auto"}
    */
-  variantLayout?: VariantLayout;
+  variantLayout?: VariantLayout | "auto";
   /**
    * Budget of adapter inputs kept on the GPU (WebGPU only), bytes.
    * @default {64 MiB}

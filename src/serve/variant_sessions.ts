@@ -14,6 +14,10 @@
  *   (prepacked), every site's LoRA in an `If` on its gate; nothing is built after creation, whatever the
  *   adapters.
  *
+ * The default, `auto`, is `gated` on wasm for base weights of 16 MiB and more and `separate` otherwise:
+ * measured (`bench/results/variants.md`), the gates cost little next to a large model's MatMuls but a tiny
+ * model's step is mostly per-node overhead, while its copies of the weights are small.
+ *
  * Either way a pass gets its variant's {@linkcode DecoderSessions} and the extra feeds that choose it
  * (`shared`: the selector bits and the placeholders of inputs its branch does not read).
  *
@@ -95,8 +99,12 @@ export interface VariantSessionsOptions {
   ep: ExecutionProvider;
   /** Most variants kept (the least recently used is dropped). */
   maxVariants: number;
-  /** `separate` or `shared`. @default {"separate"} */
-  layout?: VariantLayout;
+  /**
+   * `separate`, `shared`, `gated`, or `auto`: `gated` on wasm for base weights of
+   * {@linkcode GATED_FROM_BYTES} and more, `separate` otherwise (see {@linkcode resolveVariantLayout}).
+   * @default {"auto"}
+   */
+  layout?: VariantLayout | "auto";
   /**
    * Whether onnxruntime prepacks constant MatMul weights (MLAS). Without it, a wasm MatMul packs its weight
    * at every call (~3× slower at batch 1 on stories15M's shape). In layout `shared` the weights are outer-
@@ -130,6 +138,40 @@ interface Shared {
   info: Omit<SharedSessionInfo, "rebuilds" | "lastRebuildMs">;
 }
 
+/**
+ * Base weights from which layout `auto` picks `gated` on wasm (below, per-session overhead outweighs the
+ * copies of the weights, and the gates' cost per step weighs more on a tiny model): 16 MiB.
+ */
+export const GATED_FROM_BYTES = 16 * 2 ** 20;
+
+/**
+ * The layout a choice means for a model and provider: `auto` is `gated` on wasm for base weights of
+ * {@linkcode GATED_FROM_BYTES} and more, else `separate`.
+ *
+ * @param choice The layout asked for.
+ * @param target The model's weights and the provider.
+ * @returns The layout to use.
+ * @throws {TypeError} On an unknown layout.
+ * @example
+ * ```ts
+ * import { resolveVariantLayout } from "./variant_sessions.ts";
+ * const layout = resolveVariantLayout("auto", { model: { weights: new Map() }, ep: "wasm" });
+ * console.assert(layout === "separate");
+ * ```
+ */
+export function resolveVariantLayout(
+  choice: VariantLayout | "auto",
+  target: { model: { weights: LlamaWeights }; ep: ExecutionProvider },
+): VariantLayout {
+  if (choice === "separate" || choice === "shared" || choice === "gated") return choice;
+  if (choice !== "auto") {
+    throw new TypeError(`Unknown variant layout "${choice}": use auto, separate, shared or gated`);
+  }
+  let bytes = 0;
+  for (const t of target.model.weights.values()) bytes += t.data.byteLength;
+  return target.ep === "wasm" && bytes >= GATED_FROM_BYTES ? "gated" : "separate";
+}
+
 const BITS = [false, true].map((b) => new ort.Tensor("bool", Uint8Array.from([b ? 1 : 0]), []));
 
 /**
@@ -154,9 +196,9 @@ export class VariantSessions {
   #gated: { sessions: DecoderSessions } | undefined;
   #lastRebuildMs = 0;
 
-  private constructor(options: VariantSessionsOptions) {
+  private constructor(options: VariantSessionsOptions, layout: VariantLayout) {
     this.#options = options;
-    this.layout = options.layout ?? "separate";
+    this.layout = layout;
   }
 
   /**
@@ -167,14 +209,11 @@ export class VariantSessions {
    * @throws {Error} When onnxruntime rejects a graph.
    */
   static async create(options: VariantSessionsOptions): Promise<VariantSessions> {
-    const layout = options.layout ?? "separate";
-    if (layout !== "shared" && layout !== "separate" && layout !== "gated") {
-      throw new TypeError(`Unknown variant layout "${layout}": use separate, shared or gated`);
-    }
+    const layout = resolveVariantLayout(options.layout ?? "auto", options);
     if (layout === "gated" && options.ep !== "wasm") {
       throw new TypeError(`Cannot use the gated variant layout on ${options.ep}: it runs on wasm only`);
     }
-    const sessions = new VariantSessions(options);
+    const sessions = new VariantSessions(options, layout);
     if (layout === "gated") await sessions.#createGated();
     else await sessions.acquire({ sites: [], mode: "none" });
     return sessions;

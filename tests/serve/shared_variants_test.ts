@@ -21,7 +21,12 @@ import {
   variantArrays,
   variantInputNames,
 } from "../../src/serve/variant_graphs.ts";
-import { type VariantLayout, VariantSessions } from "../../src/serve/variant_sessions.ts";
+import {
+  GATED_FROM_BYTES,
+  resolveVariantLayout,
+  type VariantLayout,
+  VariantSessions,
+} from "../../src/serve/variant_sessions.ts";
 import { QWEN2_CONFIG } from "../models/_fixtures.ts";
 import { randomAdapterFiles } from "./_fixtures.ts";
 
@@ -217,5 +222,22 @@ Deno.test("gated graph: the base model in the main graph, one If per site holdin
   await assert.rejects(
     () => VariantSessions.create({ model, ep: "webgpu", maxVariants: 1, layout: "gated" }),
     /wasm only/,
+  );
+});
+
+Deno.test("layout auto: gated on wasm from 16 MiB of weights, separate below it and on WebGPU", () => {
+  const big = new Map([["w", {
+    name: "w",
+    dtype: "float32" as const,
+    dims: [GATED_FROM_BYTES / 4],
+    data: new Uint8Array(GATED_FROM_BYTES),
+  }]]);
+  assert.equal(resolveVariantLayout("auto", { model: { weights: big }, ep: "wasm" }), "gated");
+  assert.equal(resolveVariantLayout("auto", { model: { weights: big }, ep: "webgpu" }), "separate");
+  assert.equal(resolveVariantLayout("auto", { model, ep: "wasm" }), "separate");
+  assert.equal(resolveVariantLayout("shared", { model, ep: "wasm" }), "shared");
+  assert.throws(
+    () => resolveVariantLayout("bogus" as VariantLayout, { model, ep: "wasm" }),
+    /Unknown variant layout "bogus"/,
   );
 });
