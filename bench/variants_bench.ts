@@ -15,7 +15,10 @@
  * These machines are shared and vary up to 2× from minute to minute: compare only figures of one run.
  * Writes `bench/results/variants.json` and `bench/results/variants.md`.
  *
- * Usage: `deno run -A bench/variants_bench.ts [--rounds=N] [--models=260k,15m]`.
+ * Also rewrites the summary table of `docs/inference.md` (between `<!-- bench:variants -->` markers); `--docs`
+ * rewrites it from the last JSON without measuring.
+ *
+ * Usage: `deno run -A bench/variants_bench.ts [--rounds=N] [--models=260k,15m]` or `… --docs`.
  *
  * @module
  */
@@ -41,7 +44,7 @@ import { gatedArrays, LORA_GATES_INPUT } from "../src/serve/gated_graph.ts";
 import { ort } from "../src/runtime/ort.ts";
 import { stories260kHf } from "../tests/serve/_fixtures.ts";
 import { STORIES15M_SHAPE } from "./_models.ts";
-import { markdownTable } from "./_table.ts";
+import { figure, markdownTable } from "./_table.ts";
 
 const CHILD = "--child";
 const MODELS = ["260k", "15m"] as const;
@@ -395,7 +398,62 @@ async function main(): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   await writeAtomic(new URL("variants.json", dir), JSON.stringify(results, null, 2) + "\n");
   await writeAtomic(new URL("variants.md", dir), lines.join("\n"));
+  await writeDocsTable(results);
   console.log(lines.join("\n"));
+}
+
+/** The JSON this script writes (the parts the docs table reads). */
+interface Results {
+  memory: MemoryRow[];
+  decode: { model: ModelName; rows: Record<string, number | string>[] }[];
+}
+
+/** The docs' summary table (stories15M's shape): RSS, adding a variant, decode step ratios. */
+function docsTable(results: Results): string {
+  const arms = ["separate", "shared", "gated"] as const;
+  const mem = (arm: Arm, count: number, pick: (r: MemoryRow) => number) => {
+    const r = results.memory.find((x) => x.model === "15m" && x.arm === arm && x.variants === count);
+    return r ? figure(pick(r)) : "—";
+  };
+  const decode = results.decode.find((d) => d.model === "15m");
+  const ratio = (arm: "shared" | "gated", cases: string[]) =>
+    cases.map((c) => {
+      const row = decode?.rows.find((r) => r.case === c);
+      if (!row) return "—";
+      if (arm === "shared") return figure((row.sharedUs as number) / (row.separateUs as number));
+      return figure((row.gatedUs as number) / (row.separateUs as number));
+    }).join(" / ");
+  const batch1 = ["no adapter, batch 1", "K = 5 rank 8, batch 1"];
+  const batch8 = ["no adapter, batch 8", "K = 5 rank 8, batch 8", "two K = 5 adapters (bank), batch 8"];
+  return markdownTable(["stories15M shape (wasm)", ...arms], [
+    [
+      "process RSS with 1 / 8 / 64 adapter variants, MiB",
+      ...arms.map((a) => COUNTS.map((n) => mem(a, n, (r) => r.rssMiB)).join(" / ")),
+    ],
+    ["add one more variant at 8, ms", ...arms.map((a) => mem(a, 8, (r) => r.addOneMs))],
+    [
+      "decode step, no adapter / K = 5, batch 1 (× separate)",
+      "1 / 1",
+      ratio("shared", batch1),
+      ratio("gated", batch1),
+    ],
+    [
+      "decode step, no adapter / K = 5 / bank, batch 8 (× separate)",
+      "1 / 1 / 1",
+      ratio("shared", batch8),
+      ratio("gated", batch8),
+    ],
+  ]);
+}
+
+const DOCS_REGION = /(<!-- bench:variants -->\n)[\s\S]*?(<!-- \/bench:variants -->)/;
+
+/** Rewrites the summary table of `docs/inference.md` (between its `bench:variants` markers). */
+async function writeDocsTable(results: Results): Promise<void> {
+  const file = new URL("../docs/inference.md", import.meta.url);
+  const text = await Deno.readTextFile(file);
+  if (!DOCS_REGION.test(text)) throw new Error(`${file.pathname} has no <!-- bench:variants --> region`);
+  await writeAtomic(file, text.replace(DOCS_REGION, `$1\n${docsTable(results)}\n\n$2`));
 }
 
 /** Writes a file through a temporary sibling and a rename. */
@@ -406,7 +464,12 @@ async function writeAtomic(file: URL, text: string): Promise<void> {
 }
 
 if (import.meta.main) {
-  if (Deno.args[0] === CHILD) {
+  if (Deno.args[0] === "--docs") {
+    // the docs table again from the JSON of the last run
+    await writeDocsTable(
+      JSON.parse(await Deno.readTextFile(new URL("./results/variants.json", import.meta.url))),
+    );
+  } else if (Deno.args[0] === CHILD) {
     const [, kind, model, a, b] = Deno.args;
     if (kind === "memory") await memoryChild(model as ModelName, a as Arm, Number(b));
     else await decodeChild(model as ModelName, Number(a));
