@@ -1,15 +1,14 @@
 /**
- * The sessions behind the serving graph variants, built on first use and kept in an LRU, in one of two
- * layouts:
+ * The sessions behind the serving graph variants, in one of three layouts:
  *
- * - `separate` (the default): one session per variant, each with its own copy of the base weights
+ * - `separate`: one session per variant, built on first use and kept in an LRU, each with its own copy of the base weights
  *   (onnxruntime-web copies initializers per session); a new variant builds only its own session.
  * - `shared`: one onnxruntime session whose `If` branches are every cached variant over one copy of the base
  *   weights (`shared_variants.ts`); a new variant rebuilds that session with one branch more, and eviction
  *   rebuilds it with one less. Measured (`bench/results/variants.md`): on wasm, MatMuls inside a branch do
  *   not get their outer-scope weights prepacked by MLAS, so a decode step of a stories15M-sized model is
- *   ~3× slower at batch 1 (~1.7× at batch 8) while memory is ~11× lower with 8 variants; on stories260K the
- *   step costs ~1.1× and memory barely changes (per-session overhead dominates). Hence opt-in.
+ *   2.7–2.9× slower at batch 1 (1.6–2× at batch 8), though memory is 2.3× lower with 8 variants; on
+ *   stories260K the step costs 1.1–1.2× and memory barely changes. Opt-in only.
  * - `gated` (wasm): one session of the gated graph (`gated_graph.ts`): the base model once in the main graph
  *   (prepacked), every site's LoRA in an `If` on its gate; nothing is built after creation, whatever the
  *   adapters.
@@ -18,8 +17,9 @@
  * measured (`bench/results/variants.md`), the gates cost little next to a large model's MatMuls but a tiny
  * model's step is mostly per-node overhead, while its copies of the weights are small.
  *
- * Either way a pass gets its variant's {@linkcode DecoderSessions} and the extra feeds that choose it
- * (`shared`: the selector bits and the placeholders of inputs its branch does not read).
+ * A pass gets its variant's {@linkcode DecoderSessions} and the extra feeds that choose it (`shared`: the
+ * selector bits and the placeholders of inputs its branch does not read; `gated`: none here, the runner
+ * feeds the gates with the adapters, see `gatedArrays`).
  *
  * @module
  */
