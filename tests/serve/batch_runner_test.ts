@@ -164,33 +164,36 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "WebGPU: mixed-adapter batches and late joins match rows run alone (adapter banks on the GPU)",
-  ignore: !requireStories260k("WebGPU batching"),
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async (t) => {
-    if (!(await requireWebGpu(t))) return;
-    const model = await loadModelFolder(await stories260kHf());
-    const { a, b } = adapters(model);
-    const h = await harness(model, "webgpu");
-    try {
-      const alone = [
-        h.tokens(await h.run([1], null, { maxTokens: 12 }).done),
-        h.tokens(await h.run([1], a, { maxTokens: 12 }).done),
-        h.tokens(await h.run([1], b, { maxTokens: 12 }).done),
-      ];
-      const first = h.run([1], a, { maxTokens: 12 });
-      await new Promise((r) => setTimeout(r, 20));
-      const rest = [h.run([1], null, { maxTokens: 12 }), h.run([1], b, { maxTokens: 12 })];
-      const together = await Promise.all([first.done, ...rest.map((r) => r.done)]);
-      assert.deepEqual(together.map(h.tokens), [alone[1], alone[0], alone[2]]);
-      assert.ok(h.steps.some((s) => s.slots > 1));
-    } finally {
-      await h.runner.close();
-    }
-  },
-});
+for (const layout of ["separate", "shared"] as const) {
+  Deno.test({
+    name:
+      `WebGPU (${layout}): mixed-adapter batches and late joins match rows run alone (adapter banks on the GPU)`,
+    ignore: !requireStories260k("WebGPU batching"),
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async (t) => {
+      if (!(await requireWebGpu(t))) return;
+      const model = await loadModelFolder(await stories260kHf());
+      const { a, b } = adapters(model);
+      const h = await harness(model, "webgpu", 8, 8, layout);
+      try {
+        const alone = [
+          h.tokens(await h.run([1], null, { maxTokens: 12 }).done),
+          h.tokens(await h.run([1], a, { maxTokens: 12 }).done),
+          h.tokens(await h.run([1], b, { maxTokens: 12 }).done),
+        ];
+        const first = h.run([1], a, { maxTokens: 12 });
+        await new Promise((r) => setTimeout(r, 20));
+        const rest = [h.run([1], null, { maxTokens: 12 }), h.run([1], b, { maxTokens: 12 })];
+        const together = await Promise.all([first.done, ...rest.map((r) => r.done)]);
+        assert.deepEqual(together.map(h.tokens), [alone[1], alone[0], alone[2]]);
+        assert.ok(h.steps.some((s) => s.slots > 1));
+      } finally {
+        await h.runner.close();
+      }
+    },
+  });
+}
 
 for (const layout of ["separate", "shared"] as const) {
   Deno.test({
