@@ -68,8 +68,8 @@ export interface BatchRunnerOptions {
    * `shared` (one session, one copy of the weights, rebuilt when a variant is added or dropped; on wasm its
    * MatMuls lose MLAS prepacking) or `gated` (wasm: one session, one copy, every site's LoRA behind a gate;
    * never rebuilt), or `auto`: `gated` on wasm for base weights of 16 MiB and more, else `separate`. See
-   * `variant_sessions.ts`.
-   * @default {"auto"}
+   * `variant_sessions.ts` for the measured trade-off.
+   * @default {"separate"}
    */
   variantLayout?: VariantLayout | "auto";
   /**

@@ -13,9 +13,11 @@
  *   (prepacked), every site's LoRA in an `If` on its gate; nothing is built after creation, whatever the
  *   adapters.
  *
- * The default, `auto`, is `gated` on wasm for base weights of 16 MiB and more and `separate` otherwise:
- * measured (`bench/results/variants.md`), the gates cost little next to a large model's MatMuls but a tiny
- * model's step is mostly per-node overhead, while its copies of the weights are small.
+ * The default stays `separate`. `auto` picks `gated` on wasm for base weights of 16 MiB and more and
+ * `separate` otherwise: measured (`bench/results/variants.md`), the gates cost little next to a large model's
+ * MatMuls at batch 8 and without an adapter, but a K = 5 pass at batch 1 on stories15M's shape was 0.94–1.56×
+ * (three runs; more than the few percent a default may cost), and a tiny model's step is mostly per-node
+ * overhead (1.15–1.55× on stories260K) while its copies of the weights are small.
  *
  * A pass gets its variant's {@linkcode DecoderSessions} and the extra feeds that choose it (`shared`: the
  * selector bits and the placeholders of inputs its branch does not read; `gated`: none here, the runner
@@ -102,7 +104,7 @@ export interface VariantSessionsOptions {
   /**
    * `separate`, `shared`, `gated`, or `auto`: `gated` on wasm for base weights of
    * {@linkcode GATED_FROM_BYTES} and more, `separate` otherwise (see {@linkcode resolveVariantLayout}).
-   * @default {"auto"}
+   * @default {"separate"}
    */
   layout?: VariantLayout | "auto";
   /**
@@ -209,7 +211,7 @@ export class VariantSessions {
    * @throws {Error} When onnxruntime rejects a graph.
    */
   static async create(options: VariantSessionsOptions): Promise<VariantSessions> {
-    const layout = resolveVariantLayout(options.layout ?? "auto", options);
+    const layout = resolveVariantLayout(options.layout ?? "separate", options);
     if (layout === "gated" && options.ep !== "wasm") {
       throw new TypeError(`Cannot use the gated variant layout on ${options.ep}: it runs on wasm only`);
     }
