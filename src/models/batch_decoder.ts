@@ -33,6 +33,8 @@ export interface DecoderSessionsOptions {
   ep?: ExecutionProviderChoice;
   /** Names the sessions in errors. @default {"decoder"} */
   label?: string;
+  /** onnxruntime session configuration entries (`session.disable_prepacking`: "1", …). @default {} */
+  config?: Record<string, string>;
 }
 
 /** The sessions of one set of fused graphs: decode, and prefill where the provider needs one. */
@@ -62,6 +64,7 @@ export async function createDecoderSessions(options: DecoderSessionsOptions): Pr
     keepOnDevice,
     externalDataAbove,
     label: `${label} decode graph`,
+    config: options.config,
   });
   try {
     if (decode.ep === "webgpu" && !options.prefill) {
@@ -75,6 +78,7 @@ export async function createDecoderSessions(options: DecoderSessionsOptions): Pr
         keepOnDevice,
         externalDataAbove,
         label: `${label} prefill graph`,
+        config: options.config,
       });
       return { decode, prefill };
     }

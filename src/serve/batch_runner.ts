@@ -8,7 +8,8 @@
  * tokens in a batch as alone (greedy), whatever its neighbours' adapters. Each pass picks its variant — no
  * adapter: the plain graph; one adapter: its sites only; several: a bank at the union of their sites — and
  * the cache carries over between variants (they share its layout). Variants are built on first use and
- * kept in a small LRU.
+ * kept in a small LRU, each its own session or (option `variantLayout: "shared"`) all of them branches of one
+ * session over one copy of the base weights (`variant_sessions.ts`).
  *
  * On WebGPU the cache stays on the GPU between steps and is downloaded only when rows join, or when at
  * least half of the rows have finished; adapter inputs are uploaded once per composition (byte-bounded LRU).
@@ -17,12 +18,7 @@
  */
 
 import { setImmediate } from "node:timers";
-import {
-  BatchDecoder,
-  createDecoderSessions,
-  type DecoderSessions,
-  releaseDecoderSessions,
-} from "../models/batch_decoder.ts";
+import { BatchDecoder, type DecoderSessions } from "../models/batch_decoder.ts";
 import type { LlamaConfig } from "../models/config.ts";
 import { Row, type RunnerTokenizer } from "../models/decode_row.ts";
 import type { LlamaWeights } from "../models/llama/forward.ts";
@@ -32,17 +28,17 @@ import { resolveExecutionProvider } from "../runtime/execution_provider.ts";
 import type { OrtTensor } from "../runtime/session.ts";
 import { disposeTensors, hostTensor } from "../runtime/tensor.ts";
 import { uploadFloat32 } from "./_device.ts";
+import { gatedArrays, LORA_GATES_INPUT } from "./gated_graph.ts";
+import { ort } from "../runtime/ort.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
+import { type BatchComposition, composeBatch, LORA_INDEX_INPUT, variantArrays } from "./variant_graphs.ts";
 import {
-  type BatchComposition,
-  buildVariantGraphs,
-  composeBatch,
-  LORA_INDEX_INPUT,
-  type ServingVariant,
-  variantArrays,
-  variantKey,
-} from "./variant_graphs.ts";
+  type SharedSessionInfo,
+  type VariantInfo,
+  type VariantLayout,
+  VariantSessions,
+} from "./variant_sessions.ts";
 
 export type { RunnerTokenizer } from "../models/decode_row.ts";
 
@@ -63,10 +59,19 @@ export interface BatchRunnerOptions {
    */
   maxBatch?: number;
   /**
-   * Most graph variants kept (each holds its own sessions); the least recently used is released.
+   * Most graph variants kept; the least recently used is dropped.
    * @default {8}
    */
   maxVariants?: number;
+  /**
+   * How variants hold the base weights: `separate` (one session and one copy of the weights per variant),
+   * `shared` (one session, one copy of the weights, rebuilt when a variant is added or dropped; on wasm its
+   * MatMuls lose MLAS prepacking) or `gated` (wasm: one session, one copy, every site's LoRA behind a gate;
+   * never rebuilt), or `auto`: `gated` on wasm for base weights of 16 MiB and more, else `separate`. See
+   * `variant_sessions.ts` for the measured trade-off.
+   * @default {"separate"}
+   */
+  variantLayout?: VariantLayout | "auto";
   /**
    * Budget of adapter inputs kept on the GPU (WebGPU only), bytes.
    * @default {64 MiB}
@@ -76,14 +81,6 @@ export interface BatchRunnerOptions {
   onEvents: (events: RowEvent[]) => void;
   /** Receives the figures of each forward pass. */
   onStep?: (info: StepInfo) => void;
-}
-
-interface Variant {
-  sessions: DecoderSessions;
-  /** Nodes of the decode graph. */
-  ops: number;
-  /** Time to build the graphs and create the sessions, ms. */
-  buildMs: number;
 }
 
 interface DeviceFeeds {
@@ -113,7 +110,7 @@ export class BatchRunner {
   #tokenizer: RunnerTokenizer;
   #eosIds: number[];
   #decoder: BatchDecoder;
-  #variants = new Map<string, Variant>(); // least recently used first
+  #variants: VariantSessions;
   #pending: Row<PreparedAdapter>[] = [];
   #active: Row<PreparedAdapter>[] = [];
   #loop: Promise<void> | undefined;
@@ -123,7 +120,12 @@ export class BatchRunner {
   #deviceFeedBytes = 0;
   #evicted = new Set<string>();
 
-  private constructor(options: BatchRunnerOptions, ep: ExecutionProvider, base: Variant) {
+  private constructor(
+    options: BatchRunnerOptions,
+    ep: ExecutionProvider,
+    variants: VariantSessions,
+    sessions: DecoderSessions,
+  ) {
     this.#options = options;
     this.ep = ep;
     this.maxBatch = options.maxBatch ?? 8;
@@ -132,8 +134,8 @@ export class BatchRunner {
     this.#sites = listAdapterSites(this.#config);
     this.#tokenizer = options.tokenizer;
     this.#eosIds = [...new Set([...options.tokenizer.eosIds, ...this.#config.eosTokenIds])];
-    this.#decoder = new BatchDecoder(this.#config, base.sessions);
-    this.#variants.set(variantKey({ sites: [], mode: "none" }), base);
+    this.#variants = variants;
+    this.#decoder = new BatchDecoder(this.#config, sessions);
   }
 
   /**
@@ -153,8 +155,14 @@ export class BatchRunner {
       throw new RangeError(`Invalid max variants ${maxVariants}: it must be a positive integer`);
     }
     const ep = await resolveExecutionProvider(options.ep ?? "auto");
-    const base = await buildVariant(options.model, { sites: [], mode: "none" }, ep);
-    return new BatchRunner(options, ep, base);
+    const variants = await VariantSessions.create({
+      model: options.model,
+      ep,
+      maxVariants,
+      layout: options.variantLayout,
+    });
+    const base = await variants.acquire({ sites: [], mode: "none" });
+    return new BatchRunner(options, ep, variants, base.sessions);
   }
 
   /** Rows waiting or running. */
@@ -163,8 +171,18 @@ export class BatchRunner {
   }
 
   /** The variants built so far, most recently used last: key, decode nodes and build time. */
-  get variants(): { key: string; ops: number; buildMs: number }[] {
-    return [...this.#variants].map(([key, v]) => ({ key, ops: v.ops, buildMs: v.buildMs }));
+  get variants(): VariantInfo[] {
+    return this.#variants.list();
+  }
+
+  /** How variants hold the base weights. */
+  get variantLayout(): VariantLayout {
+    return this.#variants.layout;
+  }
+
+  /** The shared session's figures (layout `shared`): branches, weight bytes, rebuilds. */
+  get sharedSession(): SharedSessionInfo | undefined {
+    return this.#variants.shared;
   }
 
   /**
@@ -230,8 +248,7 @@ export class BatchRunner {
     this.#decoder.clear();
     for (const entry of this.#deviceFeeds.values()) disposeTensors(Object.values(entry.feeds));
     this.#deviceFeeds.clear();
-    await Promise.all([...this.#variants.values()].map((v) => releaseDecoderSessions(v.sessions)));
-    this.#variants.clear();
+    await this.#variants.release();
   }
 
   async #run(): Promise<void> {
@@ -260,7 +277,7 @@ export class BatchRunner {
   async #admit(rows: Row<PreparedAdapter>[]): Promise<void> {
     const started = performance.now();
     const comp = composeBatch(rows.map((r) => r.adapter), this.#sites);
-    const feeds = await this.#use(comp);
+    const feeds = await this.#use(comp, "prefill");
     const logits = await this.#decoder.prefill(rows.map((r) => r.request.promptIds), feeds);
     this.#active.push(...rows);
     const vocab = this.#config.vocabSize;
@@ -288,7 +305,7 @@ export class BatchRunner {
     const started = performance.now();
     const rows = this.#active;
     const comp = composeBatch(rows.map((r) => r.adapter), this.#sites);
-    const feeds = await this.#use(comp);
+    const feeds = await this.#use(comp, "decode");
     const logits = await this.#decoder.decode(rows.map((r) => r.lastToken), feeds);
     for (const row of rows) row.len++;
     const vocab = this.#config.vocabSize;
@@ -317,14 +334,29 @@ export class BatchRunner {
     this.#options.onEvents(events);
   }
 
-  /** Switches the decoder to the composition's variant and returns its adapter feeds. */
-  async #use(comp: BatchComposition): Promise<Record<string, OrtTensor>> {
-    const variant = await this.#variant(comp.variant);
+  /** Switches the decoder to the composition's variant and returns its feeds (adapters, selector). */
+  async #use(comp: BatchComposition, kind: "prefill" | "decode"): Promise<Record<string, OrtTensor>> {
+    const variant = await this.#variants.acquire(comp.variant);
     this.#decoder.use(variant.sessions);
-    if (comp.variant.mode === "none") return {};
+    if (this.#variants.layout === "gated") {
+      // one graph for every site set: the gates, every slot's packed tensors, each row's slot
+      if (this.#hostFeeds?.key !== comp.key) {
+        const g = gatedArrays(comp, this.#config);
+        const feeds: Record<string, OrtTensor> = {
+          [LORA_GATES_INPUT]: new ort.Tensor("bool", g.gates, [g.gates.length]),
+        };
+        for (const a of g.arrays) feeds[a.name] = hostTensor(a.data, a.dims);
+        this.#hostFeeds = { key: comp.key, feeds };
+      }
+      const index = BigInt64Array.from(comp.index, BigInt);
+      return { ...this.#hostFeeds.feeds, [LORA_INDEX_INPUT]: hostTensor(index, [index.length]) };
+    }
+    const select = variant.feeds(kind);
+    if (comp.variant.mode === "none") return select;
     const index: Record<string, OrtTensor> = comp.variant.mode === "bank"
       ? { [LORA_INDEX_INPUT]: hostTensor(BigInt64Array.from(comp.index, BigInt), [comp.index.length]) }
       : {};
+    Object.assign(index, select);
     if (this.ep === "wasm") {
       if (this.#hostFeeds?.key !== comp.key) {
         const feeds: Record<string, OrtTensor> = {};
@@ -355,25 +387,6 @@ export class BatchRunner {
     return { ...entry.feeds, ...index };
   }
 
-  /** The sessions of a variant: cached (moved to most recent), or built now (evicting the least recent). */
-  async #variant(variant: ServingVariant): Promise<Variant> {
-    const key = variantKey(variant);
-    const cached = this.#variants.get(key);
-    if (cached) {
-      this.#variants.delete(key);
-      this.#variants.set(key, cached);
-      return cached;
-    }
-    const built = await buildVariant(this.#options.model, variant, this.ep);
-    this.#variants.set(key, built);
-    while (this.#variants.size > this.maxVariants) {
-      const [oldest, old] = this.#variants.entries().next().value!;
-      this.#variants.delete(oldest);
-      await releaseDecoderSessions(old.sessions);
-    }
-    return built;
-  }
-
   /** Ends rows after a failed pass with an `error` event, and resets the batch. */
   #fail(rows: Row<PreparedAdapter>[], error: Error): void {
     const events: RowEvent[] = [];
@@ -401,21 +414,4 @@ export class BatchRunner {
     if (this.#hostFeeds && uses(this.#hostFeeds.key)) this.#hostFeeds = undefined;
     this.#evicted.clear();
   }
-}
-
-/** Builds a variant's graphs and sessions (the prefill graph only on WebGPU). */
-async function buildVariant(
-  model: { config: LlamaConfig; weights: LlamaWeights },
-  variant: ServingVariant,
-  ep: ExecutionProvider,
-): Promise<Variant> {
-  const started = performance.now();
-  const graphs = buildVariantGraphs(model, variant, { prefill: ep === "webgpu" });
-  const sessions = await createDecoderSessions({
-    decode: graphs.decode,
-    prefill: graphs.prefill,
-    ep,
-    label: `serving variant ${variantKey(variant).slice(0, 80)}`,
-  });
-  return { sessions, ops: graphs.decode.graph.nodes.length, buildMs: performance.now() - started };
 }

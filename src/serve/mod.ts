@@ -2,7 +2,8 @@
  * Serving many tenants on one base model: the serving graphs with per-row adapter banks
  * ({@linkcode buildServingGraphs}), prepared adapters and their byte-bounded cache
  * ({@linkcode AdapterCache}), continuous mixed-adapter batching ({@linkcode BatchRunner}), inference
- * workers ({@linkcode WorkerRunner}) and the engine that ties them to an adapter store
+ * workers ({@linkcode WorkerRunner}), the graph variants' sessions in one of three layouts
+ * ({@linkcode VariantSessions}: per variant, shared `If` branches, or one gated graph) and the engine that ties them to an adapter store
  * ({@linkcode ServeEngine}).
  *
  * @example
@@ -23,6 +24,9 @@
 
 export * from "./adapter_cache.ts";
 export * from "./variant_graphs.ts";
+export * from "./variant_sessions.ts";
+export * from "./shared_variants.ts";
+export * from "./gated_graph.ts";
 export * from "./batch_runner.ts";
 export * from "./engine.ts";
 export * from "./ort_wasm.ts";

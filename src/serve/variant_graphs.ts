@@ -4,13 +4,19 @@
  * sites' updates and a batch without adapters runs the plain graph.
  *
  * A variant is a site set and a mode:
- * - `single` — every row uses the same adapter: each site takes `<site>.lora_AT` `[in, r]` and
- *   `<site>.lora_BT` `[r, out]` (scale folded in) and adds `(x · Aᵀ) · Bᵀ`: two MatMuls and an Add;
- * - `bank` — rows use different adapters (or none): each site takes a stack of every slot's tensors,
- *   `<site>.lora_AT_bank` `[slots, in, r]` and `<site>.lora_BT_bank` `[slots, r, out]`, and the graph one
- *   `lora_index` int64 `[batch]`; row i gathers slot `lora_index[i]` (the BGMV idea of Punica / S-LoRA).
- *   Ranks are padded with zeros to the site's largest rank (exact), a slot without the site (or the base
- *   model's slot) is zeros.
+ * - `single` — every row uses the same adapter: each site adds `(x · Aᵀ) · Bᵀ` (scale folded into `Bᵀ`):
+ *   two MatMuls and an Add;
+ * - `bank` — rows use different adapters (or none): each site gathers row i's slot `lora_index[i]` from a
+ *   stack of every slot's tensors (the BGMV idea of Punica / S-LoRA), two Gathers more per site.
+ *
+ * **Packed inputs.** A variant takes its sites' tensors in **two** inputs, whatever its site count (every fed
+ * tensor costs a copy and a call into onnxruntime): the sites' `Aᵀ` stacked along their input axis and
+ * their `Bᵀ` along their output axis, split apart inside the graph (one Split each):
+ * `lora_at` `[Σ in, r]` and `lora_bt` `[r, Σ out]` (single), `lora_at_bank` `[slots, Σ in, r]` and
+ * `lora_bt_bank` `[slots, r, Σ out]` with `lora_index` int64 `[batch]` (bank). Sites are in forward order;
+ * ranks are padded with zeros to the largest (exact); a slot without the site (or the base model's slot) is
+ * zeros. The names do not depend on the sites, so variants with different site sets read the same inputs
+ * (`shared_variants.ts` composes them into one session).
  *
  * @module
  */
@@ -37,29 +43,27 @@ export interface ServingVariant {
   mode: VariantMode;
 }
 
-/** The graph input names of one site's LoRA tensors in a variant. */
+/** The graph input names of a variant's packed LoRA tensors. */
 export interface VariantInputNames {
-  /** `Aᵀ`: `[in, r]` (single) or `[slots, in, r]` (bank). */
+  /** Every site's `Aᵀ` stacked: `[Σ in, r]` (single) or `[slots, Σ in, r]` (bank). */
   at: string;
-  /** `scale · Bᵀ`: `[r, out]` (single) or `[slots, r, out]` (bank). */
+  /** Every site's `scale · Bᵀ` side by side: `[r, Σ out]` (single) or `[slots, r, Σ out]` (bank). */
   bt: string;
 }
 
 /**
- * The input names of a site's tensors.
+ * The input names of a mode's packed LoRA tensors (the same for every site set).
  *
- * @param site PEFT module path.
  * @param mode `single` or `bank`.
  * @returns The two names.
  * @example
  * ```ts
  * import { variantInputNames } from "./variant_graphs.ts";
- * console.assert(variantInputNames("model.layers.0.mlp.up_proj", "bank").at === "model.layers.0.mlp.up_proj.lora_AT_bank");
+ * console.assert(variantInputNames("bank").at === "lora_at_bank");
  * ```
  */
-export function variantInputNames(site: string, mode: "single" | "bank"): VariantInputNames {
-  const suffix = mode === "bank" ? "_bank" : "";
-  return { at: `${site}.lora_AT${suffix}`, bt: `${site}.lora_BT${suffix}` };
+export function variantInputNames(mode: "single" | "bank"): VariantInputNames {
+  return mode === "bank" ? { at: "lora_at_bank", bt: "lora_bt_bank" } : { at: "lora_at", bt: "lora_bt" };
 }
 
 /**
@@ -116,34 +120,68 @@ export function composeBatch(
 }
 
 /**
- * The adapter hook of a variant: LoRA inputs at its sites only.
+ * The adapter hook of a variant: LoRA at its sites only, from the two packed inputs.
  *
  * @param variant The variant.
+ * @param sites Every site of the model (for the sites' widths).
  * @returns The hook (for one graph: it declares the inputs once).
  */
-export function variantAdapterHook(variant: ServingVariant): AdapterHook {
+export function variantAdapterHook(variant: ServingVariant, sites: readonly AdapterSite[]): AdapterHook {
   const wanted = new Set(variant.sites);
+  const byName = new Map(sites.map((s) => [s.name, s]));
+  let parts: Map<string, { at: Value; bt: Value }> | undefined;
   let index: Value | undefined;
+  // the packed inputs and their Splits, declared at the first adapted site
+  const unpack = (b: GraphBuilder) => {
+    const list = variant.sites.map((name) => {
+      const site = byName.get(name);
+      if (!site) throw new RangeError(`Cannot build graph variant: "${name}" is not a site of this model`);
+      return site;
+    });
+    const bank = variant.mode === "bank";
+    const names = variantInputNames(bank ? "bank" : "single");
+    const ins = list.map((s) => s.inFeatures);
+    const outs = list.map((s) => s.outFeatures);
+    const sum = (xs: number[]) => xs.reduce((a, x) => a + x, 0);
+    const lead = bank ? ["lora_slots"] : [];
+    const at = b.input(names.at, "float32", [...lead, sum(ins), "lora_rank"]);
+    const bt = b.input(names.bt, "float32", [...lead, "lora_rank", sum(outs)]);
+    if (bank) index = b.input(LORA_INDEX_INPUT, "int64", ["batch"]);
+    const axis = bank ? 1 : 0;
+    const ats = b.withScope("lora_pack", () => splitMany(b, at, ins, axis));
+    const bts = b.withScope("lora_pack", () => splitMany(b, bt, outs, axis + 1));
+    return new Map(list.map((s, j) => [s.name, { at: ats[j], bt: bts[j] }]));
+  };
   const hook = (b: GraphBuilder, site: AdapterSite, x: Value, baseOut: Value): Value => {
     if (!wanted.has(site.name) || variant.mode === "none") return baseOut;
-    const rank = `${site.name}.rank`;
+    parts ??= unpack(b);
+    const { at, bt } = parts.get(site.name)!;
     if (variant.mode === "single") {
-      const names = variantInputNames(site.name, "single");
-      const at = b.input(names.at, "float32", [site.inFeatures, rank]);
-      const bt = b.input(names.bt, "float32", [rank, site.outFeatures]);
       return b.withScope("lora", () => b.add(baseOut, b.matmul(b.matmul(x, at), bt)));
     }
-    index ??= b.input(LORA_INDEX_INPUT, "int64", ["batch"]);
-    const names = variantInputNames(site.name, "bank");
-    const at = b.input(names.at, "float32", ["slots", site.inFeatures, rank]);
-    const bt = b.input(names.bt, "float32", ["slots", rank, site.outFeatures]);
-    const rowIndex = index;
+    const rowIndex = index!;
     return b.withScope("lora_bank", () => {
       const down = b.matmul(x, b.gather(at, rowIndex, 0)); // [batch, seq, in] × [batch, in, r]
       return b.add(baseOut, b.matmul(down, b.gather(bt, rowIndex, 0))); // × [batch, r, out]
     });
   };
   return Object.assign(hook, { covers: (name: string) => variant.mode !== "none" && wanted.has(name) });
+}
+
+/**
+ * Most outputs of one Split: onnxruntime's WebGPU kernel binds every output as a storage buffer, and a
+ * shader stage may have 32 at most.
+ */
+const MAX_SPLIT = 16;
+
+/** Splits `x` into parts of `sizes` along `axis`: no node for one part, two levels of Splits past 16. */
+function splitMany(b: GraphBuilder, x: Value, sizes: number[], axis: number): Value[] {
+  if (sizes.length === 1) return [x];
+  if (sizes.length <= MAX_SPLIT) return b.split(x, sizes, axis);
+  const groups: number[][] = [];
+  for (let i = 0; i < sizes.length; i += MAX_SPLIT) groups.push(sizes.slice(i, i + MAX_SPLIT));
+  const parts = b.split(x, groups.map((g) => g.reduce((n, s) => n + s, 0)), axis);
+  return groups.flatMap((g, i) => splitMany(b, parts[i], g, axis));
 }
 
 /** A variant's graphs. */
@@ -169,9 +207,13 @@ export function buildVariantGraphs(
   options: { prefill?: boolean } = {},
 ): VariantGraphs {
   const family = modelFamily(model.config);
-  const decode = family.buildFusedGraph(model, { kind: "decode", adapter: variantAdapterHook(variant) });
+  const sites = family.listSites(model.config);
+  const decode = family.buildFusedGraph(model, {
+    kind: "decode",
+    adapter: variantAdapterHook(variant, sites),
+  });
   const prefill = options.prefill
-    ? family.buildFusedGraph(model, { kind: "prefill", adapter: variantAdapterHook(variant) })
+    ? family.buildFusedGraph(model, { kind: "prefill", adapter: variantAdapterHook(variant, sites) })
     : undefined;
   return { decode, prefill };
 }
@@ -187,12 +229,13 @@ export interface VariantArray {
 }
 
 /**
- * The LoRA inputs of a composition (without `lora_index`): in `single` mode the adapter's own tensors (no
- * copy); in `bank` mode every slot's tensors stacked, ranks padded to the site's largest.
+ * The packed LoRA inputs of a composition (without `lora_index`): every site's `Aᵀ` stacked along the input
+ * axis and `Bᵀ` along the output axis, ranks padded with zeros to the largest; in `bank` mode one such pack
+ * per slot, stacked (a slot without a site, or the base model's slot, is zeros there).
  *
  * @param comp The batch composition.
  * @param config The model's shape.
- * @returns Two arrays per adapted site.
+ * @returns Two arrays (none in mode `none`).
  */
 export function variantArrays(comp: BatchComposition, config: LlamaConfig): VariantArray[] {
   const { variant, slots } = comp;
@@ -201,32 +244,38 @@ export function variantArrays(comp: BatchComposition, config: LlamaConfig): Vari
   const bySlot = slots.map((adapter) =>
     new Map<string, PreparedSite>(adapter?.sites.map((s) => [s.site, s]) ?? [])
   );
-  const out: VariantArray[] = [];
-  for (const name of variant.sites) {
-    const site = byName.get(name)!;
-    if (variant.mode === "single") {
-      const p = bySlot[0].get(name)!;
-      const names = variantInputNames(name, "single");
-      out.push({ name: names.at, data: p.at, dims: [site.inFeatures, p.rank] });
-      out.push({ name: names.bt, data: p.bt, dims: [p.rank, site.outFeatures] });
-      continue;
-    }
-    const parts = bySlot.map((m) => m.get(name));
-    const rank = Math.max(1, ...parts.map((p) => p?.rank ?? 0));
-    const n = slots.length;
-    const at = new Float32Array(n * site.inFeatures * rank);
-    const bt = new Float32Array(n * rank * site.outFeatures);
-    parts.forEach((p, s) => {
-      if (!p) return;
-      // Aᵀ [in, r_p] into [in, rank]: row by row; Bᵀ [r_p, out] into the first r_p rows of [rank, out]
-      for (let i = 0; i < site.inFeatures; i++) {
-        at.set(p.at.subarray(i * p.rank, (i + 1) * p.rank), (s * site.inFeatures + i) * rank);
+  const list = variant.sites.map((name) => byName.get(name)!);
+  const sumIn = list.reduce((n, s) => n + s.inFeatures, 0);
+  const sumOut = list.reduce((n, s) => n + s.outFeatures, 0);
+  const rank = Math.max(1, ...bySlot.flatMap((m) => [...m.values()].map((p) => p.rank)));
+  const n = variant.mode === "bank" ? slots.length : 1;
+  const at = new Float32Array(n * sumIn * rank);
+  const bt = new Float32Array(n * rank * sumOut);
+  bySlot.slice(0, n).forEach((m, slot) => {
+    let row = slot * sumIn; // first row of this site's Aᵀ in the [n·Σin, rank] view
+    let column = 0; // first column of this site's Bᵀ in each [rank, Σout] row
+    for (const site of list) {
+      const p = m.get(site.name);
+      if (p) {
+        // Aᵀ [in, r_p] into rows [row, row + in) of [.., rank]; Bᵀ [r_p, out] into the first r_p rows
+        for (let i = 0; i < site.inFeatures; i++) {
+          at.set(p.at.subarray(i * p.rank, (i + 1) * p.rank), (row + i) * rank);
+        }
+        for (let c = 0; c < p.rank; c++) {
+          bt.set(
+            p.bt.subarray(c * site.outFeatures, (c + 1) * site.outFeatures),
+            (slot * rank + c) * sumOut + column,
+          );
+        }
       }
-      bt.set(p.bt, s * rank * site.outFeatures);
-    });
-    const names = variantInputNames(name, "bank");
-    out.push({ name: names.at, data: at, dims: [n, site.inFeatures, rank] });
-    out.push({ name: names.bt, data: bt, dims: [n, rank, site.outFeatures] });
-  }
-  return out;
+      row += site.inFeatures;
+      column += site.outFeatures;
+    }
+  });
+  const names = variantInputNames(variant.mode);
+  const lead = variant.mode === "bank" ? [n] : [];
+  return [
+    { name: names.at, data: at, dims: [...lead, sumIn, rank] },
+    { name: names.bt, data: bt, dims: [...lead, rank, sumOut] },
+  ];
 }

@@ -5,13 +5,20 @@ import type { ExecutionProvider } from "../../src/runtime/execution_provider.ts"
 import { BatchRunner } from "../../src/serve/batch_runner.ts";
 import { parseAdapterFiles, prepareAdapter, type PreparedAdapter } from "../../src/serve/prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "../../src/serve/runner_types.ts";
+import type { VariantLayout } from "../../src/serve/variant_sessions.ts";
 import { requireStories260k, requireWebGpu } from "../_util/fixtures.ts";
 import { randomAdapterFiles, stories260kHf } from "./_fixtures.ts";
 
 const GOLDEN = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
 
 /** A runner whose rows can be awaited one by one. */
-async function harness(model: ModelFolder, ep: ExecutionProvider, maxBatch = 8, maxVariants = 8) {
+async function harness(
+  model: ModelFolder,
+  ep: ExecutionProvider,
+  maxBatch = 8,
+  maxVariants = 8,
+  variantLayout: VariantLayout = "separate",
+) {
   const events = new Map<number, RowEvent[]>();
   const waiters = new Map<number, (e: RowEvent[]) => void>();
   const steps: StepInfo[] = [];
@@ -21,6 +28,7 @@ async function harness(model: ModelFolder, ep: ExecutionProvider, maxBatch = 8, 
     ep,
     maxBatch,
     maxVariants,
+    variantLayout,
     onStep: (s) => steps.push(s),
     onEvents: (list) => {
       for (const e of list) {
@@ -156,65 +164,110 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "WebGPU: mixed-adapter batches and late joins match rows run alone (adapter banks on the GPU)",
-  ignore: !requireStories260k("WebGPU batching"),
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async (t) => {
-    if (!(await requireWebGpu(t))) return;
-    const model = await loadModelFolder(await stories260kHf());
-    const { a, b } = adapters(model);
-    const h = await harness(model, "webgpu");
-    try {
-      const alone = [
-        h.tokens(await h.run([1], null, { maxTokens: 12 }).done),
-        h.tokens(await h.run([1], a, { maxTokens: 12 }).done),
-        h.tokens(await h.run([1], b, { maxTokens: 12 }).done),
-      ];
-      const first = h.run([1], a, { maxTokens: 12 });
-      await new Promise((r) => setTimeout(r, 20));
-      const rest = [h.run([1], null, { maxTokens: 12 }), h.run([1], b, { maxTokens: 12 })];
-      const together = await Promise.all([first.done, ...rest.map((r) => r.done)]);
-      assert.deepEqual(together.map(h.tokens), [alone[1], alone[0], alone[2]]);
-      assert.ok(h.steps.some((s) => s.slots > 1));
-    } finally {
-      await h.runner.close();
-    }
-  },
-});
+for (const layout of ["separate", "shared"] as const) {
+  Deno.test({
+    name:
+      `WebGPU (${layout}): mixed-adapter batches and late joins match rows run alone (adapter banks on the GPU)`,
+    ignore: !requireStories260k("WebGPU batching"),
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async (t) => {
+      if (!(await requireWebGpu(t))) return;
+      const model = await loadModelFolder(await stories260kHf());
+      const { a, b } = adapters(model);
+      const h = await harness(model, "webgpu", 8, 8, layout);
+      try {
+        const alone = [
+          h.tokens(await h.run([1], null, { maxTokens: 12 }).done),
+          h.tokens(await h.run([1], a, { maxTokens: 12 }).done),
+          h.tokens(await h.run([1], b, { maxTokens: 12 }).done),
+        ];
+        const first = h.run([1], a, { maxTokens: 12 });
+        await new Promise((r) => setTimeout(r, 20));
+        const rest = [h.run([1], null, { maxTokens: 12 }), h.run([1], b, { maxTokens: 12 })];
+        const together = await Promise.all([first.done, ...rest.map((r) => r.done)]);
+        assert.deepEqual(together.map(h.tokens), [alone[1], alone[0], alone[2]]);
+        assert.ok(h.steps.some((s) => s.slots > 1));
+      } finally {
+        await h.runner.close();
+      }
+    },
+  });
+}
+
+for (const layout of ["separate", "shared"] as const) {
+  Deno.test({
+    name:
+      `graph variants (${layout}): adapter cost follows the adapter's sites; a tiny variant cache still ` +
+      "gives the same tokens",
+    ignore: !requireStories260k("graph variants"),
+    fn: async () => {
+      const model = await loadModelFolder(await stories260kHf());
+      const { a, b } = adapters(model);
+      const h = await harness(model, "wasm", 8, 1, layout);
+      try {
+        assert.equal(h.runner.variantLayout, layout);
+        const base = h.tokens(await h.run([1], null).done);
+        const withA = h.tokens(await h.run([1], a).done);
+        const mixed = await Promise.all([h.run([1], b).done, h.run([1], null).done]);
+        assert.deepEqual(h.tokens(mixed[1]), base);
+        assert.deepEqual(h.tokens(await h.run([1], a).done), withA, "rebuilt after eviction: same tokens");
+        assert.equal(h.runner.variants.length, 1, "max variants is respected");
+        assert.match(h.runner.variants[0].key, /^single:/);
+        if (layout === "shared") assert.equal(h.runner.sharedSession!.branches, 1);
+      } finally {
+        await h.runner.close();
+      }
+      // the variants' sizes: none < single (a's 35 sites) and single < bank at the same sites
+      const h2 = await harness(model, "wasm", 8, 8, layout);
+      try {
+        await h2.run([1], null, { maxTokens: 2 }).done;
+        await h2.run([1], b, { maxTokens: 2 }).done;
+        await Promise.all([h2.run([1], b, { maxTokens: 2 }).done, h2.run([1], null, { maxTokens: 2 }).done]);
+        const ops = Object.fromEntries(h2.runner.variants.map((v) => [v.key.split(":")[0], v.ops]));
+        const bSites = b.sites.length;
+        // Splits unpack the two packed inputs (in groups of at most 16 parts, for WebGPU's binding limit)
+        const groups = Math.ceil(bSites / 16);
+        const splits = 2 * (groups > 1 ? 1 + groups : 1);
+        assert.equal(
+          ops.single - ops.none,
+          3 * bSites + splits,
+          "three nodes per adapted site with one adapter",
+        );
+        assert.equal(ops.bank - ops.none, 5 * bSites + splits, "five nodes per site in a mixed batch");
+        if (layout === "shared") {
+          assert.equal(h2.runner.sharedSession!.branches, 3, "one session, three branches");
+        }
+      } finally {
+        await h2.runner.close();
+      }
+    },
+  });
+}
 
 Deno.test({
   name:
-    "graph variants: adapter cost follows the adapter's sites; a tiny variant cache still gives the same tokens",
-  ignore: !requireStories260k("graph variants"),
+    "gated layout: one session serves every site set; rows get the same tokens alone and in mixed batches",
+  ignore: !requireStories260k("gated layout"),
   fn: async () => {
     const model = await loadModelFolder(await stories260kHf());
     const { a, b } = adapters(model);
-    const h = await harness(model, "wasm", 8, 1);
+    const reference = await harness(model, "wasm");
+    const h = await harness(model, "wasm", 8, 8, "gated");
     try {
-      const base = h.tokens(await h.run([1], null).done);
-      const withA = h.tokens(await h.run([1], a).done);
-      const mixed = await Promise.all([h.run([1], b).done, h.run([1], null).done]);
-      assert.deepEqual(h.tokens(mixed[1]), base);
-      assert.deepEqual(h.tokens(await h.run([1], a).done), withA, "rebuilt after eviction: same tokens");
-      assert.equal(h.runner.variants.length, 1, "max variants is respected");
-      assert.match(h.runner.variants[0].key, /^single:/);
+      const prompts = [[1], [1, 403], [1, 407, 261]];
+      const alone = [];
+      for (const [i, adapter] of [null, a, b].entries()) {
+        alone.push(reference.tokens(await reference.run(prompts[i], adapter).done));
+        assert.deepEqual(h.tokens(await h.run(prompts[i], adapter).done), alone[i], `row ${i} alone`);
+      }
+      const together = await Promise.all([null, a, b].map((adapter, i) => h.run(prompts[i], adapter).done));
+      assert.deepEqual(together.map(h.tokens), alone);
+      assert.ok(h.steps.some((s) => s.kind === "decode" && s.slots === 3), "a 3-adapter pass ran");
+      assert.deepEqual(h.runner.variants.map((v) => v.key), ["gated"], "nothing built per site set");
     } finally {
       await h.runner.close();
-    }
-    // the variants' sizes: none < single (a's 35 sites) and single < bank at the same sites
-    const h2 = await harness(model, "wasm");
-    try {
-      await h2.run([1], null, { maxTokens: 2 }).done;
-      await h2.run([1], b, { maxTokens: 2 }).done;
-      await Promise.all([h2.run([1], b, { maxTokens: 2 }).done, h2.run([1], null, { maxTokens: 2 }).done]);
-      const ops = Object.fromEntries(h2.runner.variants.map((v) => [v.key.split(":")[0], v.ops]));
-      const bSites = b.sites.length;
-      assert.equal(ops.single - ops.none, 3 * bSites, "three nodes per adapted site with one adapter");
-      assert.equal(ops.bank - ops.none, 5 * bSites + 0, "five nodes per site in a mixed batch");
-    } finally {
-      await h2.runner.close();
+      await reference.runner.close();
     }
   },
 });

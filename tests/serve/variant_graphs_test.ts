@@ -42,23 +42,48 @@ Deno.test("a batch's variant: none without adapters, single for one adapter, ban
   assert.notEqual(bank.key, composeBatch([b, null, a], sites).key, "slot order is part of the key");
 });
 
-Deno.test("bank inputs pad each slot to the site's largest rank with zeros; single inputs are the adapter's own", () => {
+Deno.test("packed inputs: sites stacked in forward order, ranks padded with zeros, the base slot zeros", () => {
   const a = prepared(1, 2, ["q_proj"], "a");
   const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
   const comp = composeBatch([a, null, b], sites);
   const arrays = new Map(variantArrays(comp, config).map((x) => [x.name, x]));
-  const q = sites[0];
-  const at = arrays.get(variantInputNames(q.name, "bank").at)!;
-  assert.deepEqual(at.dims, [3, q.inFeatures, 3]);
-  const pa = a.sites.find((s) => s.site === q.name)!;
-  for (let i = 0; i < q.inFeatures; i++) {
-    assert.equal(at.data[i * 3 + 0], pa.at[i * 2 + 0]);
-    assert.equal(at.data[i * 3 + 1], pa.at[i * 2 + 1]);
-    assert.equal(at.data[i * 3 + 2], 0, "padded rank column");
-    assert.equal(at.data[(q.inFeatures + i) * 3], 0, "the base slot is zeros");
+  const list = comp.variant.sites.map((name) => sites.find((s) => s.name === name)!);
+  const sumIn = list.reduce((n, s) => n + s.inFeatures, 0);
+  const sumOut = list.reduce((n, s) => n + s.outFeatures, 0);
+  const at = arrays.get(variantInputNames("bank").at)!;
+  const bt = arrays.get(variantInputNames("bank").bt)!;
+  assert.deepEqual(at.dims, [3, sumIn, 3]);
+  assert.deepEqual(bt.dims, [3, 3, sumOut]);
+  // site j of slot s: Aᵀ rows [s·Σin + offset_j, … + in_j), Bᵀ columns [offset_j, … + out_j) of rows s·rank + c
+  let inOffset = 0;
+  let outOffset = 0;
+  for (const site of list) {
+    for (const [slot, adapter] of [[0, a], [1, null], [2, b]] as const) {
+      const p = adapter?.sites.find((x) => x.site === site.name);
+      for (let i = 0; i < site.inFeatures; i++) {
+        for (let c = 0; c < 3; c++) {
+          const got = at.data[((slot * sumIn) + inOffset + i) * 3 + c];
+          assert.equal(got, p && c < p.rank ? p.at[i * p.rank + c] : 0, `Aᵀ ${site.name} slot ${slot}`);
+        }
+      }
+      for (let c = 0; c < 3; c++) {
+        for (let o = 0; o < site.outFeatures; o += 7) {
+          const got = bt.data[(slot * 3 + c) * sumOut + outOffset + o];
+          assert.equal(
+            got,
+            p && c < p.rank ? p.bt[c * site.outFeatures + o] : 0,
+            `Bᵀ ${site.name} slot ${slot}`,
+          );
+        }
+      }
+    }
+    inOffset += site.inFeatures;
+    outOffset += site.outFeatures;
   }
   const single = variantArrays(composeBatch([b], sites), config);
-  assert.equal(single[0].data, b.sites[0].at, "no copy for a single adapter");
+  assert.deepEqual(single.map((x) => x.name), ["lora_at", "lora_bt"]);
+  assert.deepEqual(single[0].dims, [sumIn, 3]);
+  assert.deepEqual(single[1].dims, [3, sumOut]);
 });
 
 Deno.test("variant graphs take LoRA inputs only at their sites", () => {
@@ -69,8 +94,11 @@ Deno.test("variant graphs take LoRA inputs only at their sites", () => {
   const plain = inputs(composeBatch([null], sites));
   assert.ok(!plain.some((n) => n.includes("lora")));
   const single = inputs(composeBatch([b], sites));
-  assert.equal(single.filter((n) => n.includes(".lora_")).length, 2 * b.sites.length);
+  assert.deepEqual(single.filter((n) => n.includes("lora")), ["lora_at", "lora_bt"], "two packed inputs");
   const bank = inputs(composeBatch([b, null], sites));
-  assert.equal(bank.filter((n) => n.includes(".lora_")).length, 2 * b.sites.length);
-  assert.ok(bank.includes(LORA_INDEX_INPUT));
+  assert.deepEqual(bank.filter((n) => n.includes("lora")), [
+    "lora_at_bank",
+    "lora_bt_bank",
+    LORA_INDEX_INPUT,
+  ]);
 });
