@@ -130,6 +130,14 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
       doc: "Byte budget of prepared adapter tensors (LRU; GPU buffers on WebGPU).",
     },
     { name: "max-batch", value: "N", default: 16, doc: "Rows per forward pass (per worker)." },
+    {
+      name: "variant-layout",
+      value: "auto|separate|gated|shared",
+      default: "auto",
+      doc:
+        "How graph variants (one per set of adapted sites) hold the base weights: auto = one shared copy " +
+        "(gated) on wasm for bases of 16 MiB and more, one session per variant otherwise.",
+    },
     { name: "max-tokens", value: "N", default: 1024, doc: "Cap on max_tokens." },
     { name: "max-concurrency", value: "N", default: 16, doc: "Requests in flight per tenant (429 beyond)." },
     { name: "timeout-s", value: "N", default: 300, doc: "Deadline of a request, streams included (504)." },
@@ -187,6 +195,8 @@ export interface ServeArgs {
   workers?: number;
   /** Rows per forward pass. */
   maxBatch: number;
+  /** How graph variants hold the base weights. */
+  variantLayout: "auto" | "separate" | "gated" | "shared";
   /** Cap on max_tokens. */
   maxTokens: number;
   /** Requests in flight per tenant. */
@@ -272,6 +282,12 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" {
     readOnly: values["read-only"] === true,
     workers: str("workers") === undefined ? undefined : positiveNumber("workers", str("workers")),
     maxBatch: positiveNumber("max-batch", str("max-batch")),
+    variantLayout: oneOf(
+      "variant-layout",
+      str("variant-layout"),
+      ["auto", "separate", "gated", "shared"] as const,
+      "auto",
+    ),
     maxTokens: positiveNumber("max-tokens", str("max-tokens")),
     maxConcurrency: positiveNumber("max-concurrency", str("max-concurrency")),
     timeoutS: positiveNumber("timeout-s", str("timeout-s"), false),
@@ -343,6 +359,7 @@ export async function main(args: string[]): Promise<RunningServer> {
     ep: a.ep,
     workers: a.workers,
     maxBatch: a.maxBatch,
+    variantLayout: a.variantLayout,
     cacheBytes: a.cacheMb * 2 ** 20,
     hostname: keys ? a.host : "127.0.0.1",
     port: a.port,

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { VariantLayout } from "../serve/variant_sessions.ts";
 import type { Hono } from "hono";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import type { ServeEngine } from "../serve/engine.ts";
@@ -33,6 +34,8 @@ export interface StartServerOptions {
   maxBatch?: number;
   /** Byte budget of the adapter cache. @default {256 MiB} */
   cacheBytes?: number;
+  /** How graph variants hold the base weights (`ServeEngineOptions.variantLayout`). @default {"auto"} */
+  variantLayout?: VariantLayout | "auto";
   /** Request limits. */
   limits?: AppLimits;
   /** Address to listen on. @default {"127.0.0.1"} */
@@ -102,6 +105,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     workers: options.workers,
     maxBatch: options.maxBatch ?? 16,
     cacheBytes: options.cacheBytes,
+    variantLayout: options.variantLayout,
     // one tenant (no keys): it may fill every seat; several: each leaves a quarter to the others
     maxRowsPerTenant: options.keys ? undefined : Number.MAX_SAFE_INTEGER,
     tenantRowQuota: options.keys ? (tenant) => options.keys!.quotasOf(tenant).concurrentRows : undefined,

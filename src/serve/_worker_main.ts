@@ -31,6 +31,7 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
           tokenizer: model.tokenizer,
           ep: "wasm",
           maxBatch: msg.maxBatch,
+          variantLayout: msg.variantLayout,
           onEvents: (events) => reply({ type: "events", events }),
           onStep: (info) => reply({ type: "step", info }),
         });

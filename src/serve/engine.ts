@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { VariantLayout } from "./variant_sessions.ts";
 import { loadModelFolder, type ModelFolder } from "../io/model_folder.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { LlamaConfig } from "../models/config.ts";
@@ -52,6 +53,13 @@ export interface ServeEngineOptions {
    * @default {8}
    */
   maxBatch?: number;
+  /**
+   * How each runner's graph variants (one per set of adapted sites) hold the base weights (see
+   * `variant_sessions.ts`): `auto` shares one copy on wasm for bases of 16 MiB and more (the `gated` graph),
+   * and keeps one session per variant for smaller ones and on WebGPU.
+   * @default {"auto"}
+   */
+  variantLayout?: VariantLayout | "auto";
   /**
    * Byte budget of the prepared-adapter cache.
    * @default {256 MiB}
@@ -332,13 +340,19 @@ export class ServeEngine {
           tokenizer: model.tokenizer,
           ep,
           maxBatch,
+          variantLayout: options.variantLayout ?? "auto",
           deviceBankBytes: engine.cache.maxBytes,
           onEvents: onEvents(() => slot),
           onStep: options.onStep,
         });
         engine.#slots.push(slot);
       } else {
-        const init = { dir: model.dir, config: model.config, maxBatch };
+        const init = {
+          dir: model.dir,
+          config: model.config,
+          maxBatch,
+          variantLayout: options.variantLayout ?? "auto",
+        };
         engine.#spawn = async () => {
           const slot: Slot = {
             runner: undefined as unknown as Runner,

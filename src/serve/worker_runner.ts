@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { VariantLayout } from "./variant_sessions.ts";
 import type { LlamaConfig } from "../models/config.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
@@ -44,6 +45,8 @@ export interface WorkerInit {
   config: LlamaConfig;
   /** Most rows per batch. */
   maxBatch: number;
+  /** How the graph variants hold the base weights. */
+  variantLayout: VariantLayout | "auto";
 }
 
 /** Messages to the worker. */

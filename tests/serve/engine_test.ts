@@ -159,3 +159,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "the engine's variant layout reaches its workers: the gated graph gives the separate sessions' tokens",
+  ignore: !requireStories260k("engine variant layout"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const storeDir = await Deno.makeTempDir({ prefix: "engine_layout_" });
+    const store = new FolderAdapterStore(storeDir);
+    const model = await stories260kHf();
+    const tokens: Record<string, number[][]> = {};
+    try {
+      for (const variantLayout of ["separate", "gated"] as const) {
+        const steps: number[] = [];
+        const engine = await ServeEngine.create({
+          model,
+          store,
+          ep: "wasm",
+          workers: 1,
+          variantLayout,
+          onStep: (s) => steps.push(s.rows),
+        });
+        try {
+          if (variantLayout === "separate") {
+            await store.put("acme", "story", randomAdapterFiles(engine.config, { seed: 1, scale: 0.15 }));
+          }
+          const refs = [
+            await engine.resolveModel("acme", engine.modelId),
+            await engine.resolveModel("acme", "story"),
+          ];
+          tokens[variantLayout] = [await tokensOf(engine, refs[0]), await tokensOf(engine, refs[1])];
+          assert.ok(steps.length > 0);
+        } finally {
+          await engine.close();
+        }
+      }
+      assert.notDeepEqual(tokens.separate[1], tokens.separate[0], "the adapter changes the tokens");
+      assert.deepEqual(tokens.gated, tokens.separate);
+      await assert.rejects(
+        ServeEngine.create({
+          model,
+          store,
+          ep: "wasm",
+          workers: 0,
+          variantLayout: "bogus" as "gated",
+        }),
+        /Unknown variant layout "bogus"/,
+      );
+    } finally {
+      await Deno.remove(storeDir, { recursive: true });
+    }
+  },
+});
