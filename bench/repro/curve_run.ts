@@ -118,6 +118,7 @@ export function curveTrainOptions(
     gateWarmup: m.gateWarmup,
     gateNorm: m.gateNorm,
     budget: m.budget ?? null,
+    budgetScore: m.budgetScore ?? "gate",
     reinitSurvivors: false,
     growEvery: config.growEvery,
     growRounds: config.growRounds,

@@ -248,6 +248,7 @@ function trainOptions(spec: RunSpec, config: ReproConfig, seqLen: number, out: s
     gateWarmup: 0,
     gateNorm: "none",
     budget: null,
+    budgetScore: "gate",
     growEvery: config.growEvery,
     growRounds: config.growRounds,
     evalEvery: 0,

@@ -42,13 +42,35 @@ export interface AdapterOptimizerOptions {
 export type GateNorm = "none" | "params" | "rms";
 
 /**
+ * What the gates' steps so far say about each active site, accumulated over every gate step of the run (a site
+ * gated off keeps accumulating: its gate gradient is not zero once B ≠ 0). Aligned with the active sites.
+ */
+export interface GateEvidence {
+  /**
+   * The gate's total SGD movement, Σ −lr·∂L/∂g (normalised like the gate step): how far the gate would have
+   * moved from where it started had no projection set it to 0.
+   */
+  movement: Float32Array;
+  /**
+   * Σ −g·∂L/∂g over the steps, with g the gate before each step: the first-order estimate of how much the loss
+   * would rise if the site were removed (a Taylor importance score); 0 while a site is gated off.
+   */
+  taylor: Float32Array;
+}
+
+/**
  * Chooses the kept sites from updated gate values.
  *
  * @param gates Gate values of the active sites, in model order.
  * @param sites The active sites.
+ * @param evidence The gates' accumulated movement and importance, aligned with `sites`.
  * @returns Kept indices into `sites`, ascending.
  */
-export type GateSelector = (gates: Float32Array, sites: readonly AdapterSiteState[]) => number[];
+export type GateSelector = (
+  gates: Float32Array,
+  sites: readonly AdapterSiteState[],
+  evidence: GateEvidence,
+) => number[];
 
 /** How the gates move after a step: an SGD step, then a projection onto the kept set. */
 export interface GateUpdate {
@@ -64,6 +86,14 @@ export interface GateUpdate {
    * gates would choose by site order.
    */
   force: boolean;
+  /**
+   * After the projection, divide the kept gates by their mean absolute value and multiply each kept site's B
+   * (and rescale its AdamW moments to match) by the same factor: g·B is unchanged, so the adapter computes the
+   * same function, and the kept gates stay bounded (Σ|g| = K, so |g| ≤ K). Without it, gates trained for a
+   * whole run grow without bound and scale every later A/B step with them (see {@linkcode renormaliseGates}).
+   * @default {false}
+   */
+  renormalise?: boolean;
 }
 
 /** Options for {@linkcode AdapterTrainer.create}. */
@@ -90,6 +120,8 @@ export interface AdapterTrainerOptions {
   seed?: number;
   /** Names of the sites the last projection kept (resuming a run); none: no projection yet. */
   kept?: readonly string[];
+  /** The gate evidence so far by site name (resuming a run); none: nothing accumulated. */
+  evidence?: Readonly<Record<string, { movement: number; taylor: number }>>;
 }
 
 /** A built training graph's session and bookkeeping. */
@@ -133,10 +165,13 @@ export class AdapterTrainer {
   #kept: Set<string> | undefined;
   /** The gate values the last projection chose from (before the others were set to 0), by site. */
   #scores: Record<string, number> | undefined;
+  /** Accumulated gate evidence by site name ({@linkcode GateEvidence}). */
+  #evidence = new Map<string, { movement: number; taylor: number }>();
 
   private constructor(options: AdapterTrainerOptions, built: Built) {
     this.#options = options;
     this.#kept = options.kept ? new Set(options.kept) : undefined;
+    for (const [name, e] of Object.entries(options.evidence ?? {})) this.#evidence.set(name, { ...e });
     this.sites = options.sites;
     this.trainableGates = options.trainableGates;
     this.#session = built.session;
@@ -320,10 +355,67 @@ export class AdapterTrainer {
     const values = await this.#session.parameter(GATES_INPUT);
     if (!zero) {
       const weight = await this.#gateWeights(gates.norm);
-      for (let i = 0; i < values.length; i++) values[i] -= gates.lr * gradient![i] / weight[i];
+      for (let i = 0; i < values.length; i++) {
+        const e = this.#evidenceOf(this.#active[i].site.name);
+        const move = -gates.lr * gradient![i] / weight[i];
+        e.movement += move;
+        e.taylor -= values[i] * gradient![i];
+        values[i] += move;
+      }
     }
-    this.#project(values, gates.select);
+    const kept = this.#project(values, gates.select);
+    if (gates.renormalise) await this.#renormalise(kept);
     return { gradNorm, projected: true };
+  }
+
+  #evidenceOf(name: string): { movement: number; taylor: number } {
+    let e = this.#evidence.get(name);
+    if (!e) this.#evidence.set(name, e = { movement: 0, taylor: 0 });
+    return e;
+  }
+
+  /** The accumulated evidence of the active sites, aligned with them. */
+  #activeEvidence(): GateEvidence {
+    const e = this.#active.map((s) => this.#evidence.get(s.site.name) ?? { movement: 0, taylor: 0 });
+    return {
+      movement: Float32Array.from(e, (x) => x.movement),
+      taylor: Float32Array.from(e, (x) => x.taylor),
+    };
+  }
+
+  /**
+   * The gate evidence accumulated so far, by site name (for checkpoints and `weightlora.json`).
+   *
+   * @returns Each site's movement and Taylor score ({@linkcode GateEvidence}).
+   */
+  get gateEvidence(): Record<string, { movement: number; taylor: number }> {
+    return Object.fromEntries([...this.#evidence].map(([name, e]) => [name, { ...e }]));
+  }
+
+  /** Folds the kept gates' mean |g| into their B factors and AdamW moments (see {@linkcode GateUpdate}). */
+  async #renormalise(kept: readonly number[]): Promise<void> {
+    const gates = await this.#session.parameter(GATES_INPUT);
+    const { gates: scaled, factors } = renormaliseGates(gates, kept);
+    if (factors.every((c) => c === 1)) return;
+    const kind = this.#options.optimizer.kind;
+    for (const [i, c] of factors.entries()) {
+      if (c === 1) continue;
+      const b = loraInputNames(this.#active[i].site.name).b;
+      const scale = async (name: string, by: number) => {
+        const data = await this.#session.parameter(name);
+        for (let j = 0; j < data.length; j++) data[j] *= by;
+        this.#session.setParameter(name, data);
+      };
+      await scale(b, c);
+      // the gradient of c·B is ∇B / c: the first moment scales by 1/c, the second by 1/c²
+      // (plain SGD keeps no state)
+      if (kind === "adamw") {
+        await scale(`adam_m.${b}`, 1 / c);
+        await scale(`adam_v.${b}`, 1 / (c * c));
+      }
+    }
+    this.#session.setParameter(GATES_INPUT, scaled);
+    this.#active.forEach((s, i) => (s.gate = scaled[i]));
   }
 
   /** Per-site divisors of the gate gradient (1 for `none`; relative to their mean otherwise). */
@@ -346,14 +438,15 @@ export class AdapterTrainer {
   }
 
   /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
-  #project(values: Float32Array, select: GateSelector): void {
+  #project(values: Float32Array, select: GateSelector): number[] {
     this.#scores = Object.fromEntries(this.#active.map((s, i) => [s.site.name, values[i]]));
-    const kept = select(values, this.#active);
+    const kept = select(values, this.#active, this.#activeEvidence());
     const projected = new Float32Array(values.length);
     for (const i of kept) projected[i] = values[i];
     this.#session.setParameter(GATES_INPUT, projected);
     this.#active.forEach((s, i) => (s.gate = projected[i]));
     this.#kept = new Set(kept.map((i) => this.#active[i].site.name));
+    return kept;
   }
 
   /**
@@ -559,4 +652,35 @@ export function updateNorm(
     }
   }
   return Math.sqrt(Math.max(0, sum));
+}
+
+/**
+ * The renormalisation of the authors' schedule: the kept gates divided by their mean absolute value c (so
+ * Σ|g| over the kept sites is K and no gate exceeds K), and the factor each kept site's B must be multiplied by
+ * so that g·B — the adapter's function — does not change. Sites outside `kept` and a set whose gates are all 0
+ * are left alone (factor 1).
+ *
+ * @param gates Gate values of the active sites (after the projection).
+ * @param kept Indices of the kept sites.
+ * @returns The new gates, and per site the factor of its B (1 where unchanged).
+ * @example
+ * ```ts
+ * import { renormaliseGates } from "./adapter_trainer.ts";
+ * const { gates, factors } = renormaliseGates(Float32Array.from([3, 0, 1]), [0, 2]);
+ * console.assert(gates.join() === "1.5,0,0.5" && factors.join() === "2,1,2");
+ * ```
+ */
+export function renormaliseGates(
+  gates: Float32Array,
+  kept: readonly number[],
+): { gates: Float32Array; factors: number[] } {
+  const factors = Array.from(gates, () => 1);
+  const out = Float32Array.from(gates);
+  const mean = kept.reduce((s, i) => s + Math.abs(gates[i]), 0) / Math.max(1, kept.length);
+  if (!(mean > 0) || !Number.isFinite(mean)) return { gates: out, factors };
+  for (const i of kept) {
+    out[i] = gates[i] / mean;
+    factors[i] = mean;
+  }
+  return { gates: out, factors };
 }

@@ -11,6 +11,7 @@ import {
   AdapterTrainer,
   type GateNorm,
   type GateUpdate,
+  renormaliseGates,
   updateNorm,
 } from "../../src/train/adapter_trainer.ts";
 import { projectTopK } from "../../src/lora/top_k.ts";
@@ -150,6 +151,79 @@ Deno.test("gate-gradient normalisation divides each site's gradient by its relat
       );
     }
   }
+});
+
+Deno.test("renormaliseGates divides the kept gates by their mean |g| and returns that factor for B", () => {
+  const { gates, factors } = renormaliseGates(Float32Array.from([6, 0, -2, 0.5]), [0, 2]);
+  assert.deepEqual([...gates], [1.5, 0, -0.5, 0.5]);
+  assert.deepEqual(factors, [4, 1, 4, 1]);
+  // gates all 0 (nothing to scale by): unchanged
+  assert.deepEqual(renormaliseGates(Float32Array.from([0, 0]), [0, 1]).factors, [1, 1]);
+});
+
+Deno.test("renormalised gates: the adapter computes the same function, the kept gates' mean |g| is 1", async () => {
+  const trainer = await makeTrainer();
+  const evalBatch = [batchOf(examples().slice(0, 4))];
+  // a large gate rate without renormalisation: the kept gates drift far from 1
+  for (let i = 0; i < 4; i++) {
+    await trainer.trainStep([batchOf(examples().slice(4 * (i % 2), 4 * (i % 2) + 4))]);
+    await trainer.applyGradients(0.02, topK(4, 200));
+  }
+  await trainer.sync();
+  const before = await trainer.evalLoss(evalBatch);
+  const kept = trainer.activeSites.flatMap((s, i) => (s.gate !== 0 ? [i] : []));
+  assert.equal(kept.length, 4);
+  const mean = kept.reduce((n, i) => n + Math.abs(trainer.activeSites[i].gate), 0) / 4;
+  assert.ok(Math.abs(mean - 1) > 0.05, `the gates drifted (mean |g| ${mean})`);
+  const folded = trainer.activeSites.map((s) => s.b.map((x) => x * s.gate));
+  // a step that moves nothing (A/B and gate rates 0) but renormalises
+  await trainer.trainStep(evalBatch);
+  await trainer.applyGradients(0, { ...topK(4, 0, "none", true), renormalise: true });
+  await trainer.sync();
+  const after = await trainer.evalLoss(evalBatch);
+  assert.ok(Math.abs(after - before) < 1e-5, `loss ${before} → ${after}`);
+  const gates = trainer.activeSites.map((s) => s.gate);
+  assert.ok(Math.abs(kept.reduce((n, i) => n + Math.abs(gates[i]), 0) / 4 - 1) < 1e-6, "mean |g| = 1");
+  assert.ok(gates.every((g) => Math.abs(g) <= 4 + 1e-6), "no gate above K");
+  // g·B (what the exported adapter holds) is unchanged at every site
+  trainer.activeSites.forEach((s, i) =>
+    s.b.forEach((x, j) => {
+      const want = folded[i][j];
+      assert.ok(
+        Math.abs(x * s.gate - want) <= 1e-6 + 1e-5 * Math.abs(want),
+        `site ${i}: ${x * s.gate} vs ${want}`,
+      );
+    })
+  );
+  await trainer.release();
+});
+
+Deno.test("the gate evidence sums each step's gate movement, also for gated-off sites", async () => {
+  const trainer = await makeTrainer();
+  let last: Float32Array | undefined;
+  const spy: GateUpdate = {
+    ...topK(3, 1e-3),
+    select: (gates, _sites, evidence) => {
+      last = Float32Array.from(evidence.movement);
+      return projectTopK(gates, 3).kept;
+    },
+  };
+  for (let i = 0; i < 3; i++) {
+    await trainer.trainStep([batchOf(examples().slice(4 * (i % 2), 4 * (i % 2) + 4))]);
+    await trainer.applyGradients(0.01, spy);
+  }
+  await trainer.sync();
+  const evidence = trainer.gateEvidence;
+  const names = trainer.activeSites.map((s) => s.site.name);
+  assert.deepEqual(Object.keys(evidence).sort(), [...names].sort());
+  // the kept gates moved from 1 by exactly their accumulated movement (no projection touched them)
+  for (const [i, s] of trainer.activeSites.entries()) {
+    assert.ok(Math.abs(evidence[s.site.name].movement - last![i]) < 1e-6);
+    if (s.gate !== 0) assert.ok(Math.abs(s.gate - 1 - evidence[s.site.name].movement) < 1e-5);
+  }
+  // sites gated off at step 2 still moved at step 3
+  assert.ok(names.every((n) => evidence[n].movement !== 0));
+  await trainer.release();
 });
 
 Deno.test("a batch padded to its longest row trains exactly as the same rows padded to the full length", async () => {
