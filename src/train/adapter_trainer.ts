@@ -17,6 +17,7 @@ import type { LlamaWeights } from "../models/llama/forward.ts";
 import { dropoutInputName, gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
 import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
 import { doubleRank } from "../lora/rank_doubling.ts";
+import { boundGates } from "../lora/gate_bound.ts";
 import { loraInputNames } from "../models/lora_inputs.ts";
 import { ort } from "../runtime/ort.ts";
 import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
@@ -87,13 +88,11 @@ export interface GateUpdate {
    */
   force: boolean;
   /**
-   * After the projection, divide the kept gates by their mean absolute value and multiply each kept site's B
-   * (and rescale its AdamW moments to match) by the same factor: g·B is unchanged, so the adapter computes the
-   * same function, and the kept gates stay bounded (Σ|g| = K, so |g| ≤ K). Without it, gates trained for a
-   * whole run grow without bound and scale every later A/B step with them (see {@linkcode renormaliseGates}).
+   * After the projection, bound the kept gates: project them onto {w ≥ 0, Σw ≤ K} ({@linkcode boundGates}).
+   * Without it, gates trained for a whole run grow without bound and scale every later A/B step with them.
    * @default {false}
    */
-  renormalise?: boolean;
+  bound?: boolean;
 }
 
 /** Options for {@linkcode AdapterTrainer.create}. */
@@ -363,8 +362,7 @@ export class AdapterTrainer {
         values[i] += move;
       }
     }
-    const kept = this.#project(values, gates.select);
-    if (gates.renormalise) await this.#renormalise(kept);
+    this.#project(values, gates.select, gates.bound ?? false);
     return { gradNorm, projected: true };
   }
 
@@ -392,32 +390,6 @@ export class AdapterTrainer {
     return Object.fromEntries([...this.#evidence].map(([name, e]) => [name, { ...e }]));
   }
 
-  /** Folds the kept gates' mean |g| into their B factors and AdamW moments (see {@linkcode GateUpdate}). */
-  async #renormalise(kept: readonly number[]): Promise<void> {
-    const gates = await this.#session.parameter(GATES_INPUT);
-    const { gates: scaled, factors } = renormaliseGates(gates, kept);
-    if (factors.every((c) => c === 1)) return;
-    const kind = this.#options.optimizer.kind;
-    for (const [i, c] of factors.entries()) {
-      if (c === 1) continue;
-      const b = loraInputNames(this.#active[i].site.name).b;
-      const scale = async (name: string, by: number) => {
-        const data = await this.#session.parameter(name);
-        for (let j = 0; j < data.length; j++) data[j] *= by;
-        this.#session.setParameter(name, data);
-      };
-      await scale(b, c);
-      // the gradient of c·B is ∇B / c: the first moment scales by 1/c, the second by 1/c²
-      // (plain SGD keeps no state)
-      if (kind === "adamw") {
-        await scale(`adam_m.${b}`, 1 / c);
-        await scale(`adam_v.${b}`, 1 / (c * c));
-      }
-    }
-    this.#session.setParameter(GATES_INPUT, scaled);
-    this.#active.forEach((s, i) => (s.gate = scaled[i]));
-  }
-
   /** Per-site divisors of the gate gradient (1 for `none`; relative to their mean otherwise). */
   async #gateWeights(norm: GateNorm): Promise<Float64Array> {
     const n = this.#active.length;
@@ -438,15 +410,15 @@ export class AdapterTrainer {
   }
 
   /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
-  #project(values: Float32Array, select: GateSelector): number[] {
+  #project(values: Float32Array, select: GateSelector, bound = false): void {
     this.#scores = Object.fromEntries(this.#active.map((s, i) => [s.site.name, values[i]]));
     const kept = select(values, this.#active, this.#activeEvidence());
-    const projected = new Float32Array(values.length);
+    let projected: Float32Array = new Float32Array(values.length);
     for (const i of kept) projected[i] = values[i];
+    if (bound) projected = boundGates(projected, kept);
     this.#session.setParameter(GATES_INPUT, projected);
     this.#active.forEach((s, i) => (s.gate = projected[i]));
     this.#kept = new Set(kept.map((i) => this.#active[i].site.name));
-    return kept;
   }
 
   /**
@@ -652,35 +624,4 @@ export function updateNorm(
     }
   }
   return Math.sqrt(Math.max(0, sum));
-}
-
-/**
- * The renormalisation of the authors' schedule: the kept gates divided by their mean absolute value c (so
- * Σ|g| over the kept sites is K and no gate exceeds K), and the factor each kept site's B must be multiplied by
- * so that g·B — the adapter's function — does not change. Sites outside `kept` and a set whose gates are all 0
- * are left alone (factor 1).
- *
- * @param gates Gate values of the active sites (after the projection).
- * @param kept Indices of the kept sites.
- * @returns The new gates, and per site the factor of its B (1 where unchanged).
- * @example
- * ```ts
- * import { renormaliseGates } from "./adapter_trainer.ts";
- * const { gates, factors } = renormaliseGates(Float32Array.from([3, 0, 1]), [0, 2]);
- * console.assert(gates.join() === "1.5,0,0.5" && factors.join() === "2,1,2");
- * ```
- */
-export function renormaliseGates(
-  gates: Float32Array,
-  kept: readonly number[],
-): { gates: Float32Array; factors: number[] } {
-  const factors = Array.from(gates, () => 1);
-  const out = Float32Array.from(gates);
-  const mean = kept.reduce((s, i) => s + Math.abs(gates[i]), 0) / Math.max(1, kept.length);
-  if (!(mean > 0) || !Number.isFinite(mean)) return { gates: out, factors };
-  for (const i of kept) {
-    out[i] = gates[i] / mean;
-    factors[i] = mean;
-  }
-  return { gates: out, factors };
 }

@@ -7,9 +7,8 @@
  * - **the authors'** (`selectSteps: "all"`): the gates train and are projected after every step of the run; a
  *   site gated off gets no A/B gradient (its output is multiplied by 0) but its gate gradient is not zero, so it
  *   may come back; the K survivors of the last step are exported. After each projection the kept gates are
- *   renormalised to mean |g| = 1 with the factor folded into their B (the adapter's function is unchanged):
- *   unbounded, the gates grew to 10–31 over 300 steps and multiplied every A/B step by as much (the loss
- *   diverged); the authors' own set, {w : ‖w‖₀ ≤ K}, does not bound them.
+ *   bounded, projected onto {w ≥ 0, Σw ≤ K} (`../../lora/gate_bound.ts`): the authors' own set, {w : ‖w‖₀ ≤ K},
+ *   does not bound them, and over 300 steps they grew until the loss diverged.
  *
  * Gates are held at 1 for `gateWarmup` steps first, and `gateNorm` normalises their gradient per site. The
  * kept-set rule is a parameter, so the budgeted variant (`./weightlora_budget.ts`) shares this schedule.
@@ -134,7 +133,7 @@ export function weightLoraMethod(rule: SelectionRule): TrainingMethod {
         norm: options.gateNorm,
         select: rule.selector(options),
         force: step === lastSelectionStep(options),
-        renormalise: options.selectSteps === "all",
+        bound: options.selectSteps === "all",
       };
     },
     async afterStep(c: StepContext): Promise<MethodState> {
