@@ -87,6 +87,26 @@ export function mergeCurveRows(files: readonly Pick<CurveFile, "name" | "note" |
   return out;
 }
 
+/**
+ * The runs of curve files, renamed as {@linkcode mergeCurveRows} renames their rows: a run of a method that a
+ * later file ran again gets {@linkcode supersededId}.
+ *
+ * @param files Curve files, base first.
+ * @returns Every run.
+ */
+export function mergeCurveRuns(
+  files: readonly Pick<CurveFile, "name" | "rows" | "runs">[],
+): CurveRunResult[] {
+  return files.flatMap((file, i) => {
+    const later = files.slice(i + 1).flatMap((f) => f.rows);
+    return file.runs.map((run) =>
+      run.methodId !== "base" && later.some((r) => r.task === run.task && r.methodId === run.methodId)
+        ? { ...run, methodId: supersededId(run.methodId, file.name) }
+        : run
+    );
+  });
+}
+
 /** A seed's run that ended worse than the untrained model. */
 export interface BlowUp {
   /** Task. */
@@ -184,7 +204,7 @@ export interface RerunAnswers {
  * Reads the rerun's answers from merged rows.
  *
  * @param rows Merged rows ({@linkcode mergeCurveRows}).
- * @param runs Every run of every file.
+ * @param runs Every run of every file, renamed ({@linkcode mergeCurveRuns}).
  * @param ids The method ids: the bounded authors' schedule, its superseded unbounded rows, the new budget
  *   score's and the first score's.
  * @returns The answers.
@@ -201,12 +221,10 @@ export function readRerunAnswers(
     });
   const at = (r: CurveRow, pred: (x: CurveRow) => boolean) =>
     rows.find((x) => x.task === r.task && x.budget === r.budget && pred(x));
-  const unboundedRuns = runs.filter((r) => ids.unbounded.some((id) => id.startsWith(`${r.methodId}@`)))
-    .map((r) => ({ ...r, methodId: ids.unbounded.find((id) => id.startsWith(`${r.methodId}@`))! }));
   return {
     blowUps: {
       bounded: blowUps(rows, runs.filter((r) => ids.all.includes(r.methodId)), ids.all),
-      unbounded: blowUps(rows, unboundedRuns, ids.unbounded),
+      unbounded: blowUps(rows, runs.filter((r) => ids.unbounded.includes(r.methodId)), ids.unbounded),
     },
     allVsFreeze: pairs(ids.all, (r) => at(r, (x) => x.group === "weightlora" && x.k === r.k)),
     allVsUnbounded: pairs(ids.all, (r) => at(r, (x) => ids.unbounded.includes(x.methodId) && x.k === r.k)),
@@ -376,7 +394,7 @@ export async function curveMergeMain(args: string[]): Promise<void> {
   const later = await Promise.all(paths.map((p) => readCurveFile(p, "earlier run")));
   const files = [base, ...later];
   const rows = mergeCurveRows(files);
-  const runs = files.flatMap((f) => f.runs);
+  const runs = mergeCurveRuns(files);
   const idsOf = (f: CurveFile | undefined) => f?.config.methods ?? [];
   const bounded = later.find((f) => f.config.methods.some((id) => id.startsWith("wl-all-")));
   const budgetNew = later.find((f) =>
