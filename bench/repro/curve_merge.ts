@@ -287,6 +287,40 @@ export function rerunAnswersMarkdown(a: RerunAnswers): string {
   return lines.join("\n");
 }
 
+/** The runs of a stopped attempt (`bench/results/gate_fold_attempt.json`): training loss per step. */
+export interface AttemptFile {
+  /** What was tried. */
+  what: string;
+  /** The commit that ran it. */
+  commit: string;
+  /** Its runs. */
+  runs: {
+    task: string;
+    methodId: string;
+    lr: number;
+    seed: number;
+    steps: { step: number; loss: number }[];
+  }[];
+}
+
+/**
+ * The attempt's runs in words: per run, the highest training loss and its step, and the last step logged.
+ *
+ * @param attempt The attempt.
+ * @returns One sentence per run, joined.
+ */
+export function attemptMarkdown(attempt: AttemptFile): string {
+  return attempt.runs.map((r) => {
+    const worst = r.steps.reduce((m, x) => (x.loss > m.loss ? x : m));
+    const last = r.steps.at(-1)!;
+    return `${r.task}, ${r.methodId}, seed ${r.seed}: highest training loss ${
+      worst.loss.toFixed(2)
+    } at step ` +
+      `${worst.step} (step 1: ${r.steps[0].loss.toFixed(2)}), ${last.loss.toFixed(2)} at step ${last.step} ` +
+      `when it was stopped`;
+  }).join("; ") + ` (commit ${attempt.commit.slice(0, 7)}, \`bench/results/gate_fold_attempt.json\`)`;
+}
+
 const HELP = `Usage: deno task repro --preset curve-merge [options]
 
 Reads the base step-budget curve and the reruns that extend it, merges their rows (a rerun's method replaces
@@ -463,6 +497,14 @@ export async function curveMergeMain(args: string[]): Promise<void> {
   } catch (e) {
     if (!(e instanceof Error && /Cannot read the curve file/.test(e.message))) throw e;
     console.error(`repro curve-merge: no study (${e.message})`);
+  }
+  try {
+    const attempt = JSON.parse(
+      await Deno.readTextFile(inRepo("bench/results/gate_fold_attempt.json")),
+    ) as AttemptFile;
+    sections["rerun-fold"] = attemptMarkdown(attempt);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const json = {
     date: new Date().toISOString(),
