@@ -93,6 +93,13 @@ export interface GateUpdate {
    * @default {false}
    */
   bound?: boolean;
+  /**
+   * A site the projection gates off keeps its A and B where they are: its AdamW first moments are zeroed, so
+   * the optimizer, which sees a zero gradient for it, takes no step (otherwise the moments carry A and B on
+   * in their last direction for tens of steps, and a site that comes back returns with a drifted update).
+   * @default {false}
+   */
+  holdGatedOff?: boolean;
 }
 
 /** Options for {@linkcode AdapterTrainer.create}. */
@@ -362,8 +369,22 @@ export class AdapterTrainer {
         values[i] += move;
       }
     }
+    const before = this.#kept;
     this.#project(values, gates.select, gates.bound ?? false);
+    if (gates.holdGatedOff) this.#holdGatedOff(before);
     return { gradNorm, projected: true };
+  }
+
+  /** Zeroes the AdamW first moments of the sites that were kept before this projection and are not now. */
+  #holdGatedOff(before: Set<string> | undefined): void {
+    if (this.#options.optimizer.kind !== "adamw") return;
+    for (const s of this.#active) {
+      const name = s.site.name;
+      if ((before && !before.has(name)) || this.#kept!.has(name)) continue;
+      const { a, b } = loraInputNames(name);
+      this.#session.setParameter(`adam_m.${a}`, new Float32Array(s.rank * s.site.inFeatures));
+      this.#session.setParameter(`adam_m.${b}`, new Float32Array(s.site.outFeatures * s.rank));
+    }
   }
 
   #evidenceOf(name: string): { movement: number; taylor: number } {

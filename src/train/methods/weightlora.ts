@@ -134,6 +134,7 @@ export function weightLoraMethod(rule: SelectionRule): TrainingMethod {
         select: rule.selector(options),
         force: step === lastSelectionStep(options),
         bound: options.selectSteps === "all",
+        holdGatedOff: options.selectSteps === "all",
       };
     },
     async afterStep(c: StepContext): Promise<MethodState> {
