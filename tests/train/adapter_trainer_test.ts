@@ -174,6 +174,36 @@ Deno.test("bounded gates stay in {w ≥ 0, Σw ≤ K} under a large gate rate; u
   assert.ok(sums.false > 4, `without the bound the kept gates total ${sums.false}: the test would not fail`);
 });
 
+Deno.test("holdGatedOff: a gated-off site's A and B stay where they were; without it AdamW moves them on", async () => {
+  const drift: Record<string, number> = {};
+  for (const hold of [false, true]) {
+    const trainer = await makeTrainer();
+    // two steps with every site kept (B ≠ 0, AdamW moments built up), then K = 3
+    for (let i = 0; i < 2; i++) {
+      await trainer.trainStep([batchOf(examples().slice(4 * i, 4 * i + 4))]);
+      await trainer.applyGradients(0.02, topK(14, 1e-3));
+    }
+    await trainer.trainStep([batchOf(examples().slice(0, 4))]);
+    await trainer.applyGradients(0.02, { ...topK(3, 1e-3), holdGatedOff: hold });
+    await trainer.sync();
+    const off = trainer.activeSites.flatMap((s, i) => (s.gate === 0 ? [i] : []));
+    assert.equal(off.length, 11);
+    const b0 = off.map((i) => Float32Array.from(trainer.activeSites[i].b));
+    // two more steps keeping the same 3 (a tiny gate rate: the gated-off ones stay below the kept ones)
+    for (let i = 0; i < 2; i++) {
+      await trainer.trainStep([batchOf(examples().slice(4 * i, 4 * i + 4))]);
+      await trainer.applyGradients(0.02, { ...topK(3, 1e-6), holdGatedOff: hold });
+    }
+    await trainer.sync();
+    drift[String(hold)] = Math.max(
+      ...off.flatMap((i, j) => Array.from(trainer.activeSites[i].b, (x, k) => Math.abs(x - b0[j][k]))),
+    );
+    await trainer.release();
+  }
+  assert.ok(drift.false > 1e-4, `without holding, AdamW moved gated-off B by ${drift.false}`);
+  assert.equal(drift.true, 0, "held: gated-off B did not move");
+});
+
 Deno.test("the gate evidence sums each step's gate movement, also for gated-off sites", async () => {
   const trainer = await makeTrainer();
   let last: Float32Array | undefined;
