@@ -60,9 +60,9 @@ export function supersededId(id: string, file: string): string {
 }
 
 /**
- * Merges the rows of curve files, later files first: a method a later file has rows for replaces the earlier
- * file's rows of the same task and method, which stay under {@linkcode supersededId} with the earlier file's
- * note in their label.
+ * Merges the rows of curve files, base first: a method a later file has rows for (on any task) replaces the
+ * earlier file's rows of that method on every task (a rerun may cover fewer tasks: the earlier rows are of other
+ * code), which stay under {@linkcode supersededId} with the earlier file's note in their label.
  *
  * @param files Curve files, base first.
  * @returns The merged rows (base rows once per task).
@@ -76,7 +76,7 @@ export function mergeCurveRows(files: readonly Pick<CurveFile, "name" | "note" |
         if (!out.some((r) => r.methodId === "base" && r.task === row.task)) out.push(row);
         continue;
       }
-      const replaced = later.some((r) => r.task === row.task && r.methodId === row.methodId);
+      const replaced = later.some((r) => r.methodId === row.methodId);
       out.push(
         replaced
           ? { ...row, methodId: supersededId(row.methodId, file.name), label: `${row.label}, ${file.note}` }
@@ -100,7 +100,7 @@ export function mergeCurveRuns(
   return files.flatMap((file, i) => {
     const later = files.slice(i + 1).flatMap((f) => f.rows);
     return file.runs.map((run) =>
-      run.methodId !== "base" && later.some((r) => r.task === run.task && r.methodId === run.methodId)
+      run.methodId !== "base" && later.some((r) => r.methodId === run.methodId)
         ? { ...run, methodId: supersededId(run.methodId, file.name) }
         : run
     );

@@ -81,6 +81,13 @@ Deno.test("mergeCurveRows: a later file's method replaces the earlier rows, whic
   assert.equal(all[0].label, "wl-all-k5, unbounded gates");
   assert.equal(all[1].evalLoss.mean, 0.51);
   assert.ok(rows.some((r) => r.methodId === "wl-budget-grad-k5"));
+  // a rerun on fewer tasks still supersedes the method on every task
+  const qa = { ...base.rows[3], task: "qa" as const };
+  const merged = mergeCurveRows([{ ...base, rows: [...base.rows, qa] }, rerun]);
+  assert.deepEqual(
+    merged.filter((r) => r.task === "qa").map((r) => r.methodId),
+    ["wl-all-k5@repro_curve"],
+  );
 });
 
 Deno.test("blowUps finds the seeds that ended above the untrained model", () => {
