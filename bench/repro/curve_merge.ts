@@ -498,13 +498,14 @@ export async function curveMergeMain(args: string[]): Promise<void> {
     if (!(e instanceof Error && /Cannot read the curve file/.test(e.message))) throw e;
     console.error(`repro curve-merge: no study (${e.message})`);
   }
-  try {
-    const attempt = JSON.parse(
-      await Deno.readTextFile(inRepo("bench/results/gate_fold_attempt.json")),
-    ) as AttemptFile;
-    sections["rerun-fold"] = attemptMarkdown(attempt);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  for (const [name, file] of [["fold", "gate_fold_attempt.json"], ["simplex", "gate_simplex_attempt.json"]]) {
+    try {
+      const path = `bench/results/${file}`;
+      const attempt = JSON.parse(await Deno.readTextFile(inRepo(path))) as AttemptFile;
+      sections[`rerun-${name}`] = attemptMarkdown(attempt, path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
   }
   const json = {
     date: new Date().toISOString(),
