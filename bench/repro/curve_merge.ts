@@ -304,21 +304,24 @@ export interface AttemptFile {
 }
 
 /**
- * The attempt's runs in words: per run, the highest training loss and its step, and the last step logged.
+ * The attempt's runs in words: per run, the highest training loss and its step, the last step logged and, where
+ * the run finished, its eval loss at each budget.
  *
  * @param attempt The attempt.
- * @returns One sentence per run, joined.
+ * @param file Its path, for the reference.
+ * @returns One bullet per run, then the reference.
  */
-export function attemptMarkdown(attempt: AttemptFile): string {
-  return attempt.runs.map((r) => {
+export function attemptMarkdown(attempt: AttemptFile, file: string): string {
+  const lines = attempt.runs.map((r) => {
     const worst = r.steps.reduce((m, x) => (x.loss > m.loss ? x : m));
     const last = r.steps.at(-1)!;
-    return `${r.task}, ${r.methodId}, seed ${r.seed}: highest training loss ${
-      worst.loss.toFixed(2)
-    } at step ` +
-      `${worst.step} (step 1: ${r.steps[0].loss.toFixed(2)}), ${last.loss.toFixed(2)} at step ${last.step} ` +
-      `when it was stopped`;
-  }).join("; ") + ` (commit ${attempt.commit.slice(0, 7)}, \`bench/results/gate_fold_attempt.json\`)`;
+    const evals = Object.entries(r.evalLoss ?? {}).map(([b, v]) => `${v.toFixed(4)} at ${b}`);
+    const end = evals.length ? `; eval loss ${evals.join(", ")} steps` : " when it was stopped";
+    return `- ${r.task}, ${r.methodId}, seed ${r.seed}: highest training loss ${worst.loss.toFixed(2)} at ` +
+      `step ${worst.step} (step 1: ${r.steps[0].loss.toFixed(2)}), ${last.loss.toFixed(2)} at step ` +
+      `${last.step}${end}`;
+  });
+  return `${lines.join("\n")}\n\n(commit ${attempt.commit.slice(0, 7)}, \`${file}\`)`;
 }
 
 const HELP = `Usage: deno task repro --preset curve-merge [options]
