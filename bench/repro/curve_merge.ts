@@ -299,6 +299,8 @@ export interface AttemptFile {
     methodId: string;
     lr: number;
     seed: number;
+    /** Eval loss at each budget the run reached, where it finished. */
+    evalLoss?: Record<string, number>;
     steps: { step: number; loss: number }[];
   }[];
 }
