@@ -117,6 +117,7 @@ export function curveTrainOptions(
     selectSteps: m.selectSteps,
     gateWarmup: m.gateWarmup,
     gateNorm: m.gateNorm,
+    gateBound: "simplex",
     budget: m.budget ?? null,
     budgetScore: m.budgetScore ?? "gate",
     reinitSurvivors: false,

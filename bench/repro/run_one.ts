@@ -247,6 +247,7 @@ function trainOptions(spec: RunSpec, config: ReproConfig, seqLen: number, out: s
     reinitSurvivors: false,
     gateWarmup: 0,
     gateNorm: "none",
+    gateBound: "simplex",
     budget: null,
     budgetScore: "gate",
     growEvery: config.growEvery,

@@ -127,6 +127,19 @@ export const TRAIN_OPTION_SPECS: readonly TrainOptionSpec[] = [
       "projected after every step of the run (dropped sites may return), the K survivors exported.",
   },
   {
+    field: "gateBound",
+    flag: "gate-bound",
+    job: "gate_bound",
+    type: { kind: "enum", values: ["simplex", "none"] },
+    default: "simplex",
+    methods: ["weightlora"],
+    value: "B",
+    group: "Method",
+    doc:
+      "With --select-steps all: simplex projects the kept gates onto {w ≥ 0, Σw ≤ K} after each step and " +
+      "keeps a gated-off site's A/B still (its AdamW moments zeroed); none is the authors' unbounded gates.",
+  },
+  {
     field: "gateWarmup",
     flag: "gate-warmup",
     job: "gate_warmup",

@@ -104,6 +104,11 @@ export interface TrainOptions {
    * or `"all"` (the authors' schedule): gates trained and projected after every step of the run.
    */
   selectSteps: number | "all";
+  /**
+   * The authors' schedule: `simplex` bounds the kept gates ({w ≥ 0, Σw ≤ K}) and holds gated-off sites' A/B;
+   * `none` leaves the gates unbounded as the authors do.
+   */
+  gateBound: "simplex" | "none";
   /** Steps during which the gates are held at 1 while A and B train, before the first projection. */
   gateWarmup: number;
   /** Per-site normalisation of the gate gradient. */
@@ -312,8 +317,9 @@ async function readCheckpoint(
 /** The options that are new since a run could be saved: a job stored before them gets these values. */
 const LATER_OPTIONS: Pick<
   TrainOptions,
-  "gateWarmup" | "gateNorm" | "budget" | "budgetScore" | "groupByLength"
+  "gateWarmup" | "gateNorm" | "budget" | "budgetScore" | "gateBound" | "groupByLength"
 > = {
+  gateBound: "none",
   gateWarmup: 0,
   gateNorm: "none",
   budget: null,
