@@ -212,6 +212,15 @@ Deno.test("selection hyperparameters: select_steps all, gate_warmup, gate_norm, 
     facts,
   );
   assert.equal(taylor.options.budgetScore, "taylor");
+  assert.equal(all.options.gateBound, "simplex", "the authors' schedule bounds its gates by default");
+  const free = resolveMethod(
+    parseMethod({
+      type: "weightlora",
+      weightlora: { hyperparameters: { select_steps: "all", gate_bound: "none", steps: 10 } },
+    }),
+    facts,
+  );
+  assert.equal(free.options.gateBound, "none");
   rejects(
     () =>
       parseMethod({

@@ -87,19 +87,18 @@ Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => 
   });
 
   await t.step(
-    "the authors' schedule keeps the gates bounded: the kept gates' mean |g| stays 1",
+    "the authors' schedule bounds the kept gates (≥ 0, totalling at most K); --gate-bound none does not",
     async () => {
-      // a gate rate 40 times the default: unbounded, the kept gates would grow far past K
+      // a gate rate 40 times the default: unbounded, the kept gates grow far past K
       const { summary } = await run({ k: 3, steps: 12, selectSteps: "all", lrGates: 200 });
       assert.ok(Number.isFinite(summary.final_eval_loss), `eval loss ${summary.final_eval_loss}`);
       const kept = summary.selected_sites.map((name) => summary.gates.final[name]);
       assert.equal(kept.length, 3);
-      const mean = kept.reduce((s, g) => s + Math.abs(g), 0) / 3;
-      assert.ok(Math.abs(mean - 1) < 1e-4, `mean |g| ${mean}`);
-      assert.ok(kept.every((g) => Math.abs(g) <= 3), `gates ${kept.join(", ")}`);
-      // the gates did move: 11 steps at rate 200 left the evidence far from 0
-      const moved = Object.values(summary.gate_evidence).map((e) => Math.abs(e.movement));
-      assert.ok(Math.max(...moved) > 1, `largest movement ${Math.max(...moved)}`);
+      assert.ok(kept.every((g) => g >= 0), `gates ${kept.join(", ")}`);
+      assert.ok(kept.reduce((s, g) => s + g, 0) <= 3 + 1e-4, `gates ${kept.join(", ")}`);
+      const free = await run({ k: 3, steps: 12, selectSteps: "all", lrGates: 200, gateBound: "none" });
+      const total = free.summary.selected_sites.reduce((s, name) => s + free.summary.gates.final[name], 0);
+      assert.ok(total > 3, `unbounded gates total ${total}`);
     },
   );
 
