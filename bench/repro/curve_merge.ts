@@ -60,9 +60,10 @@ export function supersededId(id: string, file: string): string {
 }
 
 /**
- * Merges the rows of curve files, base first: a method a later file has rows for (on any task) replaces the
- * earlier file's rows of that method on every task (a rerun may cover fewer tasks: the earlier rows are of other
- * code), which stay under {@linkcode supersededId} with the earlier file's note in their label.
+ * Merges the rows of curve files, base first: a method a later file has rows for replaces the base's rows of
+ * that method on every task (a rerun may cover fewer tasks: the base's rows are of other code) and another
+ * file's rows of it on the same task; the replaced rows stay under {@linkcode supersededId} with their file's
+ * note in their label.
  *
  * @param files Curve files, base first.
  * @returns The merged rows (base rows once per task).
@@ -76,7 +77,8 @@ export function mergeCurveRows(files: readonly Pick<CurveFile, "name" | "note" |
         if (!out.some((r) => r.methodId === "base" && r.task === row.task)) out.push(row);
         continue;
       }
-      const replaced = later.some((r) => r.methodId === row.methodId);
+      // the base's rows of a rerun method are of other code on every task; a rerun's, only where rerun
+      const replaced = later.some((r) => r.methodId === row.methodId && (i === 0 || r.task === row.task));
       out.push(
         replaced
           ? { ...row, methodId: supersededId(row.methodId, file.name), label: `${row.label}, ${file.note}` }
@@ -100,7 +102,8 @@ export function mergeCurveRuns(
   return files.flatMap((file, i) => {
     const later = files.slice(i + 1).flatMap((f) => f.rows);
     return file.runs.map((run) =>
-      run.methodId !== "base" && later.some((r) => r.methodId === run.methodId)
+      run.methodId !== "base" &&
+        later.some((r) => r.methodId === run.methodId && (i === 0 || r.task === run.task))
         ? { ...run, methodId: supersededId(run.methodId, file.name) }
         : run
     );
@@ -130,12 +133,14 @@ export interface BlowUp {
  * @param rows Rows (for the chosen rates and the base losses).
  * @param runs The runs of the rows' methods.
  * @param methodIds Which methods to look at.
+ * @param share Count a run above this share of the base model's loss (0: every run).
  * @returns The blow-ups.
  */
 export function blowUps(
   rows: readonly CurveRow[],
   runs: readonly CurveRunResult[],
   methodIds: readonly string[],
+  share = 1,
 ): BlowUp[] {
   const out: BlowUp[] = [];
   for (const row of rows) {
@@ -146,7 +151,7 @@ export function blowUps(
       if (run.task !== row.task || run.methodId !== row.methodId || run.lr !== row.lr) continue;
       const at = run.budgets.find((b) => b.step === row.budget);
       const loss = at?.evalLoss ?? Infinity;
-      if (!(loss <= base.evalLoss.mean)) {
+      if (!(loss <= share * base.evalLoss.mean)) {
         out.push({
           task: row.task,
           methodId: row.methodId,
@@ -186,6 +191,8 @@ function signed(x: number): string {
 export interface RerunAnswers {
   /** Seeds of the bounded authors' schedule (and of the superseded unbounded one) that ended above the base. */
   blowUps: { bounded: BlowUp[]; unbounded: BlowUp[] };
+  /** The bounded schedule's highest eval loss of any seed, task, K and budget. */
+  worstBounded?: BlowUp;
   /** The bounded authors' schedule against freeze and drop at the same K. */
   allVsFreeze: CurveComparison[];
   /** The bounded authors' schedule against its unbounded run. */
@@ -226,6 +233,8 @@ export function readRerunAnswers(
       bounded: blowUps(rows, runs.filter((r) => ids.all.includes(r.methodId)), ids.all),
       unbounded: blowUps(rows, runs.filter((r) => ids.unbounded.includes(r.methodId)), ids.unbounded),
     },
+    worstBounded: blowUps(rows, runs.filter((r) => ids.all.includes(r.methodId)), ids.all, 0)
+      .reduce<BlowUp | undefined>((m, x) => (!m || x.evalLoss > m.evalLoss ? x : m), undefined),
     allVsFreeze: pairs(ids.all, (r) => at(r, (x) => x.group === "weightlora" && x.k === r.k)),
     allVsUnbounded: pairs(ids.all, (r) => at(r, (x) => ids.unbounded.includes(x.methodId) && x.k === r.k)),
     budgetVsRandom: pairs(ids.budget, (r) => at(r, (x) => x.group === "random" && x.k === r.k)),
@@ -256,6 +265,8 @@ export function rerunAnswersMarkdown(a: RerunAnswers): string {
       bounded.length === 0
         ? "No: no seed of any task, K or budget ended above the untrained model's eval loss"
         : `Yes, in ${bounded.length} seed-budget(s) (worst: ${fmt(w!)})`
+    }; its highest eval loss was ${
+      a.worstBounded ? fmt(a.worstBounded).replace(/^(\w+) at/, "$1 at") : "—"
     }. Unbounded, ${unbounded.length} seed-budget(s) had${wu ? ` (worst: ${fmt(wu)})` : ""}. Against its ` +
       `unbounded run it was ${countText(verdictCounts(a.allVsUnbounded))} of ${a.allVsUnbounded.length} ` +
       `task × K × budget comparisons.`,
@@ -334,8 +345,8 @@ the base's; the base's stays, renamed), and writes the rerun's claims and answer
   --base F        Default: bench/results/repro_curve.json.
   --base-note T   What the base's superseded rows are called. Default: "unbounded gates (first run)".
   --file F        A later curve file (repeatable). Default: bench/results/repro_curve_budget.json (the first
-                  budget score), repro_curve_bounded.json (bounded gates), repro_curve_budget_grad.json (the
-                  new budget score).
+                  budget score), repro_curve_bounded.json and repro_curve_bounded_qa.json (bounded gates on
+                  world and qa), repro_curve_budget_grad.json (the new budget score).
   --study F       The budget-score study (short runs). Default: bench/results/repro_budget_score_study.json.
   --json F        Default: bench/results/repro_curve_rerun.json.
   --markdown F    Default: bench/results/repro_curve_rerun.md.
@@ -343,7 +354,10 @@ the base's; the base's stays, renamed), and writes the rerun's claims and answer
   -h, --help      Show this help.`;
 
 async function readCurveFile(path: string, note: string): Promise<CurveFile & { mlpShare: number }> {
-  let json: CurveFile & { sites?: { name: string }[] };
+  let json: CurveFile & {
+    sites?: { name: string }[];
+    keptSets?: { task: string; methodId: string; budget: number; sets: string[][] }[];
+  };
   try {
     json = JSON.parse(await Deno.readTextFile(path));
   } catch (e) {
@@ -354,7 +368,13 @@ async function readCurveFile(path: string, note: string): Promise<CurveFile & { 
     note,
     config: json.config,
     grids: json.grids,
-    rows: json.rows,
+    // the file keeps the kept sets apart from the rows
+    rows: json.rows.map((r) => ({
+      ...r,
+      keptSets:
+        json.keptSets?.find((k) => k.task === r.task && k.methodId === r.methodId && k.budget === r.budget)
+          ?.sets ?? [],
+    })),
     runs: json.runs,
     mlpShare: json.sites?.length
       ? json.sites.filter((x) => isMlpSite(x.name)).length / json.sites.length
@@ -424,6 +444,7 @@ export async function curveMergeMain(args: string[]): Promise<void> {
   const paths = v.file ?? [
     "repro_curve_budget.json",
     "repro_curve_bounded.json",
+    "repro_curve_bounded_qa.json",
     "repro_curve_budget_grad.json",
   ].map((f) => inRepo(`bench/results/${f}`));
   const base = await readCurveFile(
