@@ -20,6 +20,7 @@
  */
 
 import type { TrainMethod } from "../../src/train/trainer.ts";
+import type { BudgetScore } from "../../src/train/methods/weightlora_budget.ts";
 import type { TaskName, TaskSizes } from "../tasks/generate.ts";
 import { chooseLr, lrText } from "./plan.ts";
 
@@ -67,6 +68,8 @@ export interface CurveMethod {
   gateNorm: GateNorm;
   /** A parameter budget instead of K (the trainer's `budget`); absent: K. */
   budget?: number;
+  /** What the budget is filled by (the trainer's `budgetScore`); with `budget` only. */
+  budgetScore?: BudgetScore;
   /** The method of the 60-step comparison (`bench/results/repro.json`) whose learning rate centres the grid. */
   centreOf: string;
   /** Name in tables. */
@@ -269,21 +272,34 @@ export function allCurveMethods(
     centreOf: `weightlora-k${k}`,
     label: `WeightLoRA (K=${k}, norm)`,
   }));
-  // budgeted WeightLoRA at the parameters random sites keep at each K (the same budget, chosen by gates)
-  perK((k) => {
-    const budget = budgetOfK(k);
-    return {
-      id: `wl-budget-k${k}`,
-      group: "weightlora-budget",
-      method: "weightlora",
-      k,
-      selectSteps: config.selectSteps,
-      ...plain,
-      budget,
-      centreOf: `weightlora-k${k}`,
-      label: `WeightLoRA (budget ${budget.toLocaleString("en-US")}, freeze after ${config.selectSteps})`,
-    };
-  });
+  // budgeted WeightLoRA at the parameters random sites keep at each K (the same budget, chosen by gates): by
+  // the gate's value (`wl-budget-k5`, the first score), its accumulated movement, its Taylor score, and the
+  // movement over a selection five times as long
+  const budgetVariants: { suffix: string; score: BudgetScore; selectSteps: number; words: string }[] = [
+    { suffix: "", score: "gate", selectSteps: config.selectSteps, words: "gate" },
+    { suffix: "-grad", score: "gradient", selectSteps: config.selectSteps, words: "gate movement" },
+    { suffix: "-taylor", score: "taylor", selectSteps: config.selectSteps, words: "Taylor score" },
+    { suffix: "-grad-long", score: "gradient", selectSteps: 5 * config.selectSteps, words: "gate movement" },
+  ];
+  for (const v of budgetVariants) {
+    perK((k) => {
+      const budget = budgetOfK(k);
+      return {
+        id: `wl-budget${v.suffix}-k${k}`,
+        group: "weightlora-budget",
+        method: "weightlora",
+        k,
+        selectSteps: v.selectSteps,
+        ...plain,
+        budget,
+        budgetScore: v.score,
+        centreOf: `weightlora-k${k}`,
+        label: `WeightLoRA (budget ${
+          budget.toLocaleString("en-US")
+        } by ${v.words}, freeze after ${v.selectSteps})`,
+      };
+    });
+  }
   out.push({
     id: "wl-plus",
     group: "weightlora-plus",

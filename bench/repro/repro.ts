@@ -52,6 +52,7 @@ import {
   writeAtomic,
 } from "./runner.ts";
 import { curveMain } from "./curve.ts";
+import { curveMergeMain } from "./curve_merge.ts";
 
 const ROOT = REPO_ROOT;
 const RUN_ONE = decodeURIComponent(new URL("./run_one.ts", import.meta.url).pathname);
@@ -62,7 +63,8 @@ Reproduces the WeightLoRA comparison on stories260K (../shared/models/stories260
 Markdown report and an SVG plot. Rerunning the same command continues an interrupted comparison.
 
   --preset P          full | smoke (1 task, 1 seed, 2 learning rates, 6 steps) | curve (the step-budget
-                      curve: see \`deno task repro --preset curve --help\`). Default: full.
+                      curve: see \`deno task repro --preset curve --help\`) | curve-merge (reruns of the
+                      curve read with it: see \`deno task repro --preset curve-merge --help\`). Default: full.
   --work DIR          Runs, tasks and the converted model. Default: out/repro (smoke: out/repro-smoke).
   --jobs N            Runs at a time, each in its own process on one wasm thread. Default: 2.
   --max-runs N        Stop after starting N runs in this invocation (rerun to continue).
@@ -192,6 +194,7 @@ function presetOf(args: string[]): string | undefined {
 
 async function main(): Promise<void> {
   if (["curve", "curve-smoke"].includes(presetOf(Deno.args) ?? "")) return await curveMain(Deno.args);
+  if (presetOf(Deno.args) === "curve-merge") return await curveMergeMain(Deno.args);
   const parsed = parse(Deno.args);
   if (!parsed) return;
   const { config, schedule } = parsed;

@@ -17,6 +17,7 @@ import type { LlamaWeights } from "../models/llama/forward.ts";
 import { dropoutInputName, gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
 import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
 import { doubleRank } from "../lora/rank_doubling.ts";
+import { boundGates } from "../lora/gate_bound.ts";
 import { loraInputNames } from "../models/lora_inputs.ts";
 import { ort } from "../runtime/ort.ts";
 import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
@@ -42,13 +43,35 @@ export interface AdapterOptimizerOptions {
 export type GateNorm = "none" | "params" | "rms";
 
 /**
+ * What the gates' steps so far say about each active site, accumulated over every gate step of the run (a site
+ * gated off keeps accumulating: its gate gradient is not zero once B ≠ 0). Aligned with the active sites.
+ */
+export interface GateEvidence {
+  /**
+   * The gate's total SGD movement, Σ −lr·∂L/∂g (normalised like the gate step): how far the gate would have
+   * moved from where it started had no projection set it to 0.
+   */
+  movement: Float32Array;
+  /**
+   * Σ −g·∂L/∂g over the steps, with g the gate before each step: the first-order estimate of how much the loss
+   * would rise if the site were removed (a Taylor importance score); 0 while a site is gated off.
+   */
+  taylor: Float32Array;
+}
+
+/**
  * Chooses the kept sites from updated gate values.
  *
  * @param gates Gate values of the active sites, in model order.
  * @param sites The active sites.
+ * @param evidence The gates' accumulated movement and importance, aligned with `sites`.
  * @returns Kept indices into `sites`, ascending.
  */
-export type GateSelector = (gates: Float32Array, sites: readonly AdapterSiteState[]) => number[];
+export type GateSelector = (
+  gates: Float32Array,
+  sites: readonly AdapterSiteState[],
+  evidence: GateEvidence,
+) => number[];
 
 /** How the gates move after a step: an SGD step, then a projection onto the kept set. */
 export interface GateUpdate {
@@ -64,6 +87,19 @@ export interface GateUpdate {
    * gates would choose by site order.
    */
   force: boolean;
+  /**
+   * After the projection, bound the kept gates: project them onto {w ≥ 0, Σw ≤ K} ({@linkcode boundGates}).
+   * Without it, gates trained for a whole run grow without bound and scale every later A/B step with them.
+   * @default {false}
+   */
+  bound?: boolean;
+  /**
+   * A site the projection gates off keeps its A and B where they are: its AdamW first moments are zeroed, so
+   * the optimizer, which sees a zero gradient for it, takes no step (otherwise the moments carry A and B on
+   * in their last direction for tens of steps, and a site that comes back returns with a drifted update).
+   * @default {false}
+   */
+  holdGatedOff?: boolean;
 }
 
 /** Options for {@linkcode AdapterTrainer.create}. */
@@ -90,6 +126,8 @@ export interface AdapterTrainerOptions {
   seed?: number;
   /** Names of the sites the last projection kept (resuming a run); none: no projection yet. */
   kept?: readonly string[];
+  /** The gate evidence so far by site name (resuming a run); none: nothing accumulated. */
+  evidence?: Readonly<Record<string, { movement: number; taylor: number }>>;
 }
 
 /** A built training graph's session and bookkeeping. */
@@ -133,10 +171,13 @@ export class AdapterTrainer {
   #kept: Set<string> | undefined;
   /** The gate values the last projection chose from (before the others were set to 0), by site. */
   #scores: Record<string, number> | undefined;
+  /** Accumulated gate evidence by site name ({@linkcode GateEvidence}). */
+  #evidence = new Map<string, { movement: number; taylor: number }>();
 
   private constructor(options: AdapterTrainerOptions, built: Built) {
     this.#options = options;
     this.#kept = options.kept ? new Set(options.kept) : undefined;
+    for (const [name, e] of Object.entries(options.evidence ?? {})) this.#evidence.set(name, { ...e });
     this.sites = options.sites;
     this.trainableGates = options.trainableGates;
     this.#session = built.session;
@@ -320,10 +361,54 @@ export class AdapterTrainer {
     const values = await this.#session.parameter(GATES_INPUT);
     if (!zero) {
       const weight = await this.#gateWeights(gates.norm);
-      for (let i = 0; i < values.length; i++) values[i] -= gates.lr * gradient![i] / weight[i];
+      for (let i = 0; i < values.length; i++) {
+        const e = this.#evidenceOf(this.#active[i].site.name);
+        const move = -gates.lr * gradient![i] / weight[i];
+        e.movement += move;
+        e.taylor -= values[i] * gradient![i];
+        values[i] += move;
+      }
     }
-    this.#project(values, gates.select);
+    const before = this.#kept;
+    this.#project(values, gates.select, gates.bound ?? false);
+    if (gates.holdGatedOff) this.#holdGatedOff(before);
     return { gradNorm, projected: true };
+  }
+
+  /** Zeroes the AdamW first moments of the sites that were kept before this projection and are not now. */
+  #holdGatedOff(before: Set<string> | undefined): void {
+    if (this.#options.optimizer.kind !== "adamw") return;
+    for (const s of this.#active) {
+      const name = s.site.name;
+      if ((before && !before.has(name)) || this.#kept!.has(name)) continue;
+      const { a, b } = loraInputNames(name);
+      this.#session.setParameter(`adam_m.${a}`, new Float32Array(s.rank * s.site.inFeatures));
+      this.#session.setParameter(`adam_m.${b}`, new Float32Array(s.site.outFeatures * s.rank));
+    }
+  }
+
+  #evidenceOf(name: string): { movement: number; taylor: number } {
+    let e = this.#evidence.get(name);
+    if (!e) this.#evidence.set(name, e = { movement: 0, taylor: 0 });
+    return e;
+  }
+
+  /** The accumulated evidence of the active sites, aligned with them. */
+  #activeEvidence(): GateEvidence {
+    const e = this.#active.map((s) => this.#evidence.get(s.site.name) ?? { movement: 0, taylor: 0 });
+    return {
+      movement: Float32Array.from(e, (x) => x.movement),
+      taylor: Float32Array.from(e, (x) => x.taylor),
+    };
+  }
+
+  /**
+   * The gate evidence accumulated so far, by site name (for checkpoints and `weightlora.json`).
+   *
+   * @returns Each site's movement and Taylor score ({@linkcode GateEvidence}).
+   */
+  get gateEvidence(): Record<string, { movement: number; taylor: number }> {
+    return Object.fromEntries([...this.#evidence].map(([name, e]) => [name, { ...e }]));
   }
 
   /** Per-site divisors of the gate gradient (1 for `none`; relative to their mean otherwise). */
@@ -346,11 +431,12 @@ export class AdapterTrainer {
   }
 
   /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
-  #project(values: Float32Array, select: GateSelector): void {
+  #project(values: Float32Array, select: GateSelector, bound = false): void {
     this.#scores = Object.fromEntries(this.#active.map((s, i) => [s.site.name, values[i]]));
-    const kept = select(values, this.#active);
-    const projected = new Float32Array(values.length);
+    const kept = select(values, this.#active, this.#activeEvidence());
+    let projected: Float32Array = new Float32Array(values.length);
     for (const i of kept) projected[i] = values[i];
+    if (bound) projected = boundGates(projected, kept);
     this.#session.setParameter(GATES_INPUT, projected);
     this.#active.forEach((s, i) => (s.gate = projected[i]));
     this.#kept = new Set(kept.map((i) => this.#active[i].site.name));

@@ -9,10 +9,14 @@
 
 import { LLAMA_MODULES, type LlamaModule } from "../models/sites.ts";
 import type { GateNorm } from "./adapter_trainer.ts";
+import type { BudgetScore } from "./methods/weightlora_budget.ts";
 import type { TrainMethod, TrainOptions } from "./trainer.ts";
 
 /** Every gate-gradient normalisation ({@linkcode GateNorm}). */
 export const GATE_NORMS: readonly GateNorm[] = ["none", "params", "rms"];
+
+/** Every score of budgeted WeightLoRA ({@linkcode BudgetScore}). */
+export const BUDGET_SCORES: readonly BudgetScore[] = ["gradient", "taylor", "gate"];
 
 /** The value types of options, with their ranges. */
 export type OptionKind =
@@ -93,8 +97,21 @@ export const TRAIN_OPTION_SPECS: readonly TrainOptionSpec[] = [
     methods: ["weightlora"],
     value: "P",
     group: "Method",
-    doc: "WeightLoRA: instead of --k, keep the sites with the best gate per parameter whose adapters total " +
-      "at most P trainable parameters.",
+    doc: "WeightLoRA: instead of --k, keep the sites with the best score per parameter (--budget-score) " +
+      "whose adapters total at most P trainable parameters.",
+  },
+  {
+    field: "budgetScore",
+    flag: "budget-score",
+    job: "budget_score",
+    type: { kind: "enum", values: BUDGET_SCORES },
+    default: "gradient",
+    methods: ["weightlora"],
+    value: "S",
+    group: "Method",
+    doc: "With --budget, what a site is worth: gradient (its gate's accumulated SGD movement, Σ −lr·∂L/∂g) " +
+      "| taylor (Σ −g·∂L/∂g, the loss a removal would cost) | gate (the gate's value: ≈ 1 early on, so the " +
+      "smallest adapters win).",
   },
   {
     field: "selectSteps",
@@ -108,6 +125,19 @@ export const TRAIN_OPTION_SPECS: readonly TrainOptionSpec[] = [
     doc: "WeightLoRA selection: gates trained and projected onto K for T steps, then frozen and the other " +
       "sites dropped (phase 2 trains K adapters only); `all`: the authors' schedule, gates trained and " +
       "projected after every step of the run (dropped sites may return), the K survivors exported.",
+  },
+  {
+    field: "gateBound",
+    flag: "gate-bound",
+    job: "gate_bound",
+    type: { kind: "enum", values: ["simplex", "none"] },
+    default: "simplex",
+    methods: ["weightlora"],
+    value: "B",
+    group: "Method",
+    doc:
+      "With --select-steps all: simplex projects the kept gates onto {w ≥ 0, Σw ≤ K} after each step and " +
+      "keeps a gated-off site's A/B still (its AdamW moments zeroed); none is the authors' unbounded gates.",
   },
   {
     field: "gateWarmup",

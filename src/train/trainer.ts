@@ -16,6 +16,7 @@ import { writeFolderAtomic, writePeftAdapter } from "../lora/peft_export.ts";
 import { encodeTrainingState, loadTrainingState } from "../autodiff/checkpoint.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import { AdapterTrainer, type GateNorm, type TrainableSizes } from "./adapter_trainer.ts";
+import type { BudgetScore } from "./methods/weightlora_budget.ts";
 import { type Batch, BatchSampler, makeBatch, type SamplerState } from "./batches.ts";
 import type { Dataset } from "./data.ts";
 import { learningRate, type LrScheduleKind } from "./schedule.ts";
@@ -103,12 +104,19 @@ export interface TrainOptions {
    * or `"all"` (the authors' schedule): gates trained and projected after every step of the run.
    */
   selectSteps: number | "all";
+  /**
+   * The authors' schedule: `simplex` bounds the kept gates ({w ≥ 0, Σw ≤ K}) and holds gated-off sites' A/B;
+   * `none` leaves the gates unbounded as the authors do.
+   */
+  gateBound: "simplex" | "none";
   /** Steps during which the gates are held at 1 while A and B train, before the first projection. */
   gateWarmup: number;
   /** Per-site normalisation of the gate gradient. */
   gateNorm: GateNorm;
   /** WeightLoRA: keep adapters totalling at most this many trainable parameters instead of K sites (null: K). */
   budget: number | null;
+  /** Budgeted WeightLoRA: the score per parameter the budget is filled by. */
+  budgetScore: BudgetScore;
   /** Re-initialise survivors' A/B and the optimizer after selection. */
   reinitSurvivors: boolean;
   /** WeightLoRA+: steps between growth rounds. */
@@ -189,6 +197,8 @@ export interface TrainSummary {
   k_kept: number;
   /** The parameter budget asked for (null: none). */
   budget: number | null;
+  /** The score the budget was filled by (null: no budget). */
+  budget_score: BudgetScore | null;
   /** WeightLoRA's selection schedule (null for methods without one). */
   select_steps: number | "all" | null;
   /** Trainable parameters of the exported adapter. */
@@ -197,6 +207,11 @@ export interface TrainSummary {
   selected_sites: string[];
   ranks: Record<string, number>;
   gates: Record<string, Record<string, number>>;
+  /**
+   * What every gate step said about each site, summed over the run (empty without trained gates): the gate's
+   * SGD movement and its Taylor score Σ −g·∂L/∂g.
+   */
+  gate_evidence: Record<string, { movement: number; taylor: number }>;
   phases: (TrainableSizes & { phase: Phase; from_step: number })[];
   final_train_loss: number | null;
   final_eval_loss: number | null;
@@ -220,6 +235,8 @@ interface CheckpointState {
   sites: { name: string; rank: number; scale: number; gate: number; active: boolean }[];
   /** Sites the last gate projection kept (absent before the first projection). */
   kept?: string[];
+  /** The gates' accumulated evidence by site (absent in checkpoints written before it was kept). */
+  evidence?: Record<string, { movement: number; taylor: number }>;
   summary: Pick<TrainSummary, "gates" | "phases">;
   fingerprint: string;
 }
@@ -298,10 +315,15 @@ async function readCheckpoint(
 }
 
 /** The options that are new since a run could be saved: a job stored before them gets these values. */
-const LATER_OPTIONS: Pick<TrainOptions, "gateWarmup" | "gateNorm" | "budget" | "groupByLength"> = {
+const LATER_OPTIONS: Pick<
+  TrainOptions,
+  "gateWarmup" | "gateNorm" | "budget" | "budgetScore" | "gateBound" | "groupByLength"
+> = {
+  gateBound: "none",
   gateWarmup: 0,
   gateNorm: "none",
   budget: null,
+  budgetScore: "gate",
   groupByLength: false,
 };
 
@@ -346,6 +368,7 @@ export async function train(
   let sites = method.initialSites(fresh, options);
   let state: MethodState = method.start(options, n);
   let kept: string[] | undefined;
+  let evidence: CheckpointState["evidence"];
   let step = 0;
   let elapsedBefore = 0;
   let tokensSeen = 0;
@@ -391,7 +414,7 @@ export async function train(
       x.b = factor(`${x.site.name}.lora_B`);
     }
     state = { phase: s.phase, k: s.k, growRound: s.growRound };
-    ({ step, tokensSeen, lastLoss, kept } = s);
+    ({ step, tokensSeen, lastLoss, kept, evidence } = s);
     elapsedBefore = s.elapsed;
     sampler.state = s.sampler;
     Object.assign(summary, structuredClone(s.summary));
@@ -416,6 +439,7 @@ export async function train(
     dropout: options.dropout,
     seed: options.seed,
     kept,
+    evidence,
   });
   if (resumed) await trainer.loadState(resumed.tensors.state);
   let recordedPhase = resumed ? summary.phases.at(-1) : undefined;
@@ -461,6 +485,7 @@ export async function train(
         active: s.active,
       })),
       kept: trainer.kept,
+      evidence: trainer.gateEvidence,
       summary,
       fingerprint: print,
     };
@@ -578,12 +603,14 @@ export async function train(
     k_requested: method.kRequested(options, n),
     k_kept: survivors.length,
     budget: options.method === "weightlora" ? options.budget : null,
+    budget_score: options.method === "weightlora" && options.budget !== null ? options.budgetScore : null,
     select_steps: options.method === "weightlora" ? options.selectSteps : null,
     adapter_parameters: adapterParameterCount(survivors),
     candidate_sites: n,
     selected_sites: survivors.map((s) => s.site.name),
     ranks: Object.fromEntries(survivors.map((s) => [s.site.name, s.rank])),
     gates: summary.gates,
+    gate_evidence: trainer.gateEvidence,
     phases: summary.phases,
     final_train_loss: lastLoss,
     final_eval_loss: lastEval,

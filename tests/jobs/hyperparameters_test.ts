@@ -178,7 +178,7 @@ Deno.test("n_epochs cannot bypass the steps cap", () => {
   assert.equal(resolveMethod(parsed, { ...facts, rows: 100 }).options.steps, 1_000_000);
 });
 
-Deno.test("selection hyperparameters: select_steps all, gate_warmup, gate_norm, budget", () => {
+Deno.test("selection hyperparameters: select_steps all, gate_warmup, gate_norm, budget, budget_score", () => {
   const all = resolveMethod(
     parseMethod({
       type: "weightlora",
@@ -199,6 +199,37 @@ Deno.test("selection hyperparameters: select_steps all, gate_warmup, gate_norm, 
     facts,
   );
   assert.equal(budget.options.budget, 5000);
+  assert.equal(
+    budget.options.budgetScore,
+    "gradient",
+    "the budget is filled by the gates' movement by default",
+  );
+  const taylor = resolveMethod(
+    parseMethod({
+      type: "weightlora",
+      weightlora: { hyperparameters: { budget: 5000, budget_score: "taylor", rank: 4 } },
+    }),
+    facts,
+  );
+  assert.equal(taylor.options.budgetScore, "taylor");
+  assert.equal(all.options.gateBound, "simplex", "the authors' schedule bounds its gates by default");
+  const free = resolveMethod(
+    parseMethod({
+      type: "weightlora",
+      weightlora: { hyperparameters: { select_steps: "all", gate_bound: "none", steps: 10 } },
+    }),
+    facts,
+  );
+  assert.equal(free.options.gateBound, "none");
+  rejects(
+    () =>
+      parseMethod({
+        type: "weightlora",
+        weightlora: { hyperparameters: { budget: 5000, budget_score: "size" } },
+      }),
+    "method.weightlora.hyperparameters.budget_score",
+    /gradient, taylor, gate/,
+  );
   // a short run's default schedule still selects (B = 0 at step 1)
   const short = resolveMethod(
     parseMethod({ type: "weightlora", weightlora: { hyperparameters: { steps: 5 } } }),

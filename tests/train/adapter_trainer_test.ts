@@ -152,6 +152,86 @@ Deno.test("gate-gradient normalisation divides each site's gradient by its relat
   }
 });
 
+Deno.test("bounded gates stay in {w ≥ 0, Σw ≤ K} under a large gate rate; unbounded ones leave it", async () => {
+  const sums: Record<string, number> = {};
+  for (const bound of [false, true]) {
+    const trainer = await makeTrainer();
+    for (let i = 0; i < 5; i++) {
+      await trainer.trainStep([batchOf(examples().slice(4 * (i % 2), 4 * (i % 2) + 4))]);
+      const { projected } = await trainer.applyGradients(0.02, { ...topK(4, 500), bound });
+      if (!projected) continue; // step 1: B = 0, no gate gradient
+      await trainer.sync();
+      const kept = trainer.activeSites.filter((s) => s.gate !== 0).map((s) => s.gate);
+      assert.ok(kept.length <= 4);
+      if (bound) {
+        assert.ok(kept.every((g) => g >= 0), `gates ${kept}`);
+        assert.ok(kept.reduce((s, g) => s + g, 0) <= 4 + 1e-5, `gates ${kept}`);
+      }
+      sums[String(bound)] = Math.max(sums[String(bound)] ?? 0, kept.reduce((s, g) => s + Math.abs(g), 0));
+    }
+    await trainer.release();
+  }
+  assert.ok(sums.false > 4, `without the bound the kept gates total ${sums.false}: the test would not fail`);
+});
+
+Deno.test("holdGatedOff: a gated-off site's A and B stay where they were; without it AdamW moves them on", async () => {
+  const drift: Record<string, number> = {};
+  for (const hold of [false, true]) {
+    const trainer = await makeTrainer();
+    // two steps with every site kept (B ≠ 0, AdamW moments built up), then K = 3
+    for (let i = 0; i < 2; i++) {
+      await trainer.trainStep([batchOf(examples().slice(4 * i, 4 * i + 4))]);
+      await trainer.applyGradients(0.02, topK(14, 1e-3));
+    }
+    await trainer.trainStep([batchOf(examples().slice(0, 4))]);
+    await trainer.applyGradients(0.02, { ...topK(3, 1e-3), holdGatedOff: hold });
+    await trainer.sync();
+    const off = trainer.activeSites.flatMap((s, i) => (s.gate === 0 ? [i] : []));
+    assert.equal(off.length, 11);
+    const b0 = off.map((i) => Float32Array.from(trainer.activeSites[i].b));
+    // two more steps keeping the same 3 (a tiny gate rate: the gated-off ones stay below the kept ones)
+    for (let i = 0; i < 2; i++) {
+      await trainer.trainStep([batchOf(examples().slice(4 * i, 4 * i + 4))]);
+      await trainer.applyGradients(0.02, { ...topK(3, 1e-6), holdGatedOff: hold });
+    }
+    await trainer.sync();
+    drift[String(hold)] = Math.max(
+      ...off.flatMap((i, j) => Array.from(trainer.activeSites[i].b, (x, k) => Math.abs(x - b0[j][k]))),
+    );
+    await trainer.release();
+  }
+  assert.ok(drift.false > 1e-4, `without holding, AdamW moved gated-off B by ${drift.false}`);
+  assert.equal(drift.true, 0, "held: gated-off B did not move");
+});
+
+Deno.test("the gate evidence sums each step's gate movement, also for gated-off sites", async () => {
+  const trainer = await makeTrainer();
+  let last: Float32Array | undefined;
+  const spy: GateUpdate = {
+    ...topK(3, 1e-3),
+    select: (gates, _sites, evidence) => {
+      last = Float32Array.from(evidence.movement);
+      return projectTopK(gates, 3).kept;
+    },
+  };
+  for (let i = 0; i < 3; i++) {
+    await trainer.trainStep([batchOf(examples().slice(4 * (i % 2), 4 * (i % 2) + 4))]);
+    await trainer.applyGradients(0.01, spy);
+  }
+  await trainer.sync();
+  const evidence = trainer.gateEvidence;
+  const names = trainer.activeSites.map((s) => s.site.name);
+  assert.deepEqual(Object.keys(evidence).sort(), [...names].sort());
+  // the kept gates moved from 1 by exactly their accumulated movement (no projection touched them)
+  for (const [i, s] of trainer.activeSites.entries()) {
+    assert.ok(Math.abs(evidence[s.site.name].movement - last![i]) < 1e-6);
+    if (s.gate !== 0) assert.ok(Math.abs(s.gate - 1 - evidence[s.site.name].movement) < 1e-5);
+  }
+  // sites gated off at step 2 still moved at step 3
+  assert.ok(names.every((n) => evidence[n].movement !== 0));
+  await trainer.release();
+});
+
 Deno.test("a batch padded to its longest row trains exactly as the same rows padded to the full length", async () => {
   const rows = examples().slice(0, 4).map((e, i) => ({
     inputIds: e.inputIds.slice(0, 3 + (i % 2)),

@@ -7,6 +7,7 @@ import { loadPeftAdapter } from "../../src/lora/peft.ts";
 import { parseJsonl } from "../../src/train/data.ts";
 import { train, type TrainOptions, type TrainSummary } from "../../src/train/trainer.ts";
 import { withTrainDefaults } from "../../src/train/options.ts";
+import { selectWithinBudget } from "../../src/lora/budget.ts";
 import { dogRows, stories260k } from "./_stories.ts";
 
 function options(out: string, overrides: Partial<TrainOptions>): TrainOptions {
@@ -85,15 +86,45 @@ Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => 
     assert.equal((await loadPeftAdapter(`${out}/snapshots/step-5`, model.config)).sites.size, 4);
   });
 
-  await t.step("a parameter budget keeps adapters within it, best gate per parameter first", async () => {
-    const budget = 3000; // stories260K at rank 4: 384 (k/v), 512 (q/o), 944 (gate/up/down) per site
-    const { summary } = await run({ steps: 6, budget, gateNorm: "params" });
-    assert.equal(summary.k_requested, null);
-    assert.equal(summary.budget, budget);
-    assert.ok(summary.adapter_parameters <= budget, `${summary.adapter_parameters} > ${budget}`);
-    assert.ok(summary.adapter_parameters > budget - 944, "the budget is filled up to the largest site");
-    assert.equal(summary.k_kept, summary.selected_sites.length);
-  });
+  await t.step(
+    "the authors' schedule bounds the kept gates (≥ 0, totalling at most K); --gate-bound none does not",
+    async () => {
+      // a gate rate 40 times the default: unbounded, the kept gates grow far past K
+      const { summary } = await run({ k: 3, steps: 12, selectSteps: "all", lrGates: 200 });
+      assert.ok(Number.isFinite(summary.final_eval_loss), `eval loss ${summary.final_eval_loss}`);
+      const kept = summary.selected_sites.map((name) => summary.gates.final[name]);
+      assert.equal(kept.length, 3);
+      assert.ok(kept.every((g) => g >= 0), `gates ${kept.join(", ")}`);
+      assert.ok(kept.reduce((s, g) => s + g, 0) <= 3 + 1e-4, `gates ${kept.join(", ")}`);
+      const free = await run({ k: 3, steps: 12, selectSteps: "all", lrGates: 200, gateBound: "none" });
+      const total = free.summary.selected_sites.reduce((s, name) => s + free.summary.gates.final[name], 0);
+      assert.ok(total > 3, `unbounded gates total ${total}`);
+    },
+  );
+
+  await t.step(
+    "a parameter budget keeps adapters within it, best gate movement per parameter first",
+    async () => {
+      const budget = 3000; // stories260K at rank 4: 384 (k/v), 512 (q/o), 944 (gate/up/down) per site
+      const { summary } = await run({ steps: 6, budget });
+      assert.equal(summary.k_requested, null);
+      assert.equal(summary.budget, budget);
+      assert.equal(summary.budget_score, "gradient");
+      assert.ok(summary.adapter_parameters <= budget, `${summary.adapter_parameters} > ${budget}`);
+      assert.ok(summary.adapter_parameters > budget - 944, "the budget is filled up to the largest site");
+      assert.equal(summary.k_kept, summary.selected_sites.length);
+      // the kept set is the greedy choice by accumulated gate movement per parameter (frozen after selection)
+      const names = Object.keys(summary.gates.selection_scores);
+      const size = (name: string) => /mlp/.test(name) ? 944 : /[kv]_proj$/.test(name) ? 384 : 512;
+      const movement = Float32Array.from(names, (n) => summary.gate_evidence[n].movement);
+      const want = selectWithinBudget(movement, names.map(size), budget).map((i) => names[i]);
+      assert.deepEqual([...summary.selected_sites].sort(), want.sort());
+      // the first score, the gate's value, keeps a set within the same budget
+      const byGate = await run({ steps: 6, budget, budgetScore: "gate" });
+      assert.equal(byGate.summary.budget_score, "gate");
+      assert.ok(byGate.summary.adapter_parameters <= budget);
+    },
+  );
 
   for (const dir of dirs) await Deno.remove(dir, { recursive: true });
 });

@@ -6,7 +6,10 @@
  *   frozen, the other sites dropped from the graph — phase 2 trains K adapters only (the cheap schedule);
  * - **the authors'** (`selectSteps: "all"`): the gates train and are projected after every step of the run; a
  *   site gated off gets no A/B gradient (its output is multiplied by 0) but its gate gradient is not zero, so it
- *   may come back; the K survivors of the last step are exported.
+ *   may come back; the K survivors of the last step are exported. With `gateBound: "simplex"` (the default)
+ *   the kept gates are projected onto {w ≥ 0, Σw ≤ K} after each projection (`../../lora/gate_bound.ts`) and a
+ *   site gated off keeps its A/B still: the authors' own set, {w : ‖w‖₀ ≤ K}, does not bound the gates, and
+ *   over 300 steps they grew until the loss diverged. `"none"` is the authors' algorithm as it is.
  *
  * Gates are held at 1 for `gateWarmup` steps first, and `gateNorm` normalises their gradient per site. The
  * kept-set rule is a parameter, so the budgeted variant (`./weightlora_budget.ts`) shares this schedule.
@@ -131,6 +134,8 @@ export function weightLoraMethod(rule: SelectionRule): TrainingMethod {
         norm: options.gateNorm,
         select: rule.selector(options),
         force: step === lastSelectionStep(options),
+        bound: options.selectSteps === "all" && options.gateBound === "simplex",
+        holdGatedOff: options.selectSteps === "all" && options.gateBound === "simplex",
       };
     },
     async afterStep(c: StepContext): Promise<MethodState> {

@@ -115,4 +115,16 @@ Deno.test("budgeted WeightLoRA runs at the parameters K average sites hold", () 
   assert.equal(budget.method, "weightlora");
   assert.equal(budget.group, "weightlora-budget");
   assert.equal(budget.selectSteps, 6);
+  assert.equal(budget.budgetScore, "gate", "wl-budget-kK is the first score, the gate's value");
+  const [grad, taylor, long] = curveMethods({
+    ...CURVE_CONFIG,
+    methods: ["wl-budget-grad-k5", "wl-budget-taylor-k5", "wl-budget-grad-long-k5"],
+  });
+  assert.deepEqual([grad.budgetScore, taylor.budgetScore, long.budgetScore], [
+    "gradient",
+    "taylor",
+    "gradient",
+  ]);
+  assert.deepEqual([grad.selectSteps, long.selectSteps], [6, 30]);
+  assert.ok([grad, taylor, long].every((m) => m.budget === 3400 && m.group === "weightlora-budget"));
 });

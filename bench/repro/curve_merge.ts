@@ -1,0 +1,582 @@
+/**
+ * Reruns of the step-budget curve read together with the curve they extend: `deno task repro --preset
+ * curve-merge` reads the base curve (`bench/results/repro_curve.json`) and later curve files that ran some of
+ * its methods again (the authors' schedule with bounded gates) or new ones (budgeted WeightLoRA by a new score),
+ * all with the same protocol (tasks, seeds, learning rates, data). A later file's rows replace the earlier rows
+ * of the same method; the earlier ones stay, renamed, so that a table shows before and after. From the merged
+ * rows it reads the claims again and answers the rerun's questions in words generated from the figures, and
+ * writes `bench/results/repro_curve_rerun.{json,md}` and the `rerun-*` regions of `docs/results.md`.
+ *
+ *     deno task repro --preset curve-merge
+ *
+ * @example
+ * ```ts
+ * import { mergeCurveRows } from "./curve_merge.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(mergeCurveRows([]), []);
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { TASKS } from "../tasks/generate.ts";
+import type { CurveConfig } from "./curve_plan.ts";
+import type { CurveRunResult } from "./curve_run.ts";
+import {
+  aggregateCurve,
+  claimsTable,
+  compareCurveRows,
+  type CurveComparison,
+  type CurveRow,
+  curveTaskTable,
+  fillMarkedSections,
+  isMlpSite,
+  readCurveClaims,
+  stabilityTable,
+} from "./curve_summary.ts";
+import type { Verdict } from "./summary.ts";
+import { REPO_ROOT, writeAtomic } from "./runner.ts";
+
+/** One curve results file, as `curve.ts` writes it (the parts the merge reads). */
+export interface CurveFile {
+  /** Its name in labels (`repro_curve.json`). */
+  name: string;
+  /** What its runs differ in from the base, in words (`unbounded gates`); shown on superseded rows. */
+  note: string;
+  /** Its configuration. */
+  config: CurveConfig;
+  /** Its learning-rate grids by task and method. */
+  grids: Record<string, Record<string, number[]>>;
+  /** Its rows. */
+  rows: CurveRow[];
+  /** Its runs. */
+  runs: CurveRunResult[];
+}
+
+/** The id a superseded method's rows get: its id and the file it came from. */
+export function supersededId(id: string, file: string): string {
+  return `${id}@${file.replace(/\.json$/, "")}`;
+}
+
+/**
+ * Merges the rows of curve files, base first: a method a later file has rows for replaces the base's rows of
+ * that method on every task (a rerun may cover fewer tasks: the base's rows are of other code) and another
+ * file's rows of it on the same task; the replaced rows stay under {@linkcode supersededId} with their file's
+ * note in their label.
+ *
+ * @param files Curve files, base first.
+ * @returns The merged rows (base rows once per task).
+ */
+export function mergeCurveRows(files: readonly Pick<CurveFile, "name" | "note" | "rows">[]): CurveRow[] {
+  const out: CurveRow[] = [];
+  for (const [i, file] of files.entries()) {
+    const later = files.slice(i + 1).flatMap((f) => f.rows);
+    for (const row of file.rows) {
+      if (row.methodId === "base") {
+        if (!out.some((r) => r.methodId === "base" && r.task === row.task)) out.push(row);
+        continue;
+      }
+      // the base's rows of a rerun method are of other code on every task; a rerun's, only where rerun
+      const replaced = later.some((r) => r.methodId === row.methodId && (i === 0 || r.task === row.task));
+      out.push(
+        replaced
+          ? { ...row, methodId: supersededId(row.methodId, file.name), label: `${row.label}, ${file.note}` }
+          : row,
+      );
+    }
+  }
+  return out;
+}
+
+/**
+ * The runs of curve files, renamed as {@linkcode mergeCurveRows} renames their rows: a run of a method that a
+ * later file ran again gets {@linkcode supersededId}.
+ *
+ * @param files Curve files, base first.
+ * @returns Every run.
+ */
+export function mergeCurveRuns(
+  files: readonly Pick<CurveFile, "name" | "rows" | "runs">[],
+): CurveRunResult[] {
+  return files.flatMap((file, i) => {
+    const later = files.slice(i + 1).flatMap((f) => f.rows);
+    return file.runs.map((run) =>
+      run.methodId !== "base" &&
+        later.some((r) => r.methodId === run.methodId && (i === 0 || r.task === run.task))
+        ? { ...run, methodId: supersededId(run.methodId, file.name) }
+        : run
+    );
+  });
+}
+
+/** A seed's run that ended worse than the untrained model. */
+export interface BlowUp {
+  /** Task. */
+  task: string;
+  /** Method id. */
+  methodId: string;
+  /** Budget. */
+  budget: number;
+  /** Seed. */
+  seed: number;
+  /** Its eval loss. */
+  evalLoss: number;
+  /** The base model's. */
+  baseLoss: number;
+}
+
+/**
+ * Runs (at the rate a row chose) whose eval loss at a budget is above the untrained model's: an adapter that
+ * made the model worse, as the unbounded gates did.
+ *
+ * @param rows Rows (for the chosen rates and the base losses).
+ * @param runs The runs of the rows' methods.
+ * @param methodIds Which methods to look at.
+ * @param share Count a run above this share of the base model's loss (0: every run).
+ * @returns The blow-ups.
+ */
+export function blowUps(
+  rows: readonly CurveRow[],
+  runs: readonly CurveRunResult[],
+  methodIds: readonly string[],
+  share = 1,
+): BlowUp[] {
+  const out: BlowUp[] = [];
+  for (const row of rows) {
+    if (!methodIds.includes(row.methodId)) continue;
+    const base = rows.find((r) => r.task === row.task && r.methodId === "base");
+    if (!base) continue;
+    for (const run of runs) {
+      if (run.task !== row.task || run.methodId !== row.methodId || run.lr !== row.lr) continue;
+      const at = run.budgets.find((b) => b.step === row.budget);
+      const loss = at?.evalLoss ?? Infinity;
+      if (!(loss <= share * base.evalLoss.mean)) {
+        out.push({
+          task: row.task,
+          methodId: row.methodId,
+          budget: row.budget,
+          seed: run.seed!,
+          evalLoss: loss,
+          baseLoss: base.evalLoss.mean,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Verdict counts of some comparisons. */
+export function verdictCounts(comparisons: readonly CurveComparison[]): Record<Verdict, number> {
+  const out: Record<Verdict, number> = { better: 0, tie: 0, worse: 0 };
+  for (const c of comparisons) out[c.verdict]++;
+  return out;
+}
+
+function countText(c: Record<Verdict, number>): string {
+  return `better in ${c.better}, tied in ${c.tie}, worse in ${c.worse}`;
+}
+
+function where(comparisons: readonly CurveComparison[], verdict: Verdict): string {
+  const xs = comparisons.filter((c) => c.verdict === verdict);
+  if (xs.length === 0) return "nowhere";
+  return xs.map((c) => `${c.task} at ${c.budget} (${signed(c.delta)} ± ${c.noise.toFixed(4)})`).join(", ");
+}
+
+function signed(x: number): string {
+  return `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(4)}`;
+}
+
+/** What the rerun answers, with the comparisons behind each answer. */
+export interface RerunAnswers {
+  /** Seeds of the bounded authors' schedule (and of the superseded unbounded one) that ended above the base. */
+  blowUps: { bounded: BlowUp[]; unbounded: BlowUp[] };
+  /** The bounded schedule's highest eval loss of any seed, task, K and budget. */
+  worstBounded?: BlowUp;
+  /** The bounded authors' schedule against freeze and drop at the same K. */
+  allVsFreeze: CurveComparison[];
+  /** The bounded authors' schedule against its unbounded run. */
+  allVsUnbounded: CurveComparison[];
+  /** The new budget score against random sites at the same K (about the same parameters). */
+  budgetVsRandom: CurveComparison[];
+  /** The new budget score against the first one (the gate's value). */
+  budgetVsGate: CurveComparison[];
+  /** The first score against random sites, for reference. */
+  gateVsRandom: CurveComparison[];
+  /** The new budget score against freeze-and-drop WeightLoRA at the same K. */
+  budgetVsFreeze: CurveComparison[];
+}
+
+/**
+ * Reads the rerun's answers from merged rows.
+ *
+ * @param rows Merged rows ({@linkcode mergeCurveRows}).
+ * @param runs Every run of every file, renamed ({@linkcode mergeCurveRuns}).
+ * @param ids The method ids: the bounded authors' schedule, its superseded unbounded rows, the new budget
+ *   score's and the first score's.
+ * @returns The answers.
+ */
+export function readRerunAnswers(
+  rows: readonly CurveRow[],
+  runs: readonly CurveRunResult[],
+  ids: { all: string[]; unbounded: string[]; budget: string[]; gateBudget: string[] },
+): RerunAnswers {
+  const pairs = (of: string[], baseline: (r: CurveRow) => CurveRow | undefined) =>
+    rows.filter((r) => of.includes(r.methodId)).flatMap((r) => {
+      const b = baseline(r);
+      return b ? [compareCurveRows(r, b)] : [];
+    });
+  const at = (r: CurveRow, pred: (x: CurveRow) => boolean) =>
+    rows.find((x) => x.task === r.task && x.budget === r.budget && pred(x));
+  return {
+    blowUps: {
+      bounded: blowUps(rows, runs.filter((r) => ids.all.includes(r.methodId)), ids.all),
+      unbounded: blowUps(rows, runs.filter((r) => ids.unbounded.includes(r.methodId)), ids.unbounded),
+    },
+    worstBounded: blowUps(rows, runs.filter((r) => ids.all.includes(r.methodId)), ids.all, 0)
+      .reduce<BlowUp | undefined>((m, x) => (!m || x.evalLoss > m.evalLoss ? x : m), undefined),
+    allVsFreeze: pairs(ids.all, (r) => at(r, (x) => x.group === "weightlora" && x.k === r.k)),
+    allVsUnbounded: pairs(ids.all, (r) => at(r, (x) => ids.unbounded.includes(x.methodId) && x.k === r.k)),
+    budgetVsRandom: pairs(ids.budget, (r) => at(r, (x) => x.group === "random" && x.k === r.k)),
+    budgetVsGate: pairs(ids.budget, (r) => at(r, (x) => ids.gateBudget.includes(x.methodId) && x.k === r.k)),
+    gateVsRandom: pairs(ids.gateBudget, (r) => at(r, (x) => x.group === "random" && x.k === r.k)),
+    budgetVsFreeze: pairs(ids.budget, (r) => at(r, (x) => x.group === "weightlora" && x.k === r.k)),
+  };
+}
+
+/**
+ * The answers in words: every figure is read from the comparisons.
+ *
+ * @param a The answers.
+ * @returns Markdown bullets.
+ */
+export function rerunAnswersMarkdown(a: RerunAnswers): string {
+  const bounded = a.blowUps.bounded, unbounded = a.blowUps.unbounded;
+  const worst = (xs: BlowUp[]) =>
+    xs.length ? xs.reduce((m, x) => (x.evalLoss > m.evalLoss ? x : m)) : undefined;
+  const w = worst(bounded), wu = worst(unbounded);
+  const fmt = (x: BlowUp) =>
+    `${x.task} at ${x.budget} steps, seed ${x.seed}: ${x.evalLoss.toFixed(4)} against the base model's ${
+      x.baseLoss.toFixed(4)
+    }`;
+  const lines: string[] = [];
+  lines.push(
+    `- **Does the bounded authors' schedule still blow up?** ${
+      bounded.length === 0
+        ? "No: no seed of any task, K or budget ended above the untrained model's eval loss"
+        : `Yes, in ${bounded.length} seed-budget(s) (worst: ${fmt(w!)})`
+    }; its highest eval loss was ${
+      a.worstBounded ? fmt(a.worstBounded).replace(/^(\w+) at/, "$1 at") : "—"
+    }. Unbounded, ${unbounded.length} seed-budget(s) had${wu ? ` (worst: ${fmt(wu)})` : ""}. Against its ` +
+      `unbounded run it was ${countText(verdictCounts(a.allVsUnbounded))} of ${a.allVsUnbounded.length} ` +
+      `task × K × budget comparisons.`,
+  );
+  const fv = verdictCounts(a.allVsFreeze);
+  lines.push(
+    `- **Does it beat freeze and drop?** ${countText(fv)} of ${a.allVsFreeze.length} comparisons at the ` +
+      `same K (better: ${where(a.allVsFreeze, "better")}; worse: ${where(a.allVsFreeze, "worse")}).`,
+  );
+  const rv = verdictCounts(a.budgetVsRandom), gv = verdictCounts(a.gateVsRandom);
+  lines.push(
+    `- **Does the new budget score beat random sites at equal parameters?** ${countText(rv)} of ` +
+      `${a.budgetVsRandom.length} comparisons (better: ${where(a.budgetVsRandom, "better")}; worse: ${
+        where(a.budgetVsRandom, "worse")
+      }). The first score (the gate's value) was ${countText(gv)} of ${a.gateVsRandom.length}; against it ` +
+      `the new score was ${countText(verdictCounts(a.budgetVsGate))} of ${a.budgetVsGate.length}, and ` +
+      `against freeze-and-drop WeightLoRA at the same K ${countText(verdictCounts(a.budgetVsFreeze))} of ` +
+      `${a.budgetVsFreeze.length}.`,
+  );
+  const beats = fv.better > 0 && fv.better >= fv.worse;
+  lines.push(
+    `- **Default:** ${
+      beats
+        ? "the bounded authors' schedule beat freeze and drop at least as often as it lost"
+        : "freeze and drop stays the default schedule: the bounded authors' schedule did not beat it " +
+          `(${fv.better} better, ${fv.worse} worse)`
+    }; --budget fills its budget by the gates' movement per parameter (--budget-score gradient).`,
+  );
+  return lines.join("\n");
+}
+
+/** The runs of a stopped attempt (`bench/results/gate_fold_attempt.json`): training loss per step. */
+export interface AttemptFile {
+  /** What was tried. */
+  what: string;
+  /** The commit that ran it. */
+  commit: string;
+  /** Its runs. */
+  runs: {
+    task: string;
+    methodId: string;
+    lr: number;
+    seed: number;
+    /** Eval loss at each budget the run reached, where it finished. */
+    evalLoss?: Record<string, number>;
+    steps: { step: number; loss: number }[];
+  }[];
+}
+
+/**
+ * The attempt's runs in words: per run, the highest training loss and its step, the last step logged and, where
+ * the run finished, its eval loss at each budget.
+ *
+ * @param attempt The attempt.
+ * @param file Its path, for the reference.
+ * @returns One bullet per run, then the reference.
+ */
+export function attemptMarkdown(attempt: AttemptFile, file: string): string {
+  const lines = attempt.runs.map((r) => {
+    const worst = r.steps.reduce((m, x) => (x.loss > m.loss ? x : m));
+    const last = r.steps.at(-1)!;
+    const evals = Object.entries(r.evalLoss ?? {}).map(([b, v]) => `${v.toFixed(4)} at ${b}`);
+    const end = evals.length ? `; eval loss ${evals.join(", ")} steps` : " when it was stopped";
+    return `- ${r.task}, ${r.methodId}, seed ${r.seed}: highest training loss ${worst.loss.toFixed(2)} at ` +
+      `step ${worst.step} (step 1: ${r.steps[0].loss.toFixed(2)}), ${last.loss.toFixed(2)} at step ` +
+      `${last.step}${end}`;
+  });
+  return `${lines.join("\n")}\n\n(commit ${attempt.commit.slice(0, 7)}, \`${file}\`)`;
+}
+
+const HELP = `Usage: deno task repro --preset curve-merge [options]
+
+Reads the base step-budget curve and the reruns that extend it, merges their rows (a rerun's method replaces
+the base's; the base's stays, renamed), and writes the rerun's claims and answers.
+
+  --base F        Default: bench/results/repro_curve.json.
+  --base-note T   What the base's superseded rows are called. Default: "unbounded gates (first run)".
+  --file F        A later curve file (repeatable). Default: bench/results/repro_curve_budget.json (the first
+                  budget score), repro_curve_bounded.json and repro_curve_bounded_qa.json (bounded gates on
+                  world and qa), repro_curve_budget_grad.json (the new budget score).
+  --study F       The budget-score study (short runs). Default: bench/results/repro_budget_score_study.json.
+  --json F        Default: bench/results/repro_curve_rerun.json.
+  --markdown F    Default: bench/results/repro_curve_rerun.md.
+  --doc F         Fill its <!-- repro-curve:rerun-NAME --> regions. Default: docs/results.md; "none" for none.
+  -h, --help      Show this help.`;
+
+async function readCurveFile(path: string, note: string): Promise<CurveFile & { mlpShare: number }> {
+  let json: CurveFile & {
+    sites?: { name: string }[];
+    keptSets?: { task: string; methodId: string; budget: number; sets: string[][] }[];
+  };
+  try {
+    json = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new Error(`Cannot read the curve file ${path}: ${(e as Error).message}`);
+  }
+  return {
+    name: path.split("/").at(-1)!,
+    note,
+    config: json.config,
+    grids: json.grids,
+    // the file keeps the kept sets apart from the rows
+    rows: json.rows.map((r) => ({
+      ...r,
+      keptSets:
+        json.keptSets?.find((k) => k.task === r.task && k.methodId === r.methodId && k.budget === r.budget)
+          ?.sets ?? [],
+    })),
+    runs: json.runs,
+    mlpShare: json.sites?.length
+      ? json.sites.filter((x) => isMlpSite(x.name)).length / json.sites.length
+      : NaN,
+  };
+}
+
+/**
+ * The budget-score study's rows: its short runs and the first score's runs (from the budget curve) on the
+ * study's seeds and budgets, aggregated alike, with random sites (K) for reference.
+ *
+ * @param study The study file.
+ * @param others Files holding the reference methods' runs.
+ * @param referenceIds The reference methods.
+ * @returns Rows of the study's configuration.
+ */
+export function studyRows(
+  study: CurveFile,
+  others: readonly CurveFile[],
+  referenceIds: string[],
+): CurveRow[] {
+  const config: CurveConfig = { ...study.config, methods: [...referenceIds, ...study.config.methods] };
+  const grids: Record<string, Record<string, number[]>> = structuredClone(study.grids);
+  const runs: CurveRunResult[] = [...study.runs];
+  for (const f of others) {
+    for (const task of config.tasks) {
+      for (const id of referenceIds) {
+        if (f.grids[task]?.[id]) (grids[task] ??= {})[id] = f.grids[task][id];
+      }
+    }
+    runs.push(...f.runs.filter((r) => referenceIds.includes(r.methodId)));
+  }
+  const seeds = new Set(config.seeds);
+  return aggregateCurve(
+    config,
+    grids,
+    runs.filter((r) => r.methodId === "base" || seeds.has(r.seed!)),
+  );
+}
+
+/**
+ * Merges the curve files from the command line and writes the rerun report.
+ *
+ * @param args The command line.
+ */
+export async function curveMergeMain(args: string[]): Promise<void> {
+  const { values: v } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      preset: { type: "string" },
+      base: { type: "string" },
+      "base-note": { type: "string" },
+      file: { type: "string", multiple: true },
+      study: { type: "string" },
+      json: { type: "string" },
+      markdown: { type: "string" },
+      doc: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (v.help) {
+    console.log(HELP);
+    return;
+  }
+  const inRepo = (p: string) => `${REPO_ROOT}/${p}`;
+  const paths = v.file ?? [
+    "repro_curve_budget.json",
+    "repro_curve_bounded.json",
+    "repro_curve_bounded_qa.json",
+    "repro_curve_budget_grad.json",
+  ].map((f) => inRepo(`bench/results/${f}`));
+  const base = await readCurveFile(
+    v.base ?? inRepo("bench/results/repro_curve.json"),
+    v["base-note"] ?? "unbounded gates (first run)",
+  );
+  const later = await Promise.all(paths.map((p) => readCurveFile(p, "earlier run")));
+  const files = [base, ...later];
+  const rows = mergeCurveRows(files);
+  const runs = mergeCurveRuns(files);
+  const idsOf = (f: CurveFile | undefined) => f?.config.methods ?? [];
+  const bounded = later.find((f) => f.config.methods.some((id) => id.startsWith("wl-all-")));
+  const budgetNew = later.find((f) =>
+    f.config.methods.some((id) => id.startsWith("wl-budget-") && !/^wl-budget-k\d+$/.test(id))
+  );
+  const gateBudget = later.find((f) => f.config.methods.some((id) => /^wl-budget-k\d+$/.test(id)));
+  const allIds = idsOf(bounded).filter((id) => id.startsWith("wl-all-"));
+  const ids = {
+    all: allIds,
+    unbounded: allIds.map((id) => supersededId(id, base.name)),
+    budget: idsOf(budgetNew),
+    gateBudget: idsOf(gateBudget),
+  };
+  const answers = readRerunAnswers(rows, runs, ids);
+  const shown = new Set(["base", "lora", ...ids.all, ...ids.unbounded, ...ids.budget, ...ids.gateBudget]);
+  const ks = [...new Set(rows.filter((r) => shown.has(r.methodId)).map((r) => r.k))];
+  const reference = (r: CurveRow) => (r.group === "weightlora" || r.group === "random") && ks.includes(r.k);
+  const tableRows = rows.filter((r) => shown.has(r.methodId) || reference(r));
+  const budgets = base.config.budgets;
+  const tasks = base.config.tasks;
+  const claims = readCurveClaims(tableRows).map((c) => ({
+    ...c,
+    comparisons: c.comparisons.filter((x) =>
+      [...ids.all, ...ids.unbounded, ...ids.budget, ...ids.gateBudget].includes(x.method)
+    ),
+  })).filter((c) => c.comparisons.length > 0);
+  const sections: Record<string, string> = {
+    "rerun-answers": rerunAnswersMarkdown(answers),
+    "rerun-claims":
+      `Cells: tasks where the claim held / tasks compared, then each task's verdict in the order ${
+        tasks.join(", ")
+      } (\`+\` better, \`=\` tie within 2·SE over seeds, \`−\` worse).\n\n` +
+      claimsTable(claims, tasks, budgets),
+    "rerun-stability": stabilityTable(
+      tableRows.filter((r) => [...ids.budget, ...ids.gateBudget, ...ids.all].includes(r.methodId)),
+      budgets,
+      base.mlpShare,
+    ),
+  };
+  for (const task of tasks) {
+    sections[`rerun-task-${task}`] = curveTaskTable(tableRows.filter((r) => r.task === task), budgets);
+  }
+  let study: CurveRow[] = [];
+  const studyPath = v.study ?? inRepo("bench/results/repro_budget_score_study.json");
+  try {
+    const s = await readCurveFile(studyPath, "");
+    const refs = ["random-k5", "wl-k5", "wl-budget-k5"].filter((id) =>
+      files.some((f) => f.grids[tasks[0]]?.[id])
+    );
+    study = studyRows(s, files, refs);
+    const studyBudgets = s.config.budgets;
+    sections["rerun-study"] = [
+      `Seeds ${s.config.seeds.join(", ")}; budgets ${
+        studyBudgets.join(", ")
+      } steps; the reference rows are ` +
+      `the same seeds' runs of the main curve.`,
+      "",
+      ...s.config.tasks.flatMap((t) => [
+        `**${t}**`,
+        "",
+        curveTaskTable(study.filter((r) => r.task === t), studyBudgets),
+        "",
+      ]),
+      stabilityTable(study.filter((r) => r.keptSets.length > 0), studyBudgets, base.mlpShare),
+    ].join("\n");
+  } catch (e) {
+    if (!(e instanceof Error && /Cannot read the curve file/.test(e.message))) throw e;
+    console.error(`repro curve-merge: no study (${e.message})`);
+  }
+  for (const [name, file] of [["fold", "gate_fold_attempt.json"], ["simplex", "gate_simplex_attempt.json"]]) {
+    try {
+      const path = `bench/results/${file}`;
+      const attempt = JSON.parse(await Deno.readTextFile(inRepo(path))) as AttemptFile;
+      sections[`rerun-${name}`] = attemptMarkdown(attempt, path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  const json = {
+    date: new Date().toISOString(),
+    command: ["deno task repro", ...args].join(" "),
+    files: files.map((f) => ({ name: f.name, methods: f.config.methods, note: f.note })),
+    ids,
+    answers,
+    rows: tableRows.map(({ keptSets: _, ...r }) => r),
+    keptSets: tableRows.filter((r) => r.keptSets.length).map((r) => ({
+      task: r.task,
+      methodId: r.methodId,
+      budget: r.budget,
+      sets: r.keptSets,
+    })),
+    study: study.map(({ keptSets: _, ...r }) => r),
+  };
+  await writeAtomic(
+    v.json ?? inRepo("bench/results/repro_curve_rerun.json"),
+    JSON.stringify(json, null, 1) + "\n",
+  );
+  const md = [
+    "# The step-budget curve, rerun: bounded gates and a budget score",
+    "",
+    `Command: \`${json.command}\` — ${json.date}. Files: ${files.map((f) => `\`${f.name}\``).join(", ")}.`,
+    "",
+    "## Answers",
+    "",
+    sections["rerun-answers"],
+    "",
+    "## Claims",
+    "",
+    sections["rerun-claims"],
+    "",
+    ...tasks.flatMap((t) => [`## Task \`${t}\`: ${TASKS[t].title}`, "", sections[`rerun-task-${t}`], ""]),
+    "## Selection stability",
+    "",
+    sections["rerun-stability"],
+    "",
+    ...(sections["rerun-study"] ? ["## Budget-score study", "", sections["rerun-study"], ""] : []),
+  ].join("\n");
+  await writeAtomic(v.markdown ?? inRepo("bench/results/repro_curve_rerun.md"), md);
+  const doc = v.doc === "none" ? null : v.doc ?? inRepo("docs/results.md");
+  if (doc) {
+    const filled = fillMarkedSections(await Deno.readTextFile(doc), sections);
+    await writeAtomic(doc, filled.text);
+  }
+  console.log(md);
+}

@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import {
+  blowUps,
+  mergeCurveRows,
+  mergeCurveRuns,
+  readRerunAnswers,
+  rerunAnswersMarkdown,
+  supersededId,
+  verdictCounts,
+} from "../../../bench/repro/curve_merge.ts";
+import type { CurveRunResult } from "../../../bench/repro/curve_run.ts";
+import type { CurveRow } from "../../../bench/repro/curve_summary.ts";
+import { meanStd } from "../../../bench/repro/summary.ts";
+
+function row(methodId: string, group: CurveRow["group"], losses: number[], k: number | null = 5): CurveRow {
+  return {
+    task: "world",
+    budget: methodId === "base" ? 0 : 60,
+    methodId,
+    label: methodId,
+    group,
+    k,
+    lr: methodId === "base" ? null : 1e-2,
+    sweep: [],
+    evalLoss: meanStd(losses),
+    accuracy: null,
+    parameters: 3000,
+    peakParameters: 3000,
+    keptSets: [],
+    jaccard: null,
+    mlpShare: null,
+    diverged: 0,
+  };
+}
+
+function run(methodId: string, seed: number, evalLoss: number): CurveRunResult {
+  return {
+    key: `world/${methodId}/${seed}`,
+    task: "world",
+    methodId,
+    lr: 1e-2,
+    seed,
+    status: "ok",
+    budgets: [{ step: 60, devLoss: evalLoss, evalLoss, accuracy: null, parameters: 3000, sites: [] }],
+    peakParameters: 3000,
+    kRequested: 5,
+    kKept: 5,
+    stepMs: 1,
+    wallS: 1,
+    seqLen: 40,
+  };
+}
+
+const base = {
+  name: "repro_curve.json",
+  note: "unbounded gates",
+  rows: [
+    row("base", "base", [3]),
+    row("wl-k5", "weightlora", [0.6, 0.61, 0.62]),
+    row("random-k5", "random", [0.7, 0.71, 0.72]),
+    row("wl-all-k5", "weightlora-all", [0.5, 5, 8]),
+  ],
+};
+const rerun = {
+  name: "repro_curve_bounded.json",
+  note: "",
+  rows: [row("wl-all-k5", "weightlora-all", [0.5, 0.51, 0.52])],
+};
+const budget = {
+  name: "repro_curve_budget_grad.json",
+  note: "",
+  rows: [row("base", "base", [3]), row("wl-budget-grad-k5", "weightlora-budget", [0.8, 0.81, 0.82])],
+};
+
+Deno.test("mergeCurveRows: a later file's method replaces the earlier rows, which stay renamed", () => {
+  const rows = mergeCurveRows([base, rerun, budget]);
+  assert.equal(rows.filter((r) => r.methodId === "base").length, 1, "one base row per task");
+  const all = rows.filter((r) => r.methodId.startsWith("wl-all-k5"));
+  assert.deepEqual(all.map((r) => r.methodId), [supersededId("wl-all-k5", "repro_curve.json"), "wl-all-k5"]);
+  assert.equal(all[0].methodId, "wl-all-k5@repro_curve");
+  assert.equal(all[0].label, "wl-all-k5, unbounded gates");
+  assert.equal(all[1].evalLoss.mean, 0.51);
+  assert.ok(rows.some((r) => r.methodId === "wl-budget-grad-k5"));
+  // a rerun on fewer tasks still supersedes the method on every task
+  const qa = { ...base.rows[3], task: "qa" as const };
+  const merged = mergeCurveRows([{ ...base, rows: [...base.rows, qa] }, rerun]);
+  assert.deepEqual(
+    merged.filter((r) => r.task === "qa").map((r) => r.methodId),
+    ["wl-all-k5@repro_curve"],
+  );
+});
+
+Deno.test("blowUps finds the seeds that ended above the untrained model", () => {
+  const rows = mergeCurveRows([base, rerun]);
+  const old = supersededId("wl-all-k5", "repro_curve.json");
+  const runs = [run(old, 0, 0.5), run(old, 1, 5), run(old, 2, 8), run("wl-all-k5", 0, 0.5)];
+  const found = blowUps(rows, runs, [old, "wl-all-k5"]);
+  assert.deepEqual(found.map((b) => [b.methodId, b.seed, b.evalLoss]), [[old, 1, 5], [old, 2, 8]]);
+});
+
+Deno.test("readRerunAnswers compares the bounded schedule and the new budget score with their baselines", () => {
+  const rows = mergeCurveRows([base, rerun, budget]);
+  const old = supersededId("wl-all-k5", "repro_curve.json");
+  const runs = [run(old, 1, 5), run("wl-all-k5", 0, 0.5)];
+  const a = readRerunAnswers(rows, runs, {
+    all: ["wl-all-k5"],
+    unbounded: [old],
+    budget: ["wl-budget-grad-k5"],
+    gateBudget: [],
+  });
+  assert.equal(a.blowUps.bounded.length, 0);
+  assert.equal(a.blowUps.unbounded.length, 1);
+  assert.deepEqual(verdictCounts(a.allVsFreeze), { better: 1, tie: 0, worse: 0 });
+  assert.deepEqual(verdictCounts(a.budgetVsRandom), { better: 0, tie: 0, worse: 1 });
+  const text = rerunAnswersMarkdown(a);
+  assert.match(text, /No: no seed of any task/);
+  assert.match(text, /better in 1, tied in 0, worse in 0 of 1 comparisons at the same K/);
+  assert.match(text, /the bounded authors' schedule beat freeze and drop/);
+});
+
+Deno.test("mergeCurveRuns renames the runs of superseded methods as their rows are", () => {
+  const runs = mergeCurveRuns([
+    { ...base, runs: [run("wl-all-k5", 0, 5), run("wl-k5", 0, 0.6)] },
+    { ...rerun, runs: [run("wl-all-k5", 0, 0.5)] },
+  ]);
+  assert.deepEqual(runs.map((r) => r.methodId), ["wl-all-k5@repro_curve", "wl-k5", "wl-all-k5"]);
+});
