@@ -218,9 +218,13 @@ export function variantArrays(comp: BatchComposition, config: LlamaConfig): Vari
     const bt = new Float32Array(n * rank * site.outFeatures);
     parts.forEach((p, s) => {
       if (!p) return;
-      // Aᵀ [in, r_p] into [in, rank]: row by row; Bᵀ [r_p, out] into the first r_p rows of [rank, out]
-      for (let i = 0; i < site.inFeatures; i++) {
-        at.set(p.at.subarray(i * p.rank, (i + 1) * p.rank), (s * site.inFeatures + i) * rank);
+      // Aᵀ [in, r_p] into [in, rank]: in one copy when the ranks agree (the rows are then contiguous), else
+      // row by row; Bᵀ [r_p, out] into the first r_p rows of [rank, out]
+      if (p.rank === rank) at.set(p.at, s * site.inFeatures * rank);
+      else {
+        for (let i = 0; i < site.inFeatures; i++) {
+          at.set(p.at.subarray(i * p.rank, (i + 1) * p.rank), (s * site.inFeatures + i) * rank);
+        }
       }
       bt.set(p.bt, s * rank * site.outFeatures);
     });

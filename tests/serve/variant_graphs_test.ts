@@ -61,6 +61,23 @@ Deno.test("bank inputs pad each slot to the site's largest rank with zeros; sing
   assert.equal(single[0].data, b.sites[0].at, "no copy for a single adapter");
 });
 
+Deno.test("bank inputs hold a slot of the site's largest rank exactly as its own tensors", () => {
+  const a = prepared(1, 2, ["q_proj"], "a");
+  const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
+  const c = prepared(3, 3, ["q_proj"], "c");
+  const arrays = new Map(variantArrays(composeBatch([a, b, c], sites), config).map((x) => [x.name, x]));
+  const q = sites[0];
+  const names = variantInputNames(q.name, "bank");
+  const at = arrays.get(names.at)!, bt = arrays.get(names.bt)!;
+  const slot = q.inFeatures * 3;
+  for (const [s, adapter] of [[1, b], [2, c]] as const) {
+    const p = adapter.sites.find((x) => x.site === q.name)!;
+    assert.deepEqual(at.data.subarray(s * slot, (s + 1) * slot), p.at, `Aᵀ of slot ${s}`);
+    const bSlot = 3 * q.outFeatures;
+    assert.deepEqual(bt.data.subarray(s * bSlot, (s + 1) * bSlot), p.bt, `Bᵀ of slot ${s}`);
+  }
+});
+
 Deno.test("variant graphs take LoRA inputs only at their sites", () => {
   const weights = randomLlamaWeights(config, { seed: 3, scale: 0.2 });
   const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
