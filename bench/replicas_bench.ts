@@ -15,7 +15,7 @@
  *   Zipf-distributed tenants (s = `--zipf`, 1.0; seeded). Configurations alternate with the single-adapter
  *   baseline (one tenant, one adapter): single, 10, single, 100, single, 1000, single; each N is compared
  *   with the mean of the single runs on either side. Reported: tokens/s and its ratio (goal ≥ 0.8 at 1,000),
- *   request latency, cache hit rate and mean load time per miss (from `/metrics`), the latency of each
+ *   request latency, request hit rate and mean load time per miss (from `/metrics`), the latency of each
  *   tenant's first request (always a miss), and where a miss's time goes (the load path timed in this
  *   process against the same bucket: pointer and meta GETs, weight GETs and checksum, parse, prepare).
  *
@@ -34,8 +34,10 @@
  *
  * Usage: `deno run -A bench/replicas_bench.ts [--quick] [--replicas=3] [--versions=30] [--tenants=10,100,1000]
  * [--seconds=20] [--clients=8] [--cache-adapters=64] [--zipf=1.0] [--seed=1] [--no-propagation]
- * [--no-tenants] [--db-url=URL] [--dry-run] [--render]` (`--quick`: 2 replicas, 4 versions, 10 and 100
- * tenants, 3 s per configuration, nothing written unless `--out` names a folder).
+ * [--no-tenants] [--db-url=URL] [--baseline=DIR] [--out=DIR] [--dry-run] [--render]` (`--quick`: 2 replicas,
+ * 4 versions, 10 and 100 tenants, 3 s per configuration, nothing written unless `--out` names a folder;
+ * `--baseline`: a checkout of other code whose `serve` runs every tenants step too, alternating, as in
+ * `abuse_bench.ts`).
  *
  * @module
  */
@@ -66,6 +68,7 @@ const { values: flags } = parseArgs({
     "no-propagation": { type: "boolean", default: false },
     "no-tenants": { type: "boolean", default: false },
     "db-url": { type: "string" },
+    baseline: { type: "string" },
     out: { type: "string" },
     "dry-run": { type: "boolean", default: false },
     render: { type: "boolean", default: false },
@@ -207,6 +210,8 @@ interface ServerSetup {
   env: Record<string, string>;
   cacheMb?: number;
   workers: number;
+  /** The checkout whose `src/cli/serve.ts` runs. */
+  repo?: string;
 }
 
 /** A `deno task serve --adapters s3://…` process. */
@@ -226,7 +231,7 @@ class Server {
       "run",
       "-A",
       "--unstable-raw-imports",
-      `${HERE}/src/cli/serve.ts`,
+      `${setup.repo ?? HERE}/src/cli/serve.ts`,
       "--model",
       setup.model,
       "--db",
@@ -474,6 +479,8 @@ async function propagation(
 /** Figures of one configuration of the tenants phase. */
 interface TenantRun {
   label: string;
+  /** The code measured: `this` or `baseline` (`--baseline DIR`). */
+  code: string;
   /** Tenants (1 = the single-adapter baseline). */
   tenants: number;
   seconds: number;
@@ -482,23 +489,43 @@ interface TenantRun {
   tokens: number;
   tokens_per_s: number;
   latency_ms: Summary;
-  /** Latency of each tenant's first request in the run (always a cache miss). */
-  first_request_ms: Summary;
+  /**
+   * Latency of each tenant's first request on this replica (a cold miss: pointer, meta and file GETs,
+   * checksum, parse, prepare), sent before the warm-up, `clients` at a time.
+   */
+  cold_request_ms: Summary;
   /** Tenants asked for at least once. */
   tenants_used: number;
   hits: number;
   misses: number;
   evictions: number;
+  /** Requests whose adapter was in the cache: 1 − misses / requests (each request loads at most once). */
   hit_rate: number;
+  /** Cache lookups that hit, from `/metrics` (a request looks its adapter up twice: resolve and start). */
+  lookup_hit_rate: number;
   /** Mean load time per miss, from the server's `weightlora_adapter_load_seconds_total`. */
   mean_load_ms: number;
+  /** Decode passes per second, mean rows and mean distinct adapters per decode pass (from `/metrics`). */
+  decode_passes_per_s: number;
+  rows_per_decode: number;
+  adapters_per_decode: number;
+  /** Prefill passes per second. */
+  prefill_passes_per_s: number;
 }
 
 /** A `/metrics` scrape of the adapter cache's counters. */
 async function cacheCounters(url: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+  const read = (name: string) =>
+    Number(
+      new RegExp(`^${name.replaceAll("{", "\\{").replaceAll("}", "\\}")} (\\S+)$`, "m").exec(text)?.[1] ??
+        NaN,
+    );
   return {
+    decodePasses: read('weightlora_batch_rows_count{kind="decode"}'),
+    decodeRows: read('weightlora_batch_rows_sum{kind="decode"}'),
+    decodeAdapters: read('weightlora_batch_adapters_sum{kind="decode"}'),
+    prefillPasses: read('weightlora_batch_rows_count{kind="prefill"}'),
     hits: read("weightlora_adapter_cache_hits_total"),
     misses: read("weightlora_adapter_cache_misses_total"),
     evictions: read("weightlora_adapter_cache_evictions_total"),
@@ -506,32 +533,53 @@ async function cacheCounters(url: string): Promise<Record<string, number>> {
   };
 }
 
+/** Tenants each server (by URL) has served at least once. */
+const TOUCHED = new Map<string, Set<string>>();
+
 async function tenantRun(
   url: string,
   s: Settings,
-  run: { label: string; tenants: string[]; seed: number },
+  run: { label: string; code: string; tenants: string[]; seed: number },
 ): Promise<TenantRun> {
   const draw = zipfSampler(run.tenants.length, s.zipf, prng(run.seed));
-  const firstSeen = new Set<string>();
+  const used = new Set<string>();
   let measuring = false;
   const latencies: number[] = [];
-  const firsts: number[] = [];
   let tokens = 0, requests = 0, errors = 0;
   let lastError = "";
+  // every tenant's first request on this replica, before the warm-up: the measured window is the steady
+  // state of a replica that has served them all before (a 20 s window would otherwise be mostly first loads)
+  const touched = TOUCHED.get(url) ?? new Set<string>();
+  TOUCHED.set(url, touched);
+  const cold: number[] = [];
+  const fresh = run.tenants.filter((t) => !touched.has(t));
+  let nextCold = 0;
+  await Promise.all(Array.from({ length: s.clients }, async () => {
+    while (nextCold < fresh.length) {
+      const tenant = fresh[nextCold++];
+      touched.add(tenant);
+      const t0 = performance.now();
+      try {
+        await complete(url, tenant, ADAPTER);
+        cold.push(performance.now() - t0);
+      } catch (e) {
+        errors++;
+        lastError = (e as Error).message;
+      }
+    }
+  }));
   const client = async (until: number) => {
     while (performance.now() < until) {
       const tenant = run.tenants[draw()];
-      const first = !firstSeen.has(tenant);
-      firstSeen.add(tenant);
       const t0 = performance.now();
       try {
         const out = await complete(url, tenant, ADAPTER);
         const ms = performance.now() - t0;
         if (!measuring) continue;
+        used.add(tenant);
         requests++;
         tokens += out.tokens;
         latencies.push(ms);
-        if (first) firsts.push(ms);
       } catch (e) {
         errors++;
         lastError = (e as Error).message;
@@ -552,6 +600,7 @@ async function tenantRun(
   const hits = after.hits - before.hits, misses = after.misses - before.misses;
   const result: TenantRun = {
     label: run.label,
+    code: run.code,
     tenants: run.tenants.length,
     seconds,
     requests,
@@ -559,16 +608,24 @@ async function tenantRun(
     tokens,
     tokens_per_s: tokens / seconds,
     latency_ms: summary(latencies),
-    first_request_ms: summary(firsts),
-    tenants_used: firstSeen.size,
+    cold_request_ms: summary(cold),
+    tenants_used: used.size,
     hits,
     misses,
     evictions: after.evictions - before.evictions,
-    hit_rate: hits / (hits + misses),
+    hit_rate: Math.max(0, 1 - misses / requests),
+    lookup_hit_rate: hits / (hits + misses),
     mean_load_ms: misses > 0 ? ((after.loadSeconds - before.loadSeconds) / misses) * 1000 : NaN,
+    decode_passes_per_s: (after.decodePasses - before.decodePasses) / seconds,
+    rows_per_decode: (after.decodeRows - before.decodeRows) / (after.decodePasses - before.decodePasses),
+    adapters_per_decode: (after.decodeAdapters - before.decodeAdapters) /
+      (after.decodePasses - before.decodePasses),
+    prefill_passes_per_s: (after.prefillPasses - before.prefillPasses) / seconds,
   };
   console.log(
-    `${run.label}: ${figure(result.tokens_per_s)} tokens/s, hit rate ${figure(result.hit_rate)}, ` +
+    `${run.label} (${run.code}): ${figure(result.tokens_per_s)} tokens/s, hit rate ${
+      figure(result.hit_rate)
+    }, ` +
       `mean load ${figure(result.mean_load_ms)} ms, p50/p99 ${figure(result.latency_ms.p50)}/${
         figure(result.latency_ms.p99)
       } ms`,
@@ -644,7 +701,13 @@ interface TenantsResult {
   zipf: number;
   push_seconds: number;
   runs: TenantRun[];
-  ratios: { tenants: number; tokens_per_s: number; single_tokens_per_s: number; ratio: number }[];
+  ratios: {
+    code: string;
+    tenants: number;
+    tokens_per_s: number;
+    single_tokens_per_s: number;
+    ratio: number;
+  }[];
   load_path: LoadPath;
 }
 
@@ -686,40 +749,54 @@ async function tenantsPhase(
   const cacheMb = ((s.cacheAdapters + 0.5) * path.prepared_bytes) / 2 ** 20;
   const keys = `${common.root}/keys_tenants.json`;
   await writeKeys(keys, all);
-  const server = await Server.start({
-    model: common.model,
-    db: common.db,
-    keys,
-    env: common.env,
-    workers: 1,
-    cacheMb,
-  });
+  const codes: [string, string][] = [["this", HERE]];
+  if (flags.baseline) codes.push(["baseline", flags.baseline.replace(/\/+$/, "")]);
+  const servers = new Map<string, Server>();
   const runs: TenantRun[] = [];
   try {
-    const single = (i: number) =>
-      tenantRun(server.url, s, { label: `single #${i}`, tenants: ["single"], seed: 0 });
-    runs.push(await single(1));
-    for (const [g, tenants] of groups.entries()) {
-      runs.push(
-        await tenantRun(server.url, s, { label: `${tenants.length} tenants`, tenants, seed: s.seed + g }),
+    for (const [code, repo] of codes) {
+      servers.set(
+        code,
+        await Server.start({
+          model: common.model,
+          db: common.db,
+          keys,
+          env: common.env,
+          workers: 1,
+          cacheMb,
+          repo,
+        }),
       );
-      runs.push(await single(g + 2));
+    }
+    // single, 10, single, 100, …, single; with a baseline each step runs on both codes, in alternating order
+    const steps = [{ label: "single #1", tenants: ["single"], seed: 0 }];
+    for (const [g, tenants] of groups.entries()) {
+      steps.push({ label: `${tenants.length} tenants`, tenants, seed: s.seed + g });
+      steps.push({ label: `single #${g + 2}`, tenants: ["single"], seed: 0 });
+    }
+    for (const [i, step] of steps.entries()) {
+      const order = i % 2 === 0 ? codes : [...codes].reverse();
+      for (const [code] of order) runs.push(await tenantRun(servers.get(code)!.url, s, { ...step, code }));
     }
   } catch (e) {
-    console.error(server.log);
+    for (const server of servers.values()) console.error(server.log);
     throw e;
   } finally {
-    await server.stop();
+    await Promise.all([...servers.values()].map((server) => server.stop()));
   }
-  const ratios = groups.map((group, g) => {
-    const run = runs[2 * g + 1];
-    const single = (runs[2 * g].tokens_per_s + runs[2 * g + 2].tokens_per_s) / 2;
-    return {
-      tenants: group.length,
-      tokens_per_s: run.tokens_per_s,
-      single_tokens_per_s: single,
-      ratio: run.tokens_per_s / single,
-    };
+  const ratios = codes.flatMap(([code]) => {
+    const mine = runs.filter((r) => r.code === code);
+    return groups.map((group, g) => {
+      const run = mine[2 * g + 1];
+      const single = (mine[2 * g].tokens_per_s + mine[2 * g + 2].tokens_per_s) / 2;
+      return {
+        code,
+        tenants: group.length,
+        tokens_per_s: run.tokens_per_s,
+        single_tokens_per_s: single,
+        ratio: run.tokens_per_s / single,
+      };
+    });
   });
   return {
     cache_adapters: s.cacheAdapters,
@@ -753,7 +830,8 @@ function sideBySide(results: Record<string, unknown>): SideBySideEntry[] {
       higherIsBetter: false,
     });
   }
-  const last = r.tenants?.ratios?.at(-1);
+  // deno-lint-ignore no-explicit-any
+  const last = r.tenants?.ratios?.filter((x: any) => (x.code ?? "this") === "this").at(-1);
   if (last) {
     entries.push({
       area: "replicas",
@@ -807,6 +885,7 @@ export function renderMarkdown(results: Record<string, unknown>): string {
   }
   if (r.tenants) {
     const t = r.tenants;
+    const coded = t.runs.some((x: TenantRun) => x.code === "baseline");
     lines.push(
       `## Tenants and the prepared-adapter cache (one replica, cache of ${t.cache_adapters} adapters)`,
       "",
@@ -814,44 +893,67 @@ export function renderMarkdown(results: Record<string, unknown>): string {
         `${figure(t.cache_mb)}), one per tenant, pushed with S3AdapterStore.put (${
           figure(t.push_seconds)
         } s for all). ${t.clients} clients send ${t.max_tokens}-token greedy completions for Zipf ` +
-        `(s = ${t.zipf}, seeded) tenants; configurations alternate with the single-adapter baseline. Hit rate ` +
-        "and mean load per miss from `/metrics`; first request = each tenant's first in the run (a miss).",
+        `(s = ${t.zipf}, seeded) tenants, after ${
+          r.settings?.warmupSeconds ?? 3
+        } s of warm-up; configurations ` +
+        "alternate with the single-adapter baseline" +
+        (coded ? " and, step by step, the code of this checkout with the baseline code (`--baseline`)" : "") +
+        ". Misses and mean load per miss from `/metrics`; request hit rate = 1 − misses / requests; cold " +
+        "request = each tenant's first on the replica, sent before the warm-up (so the window measures a replica " +
+        "that has served every tenant before). Passes, rows and distinct adapters per decode pass from " +
+        "`/metrics`. One inference worker.",
       "",
       markdownTable(
         [
           "configuration",
+          ...(coded ? ["code"] : []),
           "s",
           "requests",
           "tokens/s",
           "p50 ms",
           "p99 ms",
-          "first request p50 ms",
-          "first request p99 ms",
+          "cold request p50 ms",
+          "cold request p99 ms",
           "tenants used",
-          "hit rate",
+          "request hit rate",
           "misses",
           "mean load ms",
+          "decode passes/s",
+          "rows/pass",
+          "adapters/pass",
         ],
         t.runs.map((x: TenantRun) => [
           x.label,
+          ...(coded ? [x.code] : []),
           x.seconds,
           x.requests,
           x.tokens_per_s,
           x.latency_ms.p50,
           x.latency_ms.p99,
-          x.first_request_ms.p50,
-          x.first_request_ms.p99,
+          x.cold_request_ms.p50,
+          x.cold_request_ms.p99,
           x.tenants_used,
           x.hit_rate,
           x.misses,
           x.mean_load_ms,
+          x.decode_passes_per_s,
+          x.rows_per_decode,
+          x.adapters_per_decode,
         ]),
       ),
       "",
       markdownTable(
-        ["tenants", "tokens/s", "single-adapter tokens/s (runs either side)", "ratio", "goal"],
+        [
+          "tenants",
+          ...(coded ? ["code"] : []),
+          "tokens/s",
+          "single-adapter tokens/s (runs either side)",
+          "ratio",
+          "goal",
+        ],
         t.ratios.map((x: TenantsResult["ratios"][number]) => [
           x.tenants,
+          ...(coded ? [x.code] : []),
           x.tokens_per_s,
           x.single_tokens_per_s,
           `${x.ratio.toFixed(2)}×`,
@@ -885,13 +987,30 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   await Deno.rename(tmp, path);
 }
 
+const DOC = `${HERE}/docs/replicas.md`;
+
+/** Replaces the generated region of `docs/replicas.md` with the tables (the Markdown less its title). */
+async function writeDocTable(md: string): Promise<void> {
+  const doc = await Deno.readTextFile(DOC);
+  const begin = "<!-- bench:replicas -->", end = "<!-- /bench:replicas -->";
+  const i = doc.indexOf(begin), j = doc.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`${DOC} has no ${begin} … ${end} region`);
+  const body = md.split("\n").slice(1).join("\n").trim().replaceAll(/^## /gm, "### ");
+  await writeAtomic(DOC, doc.slice(0, i + begin.length) + "\n\n" + body + "\n\n" + doc.slice(j));
+  // the docs are formatted (`deno task check` runs `deno fmt --check`): wrap the prose as the formatter does
+  const fmt = await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", DOC], stderr: "piped" }).output();
+  if (!fmt.success) throw new Error(`deno fmt ${DOC} failed: ${new TextDecoder().decode(fmt.stderr)}`);
+}
+
 async function main(): Promise<void> {
-  const outDir = flags.out ??
-    (flags.quick ? undefined : decodeURIComponent(new URL("./results/", import.meta.url).pathname));
+  const outDir = (flags.out ?? (flags.quick ? undefined : `${HERE}/bench/results`))?.replace(/\/+$/, "");
   const jsonFile = `${outDir ?? `${HERE}/bench/results`}/replicas.json`;
   const mdFile = jsonFile.replace(/\.json$/, ".md");
+  const inResults = (outDir ?? `${HERE}/bench/results`) === `${HERE}/bench/results`;
   if (flags.render) {
-    await writeAtomic(mdFile, renderMarkdown(JSON.parse(await Deno.readTextFile(jsonFile))) + "\n");
+    const md = renderMarkdown(JSON.parse(await Deno.readTextFile(jsonFile)));
+    await writeAtomic(mdFile, md + "\n");
+    if (inResults) await writeDocTable(md);
     return;
   }
   const s = settings();
@@ -942,6 +1061,7 @@ async function main(): Promise<void> {
     await Deno.mkdir(outDir, { recursive: true });
     await writeAtomic(jsonFile, JSON.stringify(results, null, 2) + "\n");
     await writeAtomic(mdFile, md + "\n");
+    if (inResults) await writeDocTable(md);
   }
 }
 
