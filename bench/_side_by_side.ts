@@ -185,6 +185,8 @@ export const EXPECTED_RESULTS: Readonly<Record<string, string>> = {
     "LoRA training tokens/s against PyTorch on the same work (training_peers_bench.ts --write)",
   "abuse.json":
     "a well-behaved tenant's p99 under abuse vs alone, /health during big uploads (abuse_bench.ts)",
+  "replicas.json":
+    "new adapter served by every replica vs the 2 s goal, 1,000 tenants vs one adapter (replicas_bench.ts)",
 };
 
 /**

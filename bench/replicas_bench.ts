@@ -1008,7 +1008,10 @@ async function main(): Promise<void> {
   const mdFile = jsonFile.replace(/\.json$/, ".md");
   const inResults = (outDir ?? `${HERE}/bench/results`) === `${HERE}/bench/results`;
   if (flags.render) {
-    const md = renderMarkdown(JSON.parse(await Deno.readTextFile(jsonFile)));
+    // NaN (no sample) is written as null
+    const md = renderMarkdown(
+      JSON.parse(await Deno.readTextFile(jsonFile), (_k, v) => (v === null ? NaN : v)),
+    );
     await writeAtomic(mdFile, md + "\n");
     if (inResults) await writeDocTable(md);
     return;
