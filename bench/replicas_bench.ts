@@ -34,10 +34,11 @@
  *
  * Usage: `deno run -A bench/replicas_bench.ts [--quick] [--replicas=3] [--versions=30] [--tenants=10,100,1000]
  * [--seconds=20] [--clients=8] [--cache-adapters=64] [--zipf=1.0] [--seed=1] [--no-propagation]
- * [--no-tenants] [--db-url=URL] [--baseline=DIR] [--out=DIR] [--dry-run] [--render]` (`--quick`: 2 replicas,
+ * [--no-tenants] [--tenants-store=s3|folder] [--db-url=URL] [--baseline=DIR] [--out=DIR] [--dry-run] [--render]` (`--quick`: 2 replicas,
  * 4 versions, 10 and 100 tenants, 3 s per configuration, nothing written unless `--out` names a folder;
  * `--baseline`: a checkout of other code whose `serve` runs every tenants step too, alternating, as in
- * `abuse_bench.ts`).
+ * `abuse_bench.ts`; `--tenants-store folder`: the tenants phase reads adapters from a folder store instead of
+ * the bucket, to tell the object store's share of the time from the engine's).
  *
  * @module
  */
@@ -47,6 +48,8 @@ import { loadModelFolder } from "../src/io/model_folder.ts";
 import type { LlamaConfig } from "../src/models/config.ts";
 import { parseAdapterFiles, prepareAdapter } from "../src/serve/prepared_adapter.ts";
 import { openDatabase } from "../src/store/db/database.ts";
+import type { AdapterStore } from "../src/store/adapter_store.ts";
+import { FolderAdapterStore } from "../src/store/folder_adapter_store.ts";
 import { S3AdapterStore } from "../src/store/s3_adapter_store.ts";
 import { startS3Server } from "../tests/_util/s3_server.ts";
 import { randomAdapterFiles, stories260kHf } from "../tests/serve/_fixtures.ts";
@@ -67,6 +70,7 @@ const { values: flags } = parseArgs({
     seed: { type: "string", default: "1" },
     "no-propagation": { type: "boolean", default: false },
     "no-tenants": { type: "boolean", default: false },
+    "tenants-store": { type: "string", default: "s3" },
     "db-url": { type: "string" },
     baseline: { type: "string" },
     out: { type: "string" },
@@ -212,6 +216,8 @@ interface ServerSetup {
   workers: number;
   /** The checkout whose `src/cli/serve.ts` runs. */
   repo?: string;
+  /** `--adapters`: a folder, else the bucket. */
+  adapters?: string;
 }
 
 /** A `deno task serve --adapters s3://…` process. */
@@ -237,7 +243,7 @@ class Server {
       "--db",
       setup.db,
       "--adapters",
-      `s3://${BUCKET}/${PREFIX}`,
+      setup.adapters ?? `s3://${BUCKET}/${PREFIX}`,
       "--keys",
       setup.keys,
       "--port",
@@ -651,7 +657,7 @@ interface LoadPath {
 
 async function loadPath(
   tenants: readonly string[],
-  store: () => S3AdapterStore,
+  store: () => AdapterStore,
   config: LlamaConfig,
 ): Promise<LoadPath> {
   const cold = store();
@@ -693,6 +699,8 @@ async function loadPath(
 
 /** The tenants phase's results. */
 interface TenantsResult {
+  /** Where the replica reads adapters: the bucket, or a folder (`--tenants-store folder`). */
+  store: string;
   cache_adapters: number;
   cache_mb: number;
   prepared_bytes: number;
@@ -730,7 +738,11 @@ async function tenantsPhase(
   const all = ["single", ...groups.flat()];
   // push every tenant's adapter straight into the bucket
   const pushStarted = performance.now();
-  const writer = store();
+  // `--tenants-store folder`: the same adapters in a folder store (no object store on the request path)
+  const folder = flags["tenants-store"] === "folder" ? `${common.root}/adapters` : undefined;
+  if (folder) await Deno.mkdir(folder, { recursive: true });
+  const source = (): AdapterStore => (folder ? new FolderAdapterStore(folder) : store());
+  const writer = source();
   let next = 0;
   await Promise.all(Array.from({ length: 8 }, async () => {
     while (next < all.length) {
@@ -744,7 +756,7 @@ async function tenantsPhase(
   }));
   const pushSeconds = (performance.now() - pushStarted) / 1000;
   console.log(`pushed ${all.length} adapters in ${figure(pushSeconds)} s`);
-  const path = await loadPath(groups.at(-1)!.slice(0, 30), store, common.config);
+  const path = await loadPath(groups.at(-1)!.slice(0, 30), source, common.config);
   // the cache holds `cacheAdapters` prepared adapters (and a little slack, never a whole one more)
   const cacheMb = ((s.cacheAdapters + 0.5) * path.prepared_bytes) / 2 ** 20;
   const keys = `${common.root}/keys_tenants.json`;
@@ -765,6 +777,7 @@ async function tenantsPhase(
           workers: 1,
           cacheMb,
           repo,
+          adapters: folder,
         }),
       );
     }
@@ -799,6 +812,7 @@ async function tenantsPhase(
     });
   });
   return {
+    store: folder ? "folder" : "s3",
     cache_adapters: s.cacheAdapters,
     cache_mb: cacheMb,
     prepared_bytes: path.prepared_bytes,
@@ -887,10 +901,14 @@ export function renderMarkdown(results: Record<string, unknown>): string {
     const t = r.tenants;
     const coded = t.runs.some((x: TenantRun) => x.code === "baseline");
     lines.push(
-      `## Tenants and the prepared-adapter cache (one replica, cache of ${t.cache_adapters} adapters)`,
+      `## Tenants and the prepared-adapter cache (one replica, cache of ${t.cache_adapters} adapters${
+        t.store === "folder" ? ", adapters in a folder store" : ""
+      })`,
       "",
       `Rank-${RANK} random adapters on q/v/down (${t.prepared_bytes} bytes prepared each; --cache-mb ` +
-        `${figure(t.cache_mb)}), one per tenant, pushed with S3AdapterStore.put (${
+        `${figure(t.cache_mb)}), one per tenant, pushed with ${
+          t.store === "folder" ? "FolderAdapterStore" : "S3AdapterStore"
+        }.put (${
           figure(t.push_seconds)
         } s for all). ${t.clients} clients send ${t.max_tokens}-token greedy completions for Zipf ` +
         `(s = ${t.zipf}, seeded) tenants, after ${
@@ -962,7 +980,7 @@ export function renderMarkdown(results: Record<string, unknown>): string {
       ),
       "",
       `Where a miss's time goes (${t.load_path.adapters} cold adapters of the largest set, timed in the bench ` +
-        "process against the same bucket):",
+        `process against the same ${t.store === "folder" ? "folder" : "bucket"}):`,
       "",
       markdownTable(["step", "p50 ms", "p99 ms", "max ms"], [
         ["store.get (pointer + meta.json GETs)", ...pick(t.load_path.get_ms)],
