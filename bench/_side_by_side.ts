@@ -186,6 +186,8 @@ export const EXPECTED_RESULTS: Readonly<Record<string, string>> = {
   "abuse.json":
     "a well-behaved tenant's p99 under abuse vs alone, /health during big uploads (abuse_bench.ts)",
   "edge.json": "edge isolate cold start and RSS vs deno task serve --read-only (edge_bench.ts --write)",
+  "replicas.json":
+    "new adapter served by every replica vs the 2 s goal, 1,000 tenants vs one adapter (replicas_bench.ts)",
 };
 
 /**

@@ -257,9 +257,13 @@ export function variantArrays(comp: BatchComposition, config: LlamaConfig): Vari
     for (const site of list) {
       const p = m.get(site.name);
       if (p) {
-        // Aᵀ [in, r_p] into rows [row, row + in) of [.., rank]; Bᵀ [r_p, out] into the first r_p rows
-        for (let i = 0; i < site.inFeatures; i++) {
-          at.set(p.at.subarray(i * p.rank, (i + 1) * p.rank), (row + i) * rank);
+        // Aᵀ [in, r_p] into rows [row, row + in) of [.., rank]: in one copy when the ranks agree (the rows
+        // are then contiguous), else row by row; Bᵀ [r_p, out] into the first r_p rows
+        if (p.rank === rank) at.set(p.at, row * rank);
+        else {
+          for (let i = 0; i < site.inFeatures; i++) {
+            at.set(p.at.subarray(i * p.rank, (i + 1) * p.rank), (row + i) * rank);
+          }
         }
         for (let c = 0; c < p.rank; c++) {
           bt.set(
