@@ -26,6 +26,7 @@ import { databaseUsage } from "../http/quotas.ts";
 import { type RunningServer, startServer } from "../http/server.ts";
 import type { ExecutionProviderChoice } from "../runtime/execution_provider.ts";
 import type { AdapterStore } from "../store/adapter_store.ts";
+import type { InvalidatableAdapterStore } from "../store/announced_adapter_store.ts";
 import { FolderAdapterStore } from "../store/folder_adapter_store.ts";
 import { openAdapterStore } from "../store/open_adapter_store.ts";
 import type { Hono } from "hono";
@@ -346,11 +347,14 @@ export async function main(args: string[]): Promise<RunningServer> {
   }
   const adapters = a.adapters === undefined ? undefined : await openAdapterStore(a.adapters, {
     readOnly: a.readOnly,
+    // with a database the replicas announce their writes to each other (AnnouncedAdapterStore), so a
+    // pointer held can be answered at once and revalidated in the background
+    s3: { revalidateInBackground: a.db !== undefined },
   });
   const state = a.db === undefined ? undefined : await openState(a, adapters);
   const server = await startServer({
     model: a.model,
-    store: adapters ?? state?.adapters ?? new FolderAdapterStore(a.store!, { readOnly: true }),
+    store: state?.adapters ?? adapters ?? new FolderAdapterStore(a.store!, { readOnly: true }),
     routes: state?.routes,
     usage: state?.usage,
     // the tenant web console at /console (its gate heatmap reads the job store)
@@ -408,7 +412,14 @@ async function openState(a: ServeArgs, external: AdapterStore | undefined): Prom
   }
   const seconds = ((performance.now() - opened) / 1000).toFixed(1);
   const dbAdapters = new dbMod.DbAdapterStore(db);
-  const adapters = external ?? dbAdapters;
+  // an object store shared by replicas: writes are announced through the database (see attach)
+  const announced = external && "invalidate" in external
+    ? new (await import("../store/announced_adapter_store.ts")).AnnouncedAdapterStore(
+      external as InvalidatableAdapterStore,
+      db,
+    )
+    : undefined;
+  const adapters = announced ?? external ?? dbAdapters;
   let imported = 0;
   if (fresh) {
     try {
@@ -420,7 +431,7 @@ async function openState(a: ServeArgs, external: AdapterStore | undefined): Prom
   }
   const files = new dbMod.FileStore(db);
   // fine-tuned adapters are published where adapters are served from
-  const jobs = new dbMod.JobStore(db, { adapters: external });
+  const jobs = new dbMod.JobStore(db, { adapters: announced ?? external });
   let runner: InstanceType<typeof JobRunner> | undefined;
   let unwatch: (() => Promise<void>) | undefined;
   const close = async () => {
@@ -451,8 +462,10 @@ async function openState(a: ServeArgs, external: AdapterStore | undefined): Prom
       const { engine } = server;
       // replicas drop cached versions that another process replaced or deleted (an --adapters store is
       // read by version: a replaced adapter is a new cache key once its pointer is revalidated)
-      if (!external) {
-        unwatch = await dbAdapters.watch((change) => engine.cache.invalidate(change.tenant, change.name));
+      if (!external || announced) {
+        unwatch = await (announced ?? dbAdapters).watch((change) =>
+          engine.cache.invalidate(change.tenant, change.name)
+        );
       }
       if (a.train) {
         runner = new JobRunner({

@@ -38,7 +38,10 @@ export interface OpenAdapterStoreOptions {
    */
   env?: Record<string, string | undefined>;
   /** Further settings of an S3 store (caching, timeouts, fetch). */
-  s3?: Pick<S3AdapterStoreOptions, "cacheBytes" | "freshnessMs" | "timeoutMs" | "retries" | "fetch">;
+  s3?: Pick<
+    S3AdapterStoreOptions,
+    "cacheBytes" | "freshnessMs" | "revalidateInBackground" | "timeoutMs" | "retries" | "fetch"
+  >;
 }
 
 /** A parsed `s3://BUCKET/PREFIX`. */

@@ -73,6 +73,14 @@ export interface S3AdapterStoreOptions {
    */
   freshnessMs?: number;
   /**
+   * Past the freshness window, answer with the pointer already held and revalidate it in the background
+   * (a pointer never read is still read first). For replicas whose writes are announced to each other
+   * (`AnnouncedAdapterStore`, which calls {@linkcode S3AdapterStore.invalidate}): then only adapters written
+   * to the bucket by other means (`deno task adapters push`) are seen one request late.
+   * @default {false}
+   */
+  revalidateInBackground?: boolean;
+  /**
    * Deadline of one request, milliseconds.
    * @default {10000}
    */
@@ -137,6 +145,8 @@ export class S3AdapterStore implements AdapterStore {
   readonly cacheBytes: number;
   /** Pointer freshness window, milliseconds. */
   readonly freshnessMs: number;
+  /** Whether stale pointers are answered at once and revalidated in the background. */
+  readonly revalidateInBackground: boolean;
   #client: S3Client;
   #prefix: string;
   #pointers = new Map<string, Pointer>();
@@ -192,6 +202,7 @@ export class S3AdapterStore implements AdapterStore {
     this.readOnly = options.readOnly ?? false;
     this.cacheBytes = options.cacheBytes ?? 64 * 2 ** 20;
     this.freshnessMs = options.freshnessMs ?? 1000;
+    this.revalidateInBackground = options.revalidateInBackground ?? false;
     this.#prefix = prefix === "" ? "" : `${prefix}/`;
     this.location = `s3://${options.bucket}${prefix === "" ? "" : `/${prefix}`}`;
     this.#client = new S3Client({
@@ -408,9 +419,17 @@ export class S3AdapterStore implements AdapterStore {
     if (cached && !fresh && now - cached.checkedAt < this.freshnessMs) return cached.version;
     // concurrent lookups of a stale pointer share one request
     const pending = fresh ? undefined : this.#pointerLoads.get(key);
-    if (pending) return await pending;
+    if (pending && !(cached && this.revalidateInBackground)) return await pending;
+    if (pending) return cached!.version;
     const load = this.#loadPointer(key, { tenant, name, cached, now });
     if (!fresh) this.#pointerLoads.set(key, load);
+    if (cached && !fresh && this.revalidateInBackground) {
+      // the pointer held is answered now; a failed revalidation leaves it stale, to be tried again
+      load.catch(() => {}).finally(() => {
+        if (this.#pointerLoads.get(key) === load) this.#pointerLoads.delete(key);
+      });
+      return cached.version;
+    }
     try {
       return await load;
     } finally {
@@ -466,6 +485,19 @@ export class S3AdapterStore implements AdapterStore {
       this.#objects.delete(old);
       this.#objectBytes -= bytes.byteLength;
     }
+  }
+
+  /**
+   * Drops what this store holds of one adapter's pointer, so that the next lookup reads the bucket (called
+   * when another replica announces that it wrote the adapter).
+   *
+   * @param tenant Tenant id.
+   * @param name Adapter name.
+   */
+  invalidate(tenant: string, name: string): void {
+    const key = this.#pointerKey(tenant, name);
+    this.#pointers.delete(key);
+    this.#pointerLoads.delete(key); // a read started before the write may return the old version
   }
 
   #forget(key: string): void {
