@@ -90,6 +90,12 @@ export interface AdapterTrainerOptions {
   seed?: number;
   /** Names of the sites the last projection kept (resuming a run); none: no projection yet. */
   kept?: readonly string[];
+  /**
+   * Where the training graph computes logits: only at counted targets, or everywhere (the former graph,
+   * for measuring the difference; the loss is the same).
+   * @default {"counted"}
+   */
+  logitsAt?: "all" | "counted";
 }
 
 /** A built training graph's session and bookkeeping. */
@@ -175,6 +181,7 @@ export class AdapterTrainer {
       batchSize: options.batchSize,
       seqLen: "dynamic",
       adapter: lora.hook,
+      logitsAt: options.logitsAt,
     });
     const missing = lora.unused();
     if (missing.length) {
