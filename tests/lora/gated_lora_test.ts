@@ -12,7 +12,11 @@ import { buildLlamaTrainingGraph } from "../../src/models/llama/training.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
 import { adapterSite } from "../../src/models/sites.ts";
 import { evaluate, type RefTensor } from "../_reference/mod.ts";
-import { dequantizeModelWeights, type ModelWeights, quantizeModelWeights } from "../../src/io/quantized_weights.ts";
+import {
+  dequantizeModelWeights,
+  type ModelWeights,
+  quantizeModelWeights,
+} from "../../src/io/quantized_weights.ts";
 import type { QuantizationConfig } from "../../src/models/config.ts";
 import { modelFromGraph } from "../../src/onnx/model.ts";
 import { OnnxSession } from "../../src/runtime/session.ts";
