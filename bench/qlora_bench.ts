@@ -121,8 +121,7 @@ const heaps: WebAssembly.Memory[] = [];
 /** Records every wasm memory created from now on (onnxruntime creates its heap with the first session). */
 function watchWasmHeaps(): void {
   const Native = WebAssembly.Memory;
-  (WebAssembly as { Memory: typeof WebAssembly.Memory }).Memory = class
-    extends Native {
+  (WebAssembly as { Memory: typeof WebAssembly.Memory }).Memory = class extends Native {
     constructor(descriptor: WebAssembly.MemoryDescriptor) {
       super(descriptor);
       heaps.push(this);
@@ -162,9 +161,7 @@ async function child(specJson: string): Promise<void> {
         model,
         quantizationPreset(spec.base.slice(0, 4)),
       );
-      model = spec.base.endsWith("at build")
-        ? dequantizeModelWeights(quantized)
-        : quantized;
+      model = spec.base.endsWith("at build") ? dequantizeModelWeights(quantized) : quantized;
     }
     result.baseBytes = [...model.weights.values()].reduce(
       (n, t) => n + t.data.byteLength,
@@ -192,8 +189,7 @@ async function child(specJson: string): Promise<void> {
     const batches = [0, 1].map(() =>
       makeBatch(
         Array.from({ length: spec.batch }, () => {
-          const ids = Array.from({ length: spec.seq }, () =>
-            3 + (rng.nextUint32() % (config.vocabSize - 3)));
+          const ids = Array.from({ length: spec.seq }, () => 3 + (rng.nextUint32() % (config.vocabSize - 3)));
           return {
             inputIds: ids,
             labels: ids.map((id, i) => (i < spec.prompt ? -100 : id)),
@@ -211,9 +207,7 @@ async function child(specJson: string): Promise<void> {
       if (i === 0) result.firstLoss = loss;
       if (i >= spec.warmup) result.stepMs.push(ms);
       console.error(
-        `${spec.shape} ${spec.base} ${spec.logitsAt}: step ${i} ${
-          ms.toFixed(0)
-        } ms, loss ${loss}`,
+        `${spec.shape} ${spec.base} ${spec.logitsAt}: step ${i} ${ms.toFixed(0)} ms, loss ${loss}`,
       );
     }
     result.tokensPerS = (spec.batch * spec.seq) /
@@ -432,8 +426,7 @@ function summarise(rounds: RunResult[][]): Summary[] {
     const ratios = rounds.filter((r) => r[0].tokensPerS && r[i].tokensPerS).map(
       (r) => r[i].tokensPerS! / r[0].tokensPerS!,
     );
-    const { part, shape, batch, seq, base, logitsAt, prompt, warmup, steps } =
-      runs[0];
+    const { part, shape, batch, seq, base, logitsAt, prompt, warmup, steps } = runs[0];
     return {
       spec: { part, shape, batch, seq, base, logitsAt, prompt, warmup, steps },
       rounds: runs,
@@ -467,9 +460,7 @@ function baseTable(rows: Summary[]): string {
         `${s.spec.batch} × ${s.spec.seq}`,
         s.spec.base,
         mb(r.baseBytes),
-        `${mb(med((x) => x.heapAfterBuildBytes))} / ${
-          mb(med((x) => x.heapPeakBytes))
-        }`,
+        `${mb(med((x) => x.heapAfterBuildBytes))} / ${mb(med((x) => x.heapPeakBytes))}`,
         mb(med((x) => x.peakRssBytes)),
         r.error ? `fails: ${r.error.slice(0, 60)}` : figure(s.tokensPerS),
         s.spec.base === "f32" ? "1" : figure(s.ratio),
@@ -522,9 +513,7 @@ function largestTable(rows: RunResult[]): string {
       mb(r.baseBytes),
       `${mb(r.heapAfterBuildBytes)} / ${mb(r.heapPeakBytes)}`,
       mb(r.peakRssBytes),
-      r.error
-        ? `fails: ${r.error.slice(0, 80)}`
-        : `trains: ${figure(r.tokensPerS!)} tokens/s`,
+      r.error ? `fails: ${r.error.slice(0, 80)}` : `trains: ${figure(r.tokensPerS!)} tokens/s`,
     ]),
   );
 }
@@ -653,9 +642,7 @@ async function main(): Promise<void> {
       await alternate(bases.map((base) => spec({ base })), rounds),
     );
     if (!quick) {
-      const smol = bases.map((base) =>
-        spec({ base, shape: "SmolLM2-135M", batch: 2, steps: 2 })
-      );
+      const smol = bases.map((base) => spec({ base, shape: "SmolLM2-135M", batch: 2, steps: 2 }));
       json.base.push(...summarise(await alternate(smol, 1)));
     }
   }
@@ -663,41 +650,37 @@ async function main(): Promise<void> {
     const prompt = quick ? 24 : 224;
     json.counted = summarise(
       await alternate(
-        (["all", "counted"] as const).map((logitsAt) =>
-          spec({ part: "counted", logitsAt, prompt })
-        ),
+        (["all", "counted"] as const).map((logitsAt) => spec({ part: "counted", logitsAt, prompt })),
         rounds,
       ),
     );
   }
   if (parts.has("largest")) {
-    const attempts: RunSpec[] = quick
-      ? [spec({ part: "largest", base: "int4 in graph", steps: 1 })]
-      : [
-        ...(["f32", "int8 in graph", "int4 in graph"] as Base[]).map((base) =>
-          spec({
-            part: "largest",
-            shape: "SmolLM2-135M",
-            batch: 4,
-            base,
-            steps: 1,
-          })
-        ),
+    const attempts: RunSpec[] = quick ? [spec({ part: "largest", base: "int4 in graph", steps: 1 })] : [
+      ...(["f32", "int8 in graph", "int4 in graph"] as Base[]).map((base) =>
         spec({
           part: "largest",
-          shape: "SmolLM2-360M",
-          batch: 1,
-          base: "int4 in graph",
+          shape: "SmolLM2-135M",
+          batch: 4,
+          base,
           steps: 1,
-        }),
-        spec({
-          part: "largest",
-          shape: "SmolLM2-360M",
-          batch: 2,
-          base: "int4 in graph",
-          steps: 1,
-        }),
-      ];
+        })
+      ),
+      spec({
+        part: "largest",
+        shape: "SmolLM2-360M",
+        batch: 1,
+        base: "int4 in graph",
+        steps: 1,
+      }),
+      spec({
+        part: "largest",
+        shape: "SmolLM2-360M",
+        batch: 2,
+        base: "int4 in graph",
+        steps: 1,
+      }),
+    ];
     json.largest = [];
     for (const a of attempts) json.largest.push(await runChild(a));
   }
