@@ -501,6 +501,7 @@ function largestTable(rows: RunResult[]): string {
       "shape",
       "batch",
       "base",
+      "logits at",
       "base weights (MB)",
       "wasm heap built / peak (MB)",
       "peak RSS (MB)",
@@ -510,6 +511,7 @@ function largestTable(rows: RunResult[]): string {
       r.shape,
       `${r.batch} × ${r.seq}`,
       r.base,
+      r.logitsAt,
       mb(r.baseBytes),
       `${mb(r.heapAfterBuildBytes)} / ${mb(r.heapPeakBytes)}`,
       mb(r.peakRssBytes),
@@ -656,30 +658,16 @@ async function main(): Promise<void> {
     );
   }
   if (parts.has("largest")) {
-    const attempts: RunSpec[] = quick ? [spec({ part: "largest", base: "int4 in graph", steps: 1 })] : [
-      ...(["f32", "int8 in graph", "int4 in graph"] as Base[]).map((base) =>
-        spec({
-          part: "largest",
-          shape: "SmolLM2-135M",
-          batch: 4,
-          base,
-          steps: 1,
-        })
-      ),
-      spec({
-        part: "largest",
-        shape: "SmolLM2-360M",
-        batch: 1,
-        base: "int4 in graph",
-        steps: 1,
-      }),
-      spec({
-        part: "largest",
-        shape: "SmolLM2-360M",
-        batch: 2,
-        base: "int4 in graph",
-        steps: 1,
-      }),
+    const attempt = (shape: string, batch: number, base: Base, logitsAt: "all" | "counted" = "counted") =>
+      spec({ part: "largest", shape, batch, base, logitsAt, steps: 1 });
+    const attempts: RunSpec[] = quick ? [attempt("stories15M", 2, "int4 in graph")] : [
+      attempt("SmolLM2-135M", 4, "f32", "all"),
+      attempt("SmolLM2-135M", 4, "f32"),
+      attempt("SmolLM2-135M", 4, "int4 in graph"),
+      attempt("SmolLM2-360M", 1, "f32"),
+      attempt("SmolLM2-360M", 1, "int4 in graph"),
+      attempt("SmolLM2-360M", 2, "int4 in graph"),
+      attempt("SmolLM2-360M", 4, "int4 in graph"),
     ];
     json.largest = [];
     for (const a of attempts) json.largest.push(await runChild(a));
