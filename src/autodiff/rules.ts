@@ -10,6 +10,7 @@
 import { attr, type GraphBuilder, type Value } from "../onnx/builder.ts";
 import type { Node } from "../onnx/types.ts";
 import { normAxis, reduceToShape, swapLastTwo, zerosAlong, zerosLike } from "./_util.ts";
+import { dequantizedWeight, nbitsAttributes } from "./_nbits.ts";
 
 /** What a rule sees of one forward node. */
 export interface RuleContext {
@@ -262,6 +263,29 @@ const gemm: GradientRule = (ctx) => {
   return [gx, gy, gc];
 };
 
+/**
+ * onnxruntime's `com.microsoft` MatMulNBits, `Y = A · Wᵀ + bias` with W `[N, K]` blockwise quantized: a
+ * frozen base weight (QLoRA), so only A and the bias get gradients; `dA = dY · W` with W dequantized in the
+ * graph from the node's own codes (`src/autodiff/_nbits.ts`), which exists only while this backward runs.
+ */
+const matMulNBits: GradientRule = (ctx) => {
+  const { b, node, inputs, needs } = ctx;
+  if (needs.slice(1, 4).some(Boolean) || needs[4]) {
+    unsupported(ctx, "the quantized weight, its scales and zero points are frozen (no gradient)");
+  }
+  if (inputs[4]) unsupported(ctx, "g_idx (act-order) weights are not supported");
+  const attrs = nbitsAttributes(node);
+  const g = g0(ctx);
+  let gx: Value | undefined;
+  if (needs[0]) {
+    const w = dequantizedWeight(b, inputs, { ...attrs, anchor: g });
+    gx = b.matmul(g, w);
+  }
+  const bias = inputs[5];
+  const gBias = bias && needs[5] ? reduceToShape(b, g, bias.shape) : undefined;
+  return [gx, undefined, undefined, undefined, undefined, gBias];
+};
+
 // ---- reductions ------------------------------------------------------------------------------------------
 
 function reducedAxes(ctx: RuleContext): number[] {
@@ -500,6 +524,7 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   Softmax: softmax,
   LogSoftmax: logSoftmax,
   MatMul: matmul,
+  MatMulNBits: matMulNBits,
   Gemm: gemm,
   ReduceSum: reduceSum,
   ReduceMean: reduceMean,

@@ -11,8 +11,8 @@
  * bits, block size and symmetry ({@linkcode QuantizationConfig}, `quantization_config` in `config.json`).
  *
  * {@linkcode quantizeModelWeights} makes such weights from float ones, {@linkcode dequantizeModelWeights}
- * turns them back into float weights (what training graphs use), {@linkcode readNBitsWeight} reads and
- * validates one layer.
+ * turns them back into float weights (the float graph a quantized one is compared with; training graphs keep
+ * the base quantized), {@linkcode readNBitsWeight} reads and validates one layer.
  *
  * @module
  */
@@ -214,7 +214,7 @@ export function quantizeModelWeights(
 
 /**
  * Turns a quantized model back into float32 weights (`X.weight = (code − zeroPoint) · scale`), for graphs
- * that use only standard ONNX ops (training). A float model is returned as it is.
+ * that should hold a float base (references, measurements). A float model is returned as it is.
  *
  * @param model Config and weights.
  * @returns Config without `quantization`, and float weights in the original order.

@@ -586,6 +586,12 @@ const range: Rule = (node, inputs, fail) => {
   return [{ dtype, shape: [`${node.name}_len`] }];
 };
 
+/** NonZero: the indices of the non-zero elements, int64 `[rank, count]` (count known only at run time). */
+const nonZero: Rule = (node, inputs, fail) => {
+  const x = shapeOf(inputs[0], "X", fail);
+  return [{ dtype: "int64", shape: [x.length, `${node.name}_count`] }];
+};
+
 const topK: Rule = (node, inputs, fail) => {
   const x = shapeOf(inputs[0], "X", fail);
   const k = inputs[1]?.values?.[0] ?? fail("K must be a constant");
@@ -735,6 +741,7 @@ export const SHAPE_RULES: Readonly<Record<string, Rule>> = {
   ArgMax: argReduce,
   ArgMin: argReduce,
   TopK: topK,
+  NonZero: nonZero,
   // shape manipulation
   Reshape: reshape,
   Transpose: transpose,

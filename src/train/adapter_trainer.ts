@@ -128,6 +128,12 @@ export interface AdapterTrainerOptions {
   kept?: readonly string[];
   /** The gate evidence so far by site name (resuming a run); none: nothing accumulated. */
   evidence?: Readonly<Record<string, { movement: number; taylor: number }>>;
+  /**
+   * Where the training graph computes logits: only at counted targets, or everywhere (the former graph,
+   * for measuring the difference; the loss is the same).
+   * @default {"counted"}
+   */
+  logitsAt?: "all" | "counted";
 }
 
 /** A built training graph's session and bookkeeping. */
@@ -216,6 +222,7 @@ export class AdapterTrainer {
       batchSize: options.batchSize,
       seqLen: "dynamic",
       adapter: lora.hook,
+      logitsAt: options.logitsAt,
     });
     const missing = lora.unused();
     if (missing.length) {

@@ -361,9 +361,50 @@ function softmaxOp(log: boolean): OpImpl {
   return (inputs, node: Node) => [softmaxVal(need(inputs, 0, "input"), attrInt(node, "axis", -1), log)];
 }
 
+/**
+ * onnxruntime's `com.microsoft` MatMulNBits: `A [..., K] · Wᵀ (+ bias)`, W `[N, K]` read from uint8 codes
+ * `[N, k_blocks, block_size · bits / 8]` (4-bit: even element in the low nibble) as
+ * `(code − zero_point) · scale` per block, zero points packed uint8 (default 2^(bits−1)) or float.
+ */
+const matMulNBits: OpImpl = (inputs, node) => {
+  const a = need(inputs, 0, "A"), codes = need(inputs, 1, "B"), scales = need(inputs, 2, "scales");
+  const zp = inputs[3], bias = inputs[5];
+  if (inputs[4]) throw new OpError("g_idx is not supported");
+  const k = attrInt(node, "K", 0), n = attrInt(node, "N", 0), bits = attrInt(node, "bits", 4);
+  const blockSize = attrInt(node, "block_size", 0);
+  if (bits !== 4 && bits !== 8) throw new OpError(`bits = ${bits}: only 4 and 8 are implemented`);
+  const kBlocks = Math.ceil(k / blockSize), blob = (blockSize * bits) / 8;
+  if (codes.data.length !== n * kBlocks * blob) throw new OpError(`B holds ${codes.data.length} bytes`);
+  const code = (bytes: Float64Array, offset: number, i: number) =>
+    bits === 8
+      ? bytes[offset + i]
+      : (i & 1) === 0
+      ? bytes[offset + (i >> 1)] % 16
+      : Math.floor(bytes[offset + (i >> 1)] / 16);
+  const zpBytes = Math.ceil((kBlocks * bits) / 8);
+  const w = new Float64Array(n * k);
+  for (let r = 0; r < n; r++) {
+    for (let blk = 0; blk < kBlocks; blk++) {
+      const zero = !zp
+        ? 1 << (bits - 1)
+        : zp.dtype === "uint8"
+        ? code(zp.data, r * zpBytes, blk)
+        : zp.data[r * kBlocks + blk];
+      const scale = scales.data[r * kBlocks + blk];
+      for (let i = 0; i < blockSize && blk * blockSize + i < k; i++) {
+        w[r * k + blk * blockSize + i] = (code(codes.data, (r * kBlocks + blk) * blob, i) - zero) * scale;
+      }
+    }
+  }
+  let y = matmulVal(a, transposeVal(make(a.dtype, [n, k], w), [1, 0]));
+  if (bias) y = binary(y, bias, (p, q) => p + q);
+  return [y];
+};
+
 /** The linear-algebra, reduction, normalisation and loss ops, by ONNX op type. */
 export const MATH_OPS: Record<string, OpImpl> = {
   MatMul: matmul,
+  "com.microsoft.MatMulNBits": matMulNBits,
   Gemm: gemm,
   Einsum: einsum,
   Softmax: softmaxOp(false),

@@ -440,6 +440,19 @@ const trilu: OpImpl = (inputs, node) => {
   return [out];
 };
 
+/** NonZero: int64 `[rank, count]`, the indices of the non-zero elements in row-major order. */
+const nonZero: OpImpl = (inputs) => {
+  const x = need(inputs, 0, "X");
+  const hits: number[] = [];
+  x.data.forEach((v, i) => v !== 0 && hits.push(i));
+  const strides = x.dims.map((_, a) => x.dims.slice(a + 1).reduce((p, q) => p * q, 1));
+  const out = make("int64", [x.dims.length, hits.length]);
+  strides.forEach((stride, a) =>
+    hits.forEach((flat, j) => (out.data[a * hits.length + j] = Math.floor(flat / stride) % x.dims[a]))
+  );
+  return [out];
+};
+
 const dropout: OpImpl = (inputs, node) => {
   const x = need(inputs, 0, "data");
   const ratio = inputs[1] ? scalarOf(inputs[1], "ratio") : attrFloat(node, "ratio", 0.5);
@@ -462,6 +475,7 @@ export const SHAPE_OPS: Record<string, OpImpl> = {
   Concat: concat,
   Split: split,
   Gather: gather,
+  NonZero: nonZero,
   GatherElements: gatherElements,
   ScatterElements: scatterElements,
   ScatterND: scatterND,

@@ -39,7 +39,7 @@ export interface EvaluateOptions {
 
 const OPS: Readonly<Record<string, OpImpl>> = { ...ELEMENTWISE_OPS, ...SHAPE_OPS, ...MATH_OPS };
 
-/** The op types {@linkcode evaluate} implements (ONNX default domain). */
+/** The op types {@linkcode evaluate} implements (ONNX default domain; `com.microsoft.X` for contrib ops). */
 export const REFERENCE_OPS: readonly string[] = Object.keys(OPS).sort();
 
 // Decoded initializers, cached per tensor object: finite-difference checks evaluate one graph many times.
@@ -164,10 +164,11 @@ function neededNodes(graph: Graph, wanted: readonly string[]): Node[] {
 
 function runNode(node: Node, values: Map<string, Val>, lookup: (name: string) => Val | undefined): void {
   const where = `Cannot evaluate node "${node.name}" (${node.opType})`;
-  if (node.domain && node.domain !== "ai.onnx") {
+  const contrib = node.domain === "com.microsoft";
+  if (node.domain && node.domain !== "ai.onnx" && !contrib) {
     throw new TypeError(`${where}: domain "${node.domain}" is not supported by the reference interpreter`);
   }
-  const impl = OPS[node.opType];
+  const impl = OPS[contrib ? `com.microsoft.${node.opType}` : node.opType];
   if (!impl) {
     throw new TypeError(`${where}: the reference interpreter has no implementation of op "${node.opType}"`);
   }

@@ -7,11 +7,49 @@
 
 import { checkCase, type GradCase } from "./_gradcheck.ts";
 import { requireWebGpu } from "../_util/fixtures.ts";
+import { attr, type GraphBuilder, type Value } from "../../src/onnx/builder.ts";
+import { type NBitsOptions, quantizeNBits } from "../../src/io/quantize.ts";
 
 const f = (...shape: number[]) => ({ shape });
 const pos = (...shape: number[]) => ({ shape, positive: true });
 
+/**
+ * `x · Wᵀ (+ bias)` through onnxruntime's MatMulNBits, W `[n, k]` random and quantized with `options` (k not
+ * a multiple of the block size: the last block is padded).
+ */
+function nbitsCase(name: string, options: NBitsOptions, withBias = false): GradCase {
+  const n = 5, k = 40;
+  const w = Float32Array.from({ length: n * k }, (_, i) => Math.sin(1.3 * i + 0.2) * 0.7);
+  const q = quantizeNBits(w, { rows: n, cols: k }, options);
+  const kBlocks = Math.ceil(k / options.blockSize);
+  return {
+    name,
+    inputs: withBias ? { x: f(2, 3, k), bias: f(n) } : { x: f(2, 3, k) },
+    build: (b: GraphBuilder, i: Record<string, Value>) => {
+      const codes = b.initializer(
+        "codes",
+        q.qweight,
+        [n, kBlocks, q.qweight.length / (n * kBlocks)],
+        "uint8",
+      );
+      const scales = b.initializer("scales", q.scales, [n, kBlocks]);
+      const zeros = q.zeroPoints
+        ? b.initializer("zeros", q.zeroPoints, [n, q.zeroPoints.length / n], "uint8")
+        : undefined;
+      return b.node("MatMulNBits", [i.x, codes, scales, zeros, undefined, i.bias], {
+        K: attr.int(k),
+        N: attr.int(n),
+        bits: attr.int(options.bits),
+        block_size: attr.int(options.blockSize),
+      }, { domain: "com.microsoft" })[0];
+    },
+  };
+}
+
 const CASES: GradCase[] = [
+  nbitsCase("MatMulNBits int8 (frozen quantized weight)", { bits: 8, blockSize: 16 }),
+  nbitsCase("MatMulNBits int4 with zero points and bias", { bits: 4, blockSize: 16, symmetric: false }, true),
+  nbitsCase("MatMulNBits int4 symmetric", { bits: 4, blockSize: 32 }),
   { name: "Add broadcast", inputs: { a: f(2, 3), b: f(3) }, build: (b, i) => b.add(i.a, i.b) },
   { name: "Sub broadcast both", inputs: { a: f(2, 1, 3), b: f(4, 1) }, build: (b, i) => b.sub(i.a, i.b) },
   { name: "Mul repeated use", inputs: { a: f(2, 3) }, build: (b, i) => b.mul(b.mul(i.a, i.a), i.a) },

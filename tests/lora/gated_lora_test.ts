@@ -1,6 +1,8 @@
 // Gradients of A, B and the gates through a whole (tiny, random) Llama training graph: our gradient graph
 // evaluated in float64 by the reference interpreter, against central finite differences of the forward
-// graph (also float64). Tolerance |Δ| ≤ 1e-6 + 1e-5·|fd|.
+// graph (also float64). Tolerance |Δ| ≤ 1e-6 + 1e-5·|fd|. On an int8 or int4 base (MatMulNBits, dequantized
+// in the backward), the gradients equal the float64 gradients of the float graph over the dequantized
+// weights, in the reference and on onnxruntime-web.
 
 import assert from "node:assert/strict";
 import { buildGradientGraph } from "../../src/autodiff/gradient.ts";
@@ -10,6 +12,15 @@ import { buildLlamaTrainingGraph } from "../../src/models/llama/training.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
 import { adapterSite } from "../../src/models/sites.ts";
 import { evaluate, type RefTensor } from "../_reference/mod.ts";
+import {
+  dequantizeModelWeights,
+  type ModelWeights,
+  quantizeModelWeights,
+} from "../../src/io/quantized_weights.ts";
+import type { QuantizationConfig } from "../../src/models/config.ts";
+import { modelFromGraph } from "../../src/onnx/model.ts";
+import { OnnxSession } from "../../src/runtime/session.ts";
+import { ort } from "../../src/runtime/ort.ts";
 import { assertClose, seededRandom } from "../autodiff/_numeric.ts";
 
 const CONFIG: LlamaConfig = {
@@ -95,6 +106,95 @@ Deno.test("gated LoRA gradients of A, B and gates through a full Llama match fin
   const gateGrad = analytic[gradientNames[GATES_INPUT]].data as Float64Array;
   assert.ok(gateGrad.every((g) => Math.abs(g) > 1e-6), "gate gradients are non-zero when B ≠ 0");
 });
+
+const QUANTIZATIONS: Record<string, QuantizationConfig> = {
+  int8: { bits: 8, blockSize: 16, symmetric: true },
+  int4: { bits: 4, blockSize: 16, symmetric: false },
+};
+
+for (const [kind, quantization] of Object.entries(QUANTIZATIONS)) {
+  Deno.test(`gradients of A, B and gates through an ${kind} base equal the float64 gradients over its dequantized weights`, async () => {
+    const rand = seededRandom(29);
+    // every module of layer 0, and down_proj (in = 12: a padded last block) of layer 1
+    const sites = [
+      ...(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"] as const).map((m) =>
+        adapterSite(CONFIG, 0, m)
+      ),
+      adapterSite(CONFIG, 1, "down_proj"),
+    ];
+    const rank = 2;
+    const lora = gatedLoraHook({
+      sites: sites.map((s) => ({ name: s.name, rank, scale: 1.5, gate: 1 })),
+      trainableGates: true,
+    });
+    const quantized = quantizeModelWeights({
+      config: { ...CONFIG, tieWordEmbeddings: false },
+      weights: randomLlamaWeights({ ...CONFIG, tieWordEmbeddings: false }, { seed: 5, scale: 0.4 }),
+    }, quantization);
+    const trainable = [
+      ...sites.flatMap((s) => [lora.inputs.get(s.name)!.a, lora.inputs.get(s.name)!.b]),
+      GATES_INPUT,
+    ];
+    const gradientsOf = (model: ModelWeights) => {
+      const hook = gatedLoraHook({
+        sites: sites.map((s) => ({ name: s.name, rank, scale: 1.5, gate: 1 })),
+        trainableGates: true,
+      }).hook;
+      const forward = buildLlamaTrainingGraph(model, { batchSize: 2, seqLen: 4, adapter: hook }).graph;
+      return buildGradientGraph(forward, { loss: "loss", trainable });
+    };
+    const q = gradientsOf(quantized);
+    assert.ok(q.graph.nodes.some((n) => n.opType === "MatMulNBits"), "the base stays quantized");
+    const f = gradientsOf(dequantizeModelWeights(quantized));
+    assert.ok(!f.graph.nodes.some((n) => n.opType === "MatMulNBits"));
+
+    const ints = (values: number[]): RefTensor => ({
+      dtype: "int64",
+      dims: [2, 4],
+      data: BigInt64Array.from(values.map(BigInt)),
+    });
+    const feeds: Record<string, RefTensor> = {
+      input_ids: ints([1, 5, 7, 3, 1, 9, 2, 4]),
+      labels: ints([1, 5, 7, 3, -100, 9, 2, 4]),
+      attention_mask: ints([1, 1, 1, 1, 1, 1, 1, 0]),
+      [GATES_INPUT]: {
+        dtype: "float32",
+        dims: [sites.length],
+        data: Float64Array.from(sites, (_, i) => 0.5 + 0.1 * i),
+      },
+    };
+    for (const s of sites) {
+      const names = lora.inputs.get(s.name)!;
+      const values = (n: number) => Float64Array.from({ length: n }, () => Math.fround(rand()));
+      feeds[names.a] = { dtype: "float32", dims: [rank, s.inFeatures], data: values(rank * s.inFeatures) };
+      feeds[names.b] = { dtype: "float32", dims: [s.outFeatures, rank], data: values(s.outFeatures * rank) };
+    }
+    const expected = evaluate(f.graph, feeds);
+    const reference = evaluate(q.graph, feeds);
+    const session = await OnnxSession.create(modelFromGraph(q.graph), { ep: "wasm" });
+    let runtime: Record<string, ort.Tensor>;
+    try {
+      runtime = await session.run(Object.fromEntries(
+        Object.entries(feeds).map(([name, t]) => [
+          name,
+          t.dtype === "int64"
+            ? new ort.Tensor("int64", t.data as BigInt64Array, t.dims)
+            : new ort.Tensor("float32", Float32Array.from(t.data as Float64Array), t.dims),
+        ]),
+      ));
+    } finally {
+      await session.release();
+    }
+    for (const name of trainable) {
+      const want = expected[f.gradientNames[name]].data as Float64Array;
+      assert.ok(want.some((v) => Math.abs(v) > 1e-4), `d loss / d ${name} is not trivially zero`);
+      const ref = reference[q.gradientNames[name]].data as Float64Array;
+      assertClose(ref, want, { atol: 1e-12, rtol: 1e-9 }, `${kind} reference: d loss / d ${name}`);
+      const got = (await runtime[q.gradientNames[name]].getData()) as Float32Array;
+      assertClose(got, want, { atol: 2e-5, rtol: 2e-4 }, `${kind} onnxruntime: d loss / d ${name}`);
+    }
+  });
+}
 
 Deno.test("with B = 0 the gate gradient is exactly zero", () => {
   const site = adapterSite(CONFIG, 0, "o_proj");

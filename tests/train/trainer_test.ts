@@ -15,6 +15,9 @@ import { evaluateLoss } from "../../src/train/evaluate.ts";
 import { train, type TrainOptions } from "../../src/train/trainer.ts";
 import { withTrainDefaults } from "../../src/train/options.ts";
 import { dogRows, stories260k } from "./_stories.ts";
+import { convertLlama2c, quantizationPreset } from "../../src/io/convert.ts";
+import { loadModelFolder } from "../../src/io/model_folder.ts";
+import { stories260kDir } from "../_util/fixtures.ts";
 
 function options(out: string, overrides: Partial<TrainOptions> = {}): TrainOptions {
   return withTrainDefaults({
@@ -129,6 +132,85 @@ Deno.test("WeightLoRA on stories260K: learns, exports a PEFT adapter that reprod
     await Deno.remove(next, { recursive: true });
   });
   await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("LoRA on an int8 / int4 stories260K folder (QLoRA): learns; the PEFT adapter on the quantized base gives the training logits", async (t) => {
+  const float = await stories260k(t);
+  if (!float) return;
+  for (const preset of ["int8", "int4"] as const) {
+    await t.step(preset, async () => {
+      const dir = await Deno.makeTempDir({ prefix: `stories260k-${preset}-` });
+      await convertLlama2c({
+        model: `${stories260kDir()}/stories260K.bin`,
+        tokenizer: `${stories260kDir()}/tok512.bin`,
+        out: `${dir}/hf`,
+        quantization: quantizationPreset(preset),
+      });
+      const model = await loadModelFolder(`${dir}/hf`, { id: `stories260K-${preset}` });
+      assert.equal(model.config.quantization?.bits, preset === "int8" ? 8 : 4);
+      const data = parseJsonl(dogRows(32), "dogs.jsonl", { tokenizer: model.tokenizer, seqLen: 24 });
+      const base = await evaluateLoss(model, data, { batchSize: 8, seqLen: 24, ep: "wasm" });
+      const out = `${dir}/adapter`;
+      const summary = await train(
+        { model, train: data, eval: data },
+        options(out, { method: "lora", steps: 12, k: undefined }),
+      );
+      assert.ok(
+        summary.final_eval_loss! < base.loss * 0.7,
+        `eval loss ${summary.final_eval_loss} vs ${base.loss}`,
+      );
+      const adapter = await loadPeftAdapter(out, model.config);
+      const sites = [...adapter.sites.keys()];
+      assert.equal(sites.length, 35);
+      const ids = model.tokenizer.encode("Once upon a time, there was a dog named Zorp.", { addBos: true });
+      const seq = ids.length;
+      const int64 = (values: number[]) =>
+        new ort.Tensor("int64", BigInt64Array.from(values.map(BigInt)), [1, seq]);
+      // generation path: the quantized prefill graph (MatMulNBits) with the PEFT tensors as inputs
+      const prefill = await OnnxSession.create(
+        buildLlamaInferenceGraph(model, { kind: "prefill", logits: "all", loraSites: sites }),
+        { ep: "wasm" },
+      );
+      const generated = await prefill.run({
+        ...loraFeeds(sites, adapter.sites),
+        input_ids: int64(ids),
+        position_ids: int64(ids.map((_, i) => i)),
+        attention_mask: int64(ids.map(() => 1)),
+      });
+      // training path: the quantized training graph with the checkpoint's factors
+      const state = JSON.parse(await Deno.readTextFile(`${out}/checkpoint/trainer_state.json`));
+      const lora = gatedLoraHook({ sites: state.sites, trainableGates: false });
+      const trainingModel = buildLlamaTrainingGraph(model, {
+        batchSize: 1,
+        seqLen: seq,
+        adapter: lora.hook,
+        outputLogits: true,
+      });
+      assert.ok(
+        trainingModel.graph.nodes.some((n) => n.opType === "MatMulNBits"),
+        "the base stays quantized",
+      );
+      const training = await OnnxSession.create(trainingModel, { ep: "wasm" });
+      const { loadTrainingState } = await import("../../src/autodiff/checkpoint.ts");
+      const { state: tensors } = await loadTrainingState(`${out}/checkpoint/training_state.safetensors`);
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: int64(ids),
+        labels: int64(ids),
+        attention_mask: int64(ids.map(() => 1)),
+      };
+      for (const [name, x] of Object.entries(tensors.tensors)) {
+        if (name.startsWith("model.")) feeds[name] = new ort.Tensor("float32", x.data, x.shape);
+      }
+      const trained = await training.run(feeds);
+      const a = generated.logits.data as Float32Array, b = trained.logits.data as Float32Array;
+      assert.equal(a.length, b.length);
+      let diff = 0;
+      for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
+      assert.ok(diff < 1e-4, `max |Δlogit| ${diff}`);
+      await Promise.all([prefill.release(), training.release()]);
+      await Deno.remove(dir, { recursive: true });
+    });
+  }
 });
 
 Deno.test("same seed and EP give identical adapter bytes; WeightLoRA+ halves K on schedule", async (t) => {

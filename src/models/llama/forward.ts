@@ -52,6 +52,12 @@ export interface LlamaForwardOptions {
    * @default {"all"}
    */
   logits?: "all" | "last";
+  /**
+   * int64 `[count]` indices into the flattened `[batch · seq]` positions: only these get logits
+   * (`[count, vocab]`), gathered before the final norm and the classifier (training counts only some
+   * targets). Overrides `logits`.
+   */
+  logitRows?: Value;
   /** Graph names for the outputs (saves the Identity nodes that renaming would add). */
   names?: {
     /** Name of the logits value. */
@@ -63,7 +69,7 @@ export interface LlamaForwardOptions {
 
 /** What the forward produces. */
 export interface LlamaForwardResult {
-  /** float32 logits `[batch, seq | 1, vocab]`. */
+  /** float32 logits `[batch, seq | 1, vocab]` (`[count, vocab]` with `logitRows`). */
   logits: Value;
   /** The cache including this call's positions, one pair per layer. */
   present: KvPair[];
@@ -189,8 +195,10 @@ export function llamaForward(
     });
   }
 
-  // only the last position's logits when asked (decoding needs no others)
-  if (options.logits === "last") {
+  // only the positions asked for: the given rows (training), or the last one (decoding)
+  if (options.logitRows) {
+    x = b.withScope("logit_rows", () => b.gather(b.reshape(x, [-1, dim]), options.logitRows!, 0));
+  } else if (options.logits === "last") {
     x = b.unsqueeze(b.gather(x, b.constant([-1], "int64", []), 1), [1]);
   }
 
@@ -203,6 +211,7 @@ export function llamaForward(
     if (config.tieWordEmbeddings) {
       const flat = b.reshape(x, [-1, dim]);
       const out = b.gemm(flat, embedTokens, undefined, { transB: true }); // [batch·seq, vocab]
+      if (options.logitRows) return out;
       const [batch, seq] = x.shape;
       const target = typeof batch === "number" && typeof seq === "number"
         ? [batch, seq, vocab] // static shapes (training): no Shape op on the differentiated path

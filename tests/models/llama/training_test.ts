@@ -8,6 +8,11 @@ import { OnnxSession } from "../../../src/runtime/mod.ts";
 import { evaluate, refTensor } from "../../_reference/mod.ts";
 import { referenceLogits } from "../_llama_reference.ts";
 import { GQA_CONFIG, int64Rows, QWEN2_CONFIG } from "../_fixtures.ts";
+import { buildGradientGraph } from "../../../src/autodiff/gradient.ts";
+import { gatedLoraHook, GATES_INPUT } from "../../../src/lora/gated_lora.ts";
+import { listAdapterSites } from "../../../src/models/sites.ts";
+import { modelFromGraph } from "../../../src/onnx/model.ts";
+import { ort } from "../../../src/runtime/ort.ts";
 
 // Two rows of 6 tokens: the second is right-padded after 4 tokens (mask 0, label -100), and one target in
 // the first row is ignored.
@@ -79,6 +84,70 @@ for (const config of [GQA_CONFIG, QWEN2_CONFIG]) {
     }
   });
 }
+
+Deno.test("logits only at counted positions: the same loss and gradients as logits everywhere", async () => {
+  // prompt/completion rows: long ignored prompts, a few counted targets, right padding; sequence length
+  // set by the run (as the trainer builds it)
+  const config = GQA_CONFIG;
+  const weights = randomLlamaWeights(config, { seed: 11, scale: 0.3 });
+  const ids = [[1, 7, 30, 4, 22, 9, 14, 3], [1, 12, 5, 33, 8, 2, 0, 0]];
+  const labels = [[-100, -100, -100, -100, -100, 9, 14, 3], [-100, -100, -100, -100, 8, 2, -100, -100]];
+  const mask = [[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0]];
+  const sites = listAdapterSites(config).filter((_, i) => i % 3 === 0);
+  const rank = 2;
+  const spec = sites.map((s) => ({ name: s.name, rank, scale: 2, gate: 1 }));
+  const run = async (logitsAt: "all" | "counted") => {
+    const lora = gatedLoraHook({ sites: spec, trainableGates: true });
+    const forward = buildLlamaTrainingGraph({ config, weights }, {
+      batchSize: 2,
+      seqLen: "dynamic",
+      adapter: lora.hook,
+      logitsAt,
+    });
+    const gathers = forward.graph.nodes.filter((n) => n.name.includes("logit_rows")).length;
+    assert.equal(gathers > 0, logitsAt === "counted", `${logitsAt}: gathered rows`);
+    const trainable = [
+      ...sites.flatMap((s) => [lora.inputs.get(s.name)!.a, lora.inputs.get(s.name)!.b]),
+      GATES_INPUT,
+    ];
+    const { graph, gradientNames } = buildGradientGraph(forward.graph, { loss: "loss", trainable });
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: int64Rows(ids),
+      labels: int64Rows(labels),
+      attention_mask: int64Rows(mask),
+      [GATES_INPUT]: new ort.Tensor("float32", new Float32Array(sites.length).fill(0.7), [sites.length]),
+    };
+    sites.forEach((s, k) => {
+      const names = lora.inputs.get(s.name)!;
+      const fill = (n: number, seed: number) =>
+        Float32Array.from({ length: n }, (_, i) => Math.sin(seed + 0.7 * i) / 4);
+      feeds[names.a] = new ort.Tensor("float32", fill(rank * s.inFeatures, k), [rank, s.inFeatures]);
+      feeds[names.b] = new ort.Tensor("float32", fill(s.outFeatures * rank, 50 + k), [s.outFeatures, rank]);
+    });
+    const session = await OnnxSession.create(modelFromGraph(graph), { ep: "wasm" });
+    try {
+      const out = await session.run(feeds);
+      const grads: Record<string, Float32Array> = {};
+      for (const name of trainable) grads[name] = (await out[gradientNames[name]].getData()) as Float32Array;
+      return { loss: (out.loss.data as Float32Array)[0], grads };
+    } finally {
+      await session.release();
+    }
+  };
+  const all = await run("all");
+  const counted = await run("counted");
+  assert.ok(
+    Math.abs(counted.loss - all.loss) <= 1e-5 * Math.abs(all.loss),
+    `loss ${counted.loss} vs ${all.loss}`,
+  );
+  for (const [name, want] of Object.entries(all.grads)) {
+    const got = counted.grads[name];
+    const scale = Math.max(...want.map(Math.abs));
+    assert.ok(scale > 0, `d loss / d ${name} is not zero`);
+    const worst = Math.max(...got.map((v, i) => Math.abs(v - want[i])));
+    assert.ok(worst <= 1e-5 * scale + 1e-7, `d loss / d ${name}: max |Δ| ${worst} (scale ${scale})`);
+  }
+});
 
 const DIFFERENTIABLE = new Set([
   "MatMul",
