@@ -158,3 +158,73 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/**
+ * Reads a version's `meta.json` (`{"created_at", "bytes", "sha256"}`) into its record.
+ *
+ * @param text The file's text.
+ * @param where The adapter version, and where the file came from (for messages).
+ * @returns The record.
+ * @throws {Error} Naming `where.source` when the text is not such an object.
+ */
+export function parseAdapterMeta(
+  text: string,
+  where: { tenant: string; name: string; version: string; source: string },
+): AdapterRecord {
+  let meta: unknown;
+  try {
+    meta = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`Cannot parse ${where.source}: ${(e as Error).message}`);
+  }
+  const m = meta as Record<string, unknown>;
+  if (
+    typeof m !== "object" || m === null || typeof m.created_at !== "number" || typeof m.bytes !== "number" ||
+    typeof m.sha256 !== "string"
+  ) {
+    throw new Error(
+      `Cannot read ${where.source}: expected {"created_at", "bytes", "sha256"}, got ${text.trim()}`,
+    );
+  }
+  return {
+    tenant: where.tenant,
+    name: where.name,
+    version: where.version,
+    createdAt: m.created_at,
+    bytes: m.bytes,
+    sha256: m.sha256,
+  };
+}
+
+/**
+ * Runs tasks of one key one after another (writes of one adapter in this process); tasks of other keys run
+ * alongside.
+ *
+ * @example
+ * ```ts
+ * import { KeyedSerializer } from "./adapter_store.ts";
+ * const writes = new KeyedSerializer();
+ * await Promise.all([writes.run("acme/story", async () => 1), writes.run("acme/story", async () => 2)]);
+ * ```
+ */
+export class KeyedSerializer {
+  #tails = new Map<string, Promise<unknown>>();
+
+  /**
+   * Runs `fn` after the earlier tasks of `key` (whether they failed or not).
+   *
+   * @param key The key.
+   * @param fn The task.
+   * @returns What `fn` returns.
+   */
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#tails.get(key) ?? Promise.resolve();
+    const run = before.catch(() => {}).then(fn);
+    this.#tails.set(key, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#tails.get(key) === run) this.#tails.delete(key);
+    }
+  }
+}

@@ -20,7 +20,9 @@ import {
   type AdapterRecord,
   type AdapterStore,
   AdapterVersionGoneError,
+  KeyedSerializer,
   newAdapterVersion,
+  parseAdapterMeta,
   type PutAdapterResult,
   ReadOnlyStoreError,
   sha256Hex,
@@ -57,7 +59,7 @@ export class FolderAdapterStore implements AdapterStore {
   readonly root: string;
   /** Whether writes are refused. */
   readonly readOnly: boolean;
-  #locks = new Map<string, Promise<unknown>>();
+  #writes = new KeyedSerializer();
 
   /**
    * Opens a store; nothing is read or created until used.
@@ -179,7 +181,7 @@ export class FolderAdapterStore implements AdapterStore {
         if (e instanceof Deno.errors.NotFound) continue; // replaced between the two reads: resolve again
         throw new Error(`Cannot read ${metaPath}: ${(e as Error).message}`);
       }
-      return parseMeta(text, { tenant, name, version, file: metaPath });
+      return parseAdapterMeta(text, { tenant, name, version, source: metaPath });
     }
     return undefined;
   }
@@ -207,14 +209,14 @@ export class FolderAdapterStore implements AdapterStore {
     this.#writable(`store adapter "${name}"`);
     validateStoreName("tenant", tenant);
     validateStoreName("adapter name", name);
-    return await this.#serialized(`${tenant}/${name}`, () => this.#put(tenant, name, files));
+    return await this.#writes.run(`${tenant}/${name}`, () => this.#put(tenant, name, files));
   }
 
   async delete(tenant: string, name: string): Promise<boolean> {
     this.#writable(`delete adapter "${name}"`);
     validateStoreName("tenant", tenant);
     validateStoreName("adapter name", name);
-    return await this.#serialized(`${tenant}/${name}`, async () => {
+    return await this.#writes.run(`${tenant}/${name}`, async () => {
       const dir = this.#adapterDir(tenant, name);
       try {
         await Deno.remove(`${dir}/${CURRENT_FILE}`);
@@ -274,45 +276,4 @@ export class FolderAdapterStore implements AdapterStore {
       throw new ReadOnlyStoreError(`Cannot ${action}: the adapter store ${this.root} is read-only`);
     }
   }
-
-  /** Runs writes of one adapter one after another in this process. */
-  async #serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.#locks.get(key) ?? Promise.resolve();
-    const run = before.catch(() => {}).then(fn);
-    this.#locks.set(key, run);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === run) this.#locks.delete(key);
-    }
-  }
-}
-
-function parseMeta(
-  text: string,
-  where: { tenant: string; name: string; version: string; file: string },
-): AdapterRecord {
-  let meta: unknown;
-  try {
-    meta = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`Cannot parse ${where.file}: ${(e as Error).message}`);
-  }
-  const m = meta as Record<string, unknown>;
-  if (
-    typeof m !== "object" || m === null || typeof m.created_at !== "number" || typeof m.bytes !== "number" ||
-    typeof m.sha256 !== "string"
-  ) {
-    throw new Error(
-      `Cannot read ${where.file}: expected {"created_at", "bytes", "sha256"}, got ${text.trim()}`,
-    );
-  }
-  return {
-    tenant: where.tenant,
-    name: where.name,
-    version: where.version,
-    createdAt: m.created_at,
-    bytes: m.bytes,
-    sha256: m.sha256,
-  };
 }

@@ -24,7 +24,9 @@ import {
   type AdapterRecord,
   type AdapterStore,
   AdapterVersionGoneError,
+  KeyedSerializer,
   newAdapterVersion,
+  parseAdapterMeta,
   type PutAdapterResult,
   ReadOnlyStoreError,
   sha256Hex,
@@ -153,7 +155,7 @@ export class S3AdapterStore implements AdapterStore {
   #pointerLoads = new Map<string, Promise<string | undefined>>();
   #objects = new Map<string, Uint8Array>(); // least recently used first
   #objectBytes = 0;
-  #locks = new Map<string, Promise<unknown>>();
+  #writes = new KeyedSerializer();
 
   /**
    * Opens a store; nothing is requested until used.
@@ -276,7 +278,14 @@ export class S3AdapterStore implements AdapterStore {
     for (let attempt = 0; version !== undefined; attempt++) {
       const key = this.#versionKey({ tenant, name, version }, META_FILE);
       const meta = await this.#object(key);
-      if (meta) return parseMeta(meta, { tenant, name, version, uri: this.#client.uri(key) });
+      if (meta) {
+        return parseAdapterMeta(new TextDecoder().decode(meta), {
+          tenant,
+          name,
+          version,
+          source: this.#client.uri(key),
+        });
+      }
       // the pointer was stale (replaced meanwhile) or names a version whose objects are missing
       const fresh = await this.#current(tenant, name, true);
       if (fresh === version || attempt === 2) {
@@ -334,14 +343,14 @@ export class S3AdapterStore implements AdapterStore {
     this.#writable(`store adapter "${name}"`);
     validateStoreName("tenant", tenant);
     validateStoreName("adapter name", name);
-    return await this.#serialized(`${tenant}/${name}`, () => this.#put(tenant, name, files));
+    return await this.#writes.run(`${tenant}/${name}`, () => this.#put(tenant, name, files));
   }
 
   async delete(tenant: string, name: string): Promise<boolean> {
     this.#writable(`delete adapter "${name}"`);
     validateStoreName("tenant", tenant);
     validateStoreName("adapter name", name);
-    return await this.#serialized(`${tenant}/${name}`, async () => {
+    return await this.#writes.run(`${tenant}/${name}`, async () => {
       const pointerKey = this.#pointerKey(tenant, name);
       const existed = (await this.#current(tenant, name, true)) !== undefined;
       await this.#client.delete(pointerKey); // first: the adapter disappears at once
@@ -527,46 +536,4 @@ export class S3AdapterStore implements AdapterStore {
       throw new ReadOnlyStoreError(`Cannot ${action}: the adapter store ${this.location} is read-only`);
     }
   }
-
-  /** Runs writes of one adapter one after another in this process. */
-  async #serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.#locks.get(key) ?? Promise.resolve();
-    const run = before.catch(() => {}).then(fn);
-    this.#locks.set(key, run);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === run) this.#locks.delete(key);
-    }
-  }
-}
-
-function parseMeta(
-  bytes: Uint8Array,
-  where: { tenant: string; name: string; version: string; uri: string },
-): AdapterRecord {
-  const text = new TextDecoder().decode(bytes);
-  let meta: unknown;
-  try {
-    meta = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`Cannot parse ${where.uri}: ${(e as Error).message}`);
-  }
-  const m = meta as Record<string, unknown>;
-  if (
-    typeof m !== "object" || m === null || typeof m.created_at !== "number" || typeof m.bytes !== "number" ||
-    typeof m.sha256 !== "string"
-  ) {
-    throw new Error(
-      `Cannot read ${where.uri}: expected {"created_at", "bytes", "sha256"}, got ${text.trim()}`,
-    );
-  }
-  return {
-    tenant: where.tenant,
-    name: where.name,
-    version: where.version,
-    createdAt: m.created_at,
-    bytes: m.bytes,
-    sha256: m.sha256,
-  };
 }
