@@ -67,14 +67,14 @@ export class AnnouncedAdapterStore implements AdapterStore {
   /** Stores a new version, then announces it. */
   async put(tenant: string, name: string, files: AdapterFiles): Promise<PutAdapterResult> {
     const result = await this.inner.put(tenant, name, files);
-    await this.#announce({ tenant, name, version: result.record.version });
+    this.#announce({ tenant, name, version: result.record.version });
     return result;
   }
 
   /** Deletes an adapter, then announces it. */
   async delete(tenant: string, name: string): Promise<boolean> {
     const deleted = await this.inner.delete(tenant, name);
-    if (deleted) await this.#announce({ tenant, name, version: null });
+    if (deleted) this.#announce({ tenant, name, version: null });
     return deleted;
   }
 
@@ -99,10 +99,12 @@ export class AnnouncedAdapterStore implements AdapterStore {
     });
   }
 
-  async #announce(change: AdapterChange): Promise<void> {
-    // a failed announcement costs the other replicas one stale request, not the write
-    await this.db.query("select pg_notify($1, $2)", [ADAPTERS_CHANNEL, JSON.stringify(change)]).catch(
-      () => {},
-    );
+  /**
+   * Announces without waiting: a caller may hold the database (a job's row is locked in a transaction while
+   * its adapter is published), and an embedded database runs one query at a time, so waiting here would
+   * wait for the caller. A failed announcement costs the other replicas one stale request, not the write.
+   */
+  #announce(change: AdapterChange): void {
+    this.db.query("select pg_notify($1, $2)", [ADAPTERS_CHANNEL, JSON.stringify(change)]).catch(() => {});
   }
 }
