@@ -104,6 +104,7 @@ Deno.test("collectEntries reads a results folder and names the expected files it
       "models.json",
       "peers.json",
       "quant.json",
+      "replicas.json",
       "training.json",
       "training_peers.json",
       "weightlora.json",

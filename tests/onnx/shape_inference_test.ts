@@ -183,6 +183,7 @@ const CASES: Case[] = [
     expect: [i64(1)],
   },
   { op: "Size", inputs: [f(2, 3)], expect: [i64()] },
+  { op: "NonZero", inputs: [f(2, 3)], expect: [i64(2, "NonZero_node_count")] },
   {
     op: "ConstantOfShape",
     inputs: [c([2, 3])],
