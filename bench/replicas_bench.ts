@@ -47,11 +47,11 @@ import { parseArgs } from "node:util";
 import { loadModelFolder } from "../src/io/model_folder.ts";
 import type { LlamaConfig } from "../src/models/config.ts";
 import { parseAdapterFiles, prepareAdapter } from "../src/serve/prepared_adapter.ts";
-import { openDatabase } from "../src/store/db/database.ts";
 import type { AdapterStore } from "../src/store/adapter_store.ts";
 import { FolderAdapterStore } from "../src/store/folder_adapter_store.ts";
 import { S3AdapterStore } from "../src/store/s3_adapter_store.ts";
 import { startS3Server } from "../tests/_util/s3_server.ts";
+import { freshPostgresDatabase } from "../tests/jobs/_db.ts";
 import { randomAdapterFiles, stories260kHf } from "../tests/serve/_fixtures.ts";
 import type { SideBySideEntry } from "./_side_by_side.ts";
 import { figure, markdownTable } from "./_table.ts";
@@ -305,26 +305,7 @@ async function benchDatabase(
   root: string,
 ): Promise<{ location: string; remove: () => Promise<void> }> {
   if (!adminUrl) return { location: `${root}/db`, remove: () => Promise.resolve() };
-  const name = `weightlora_replicas_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-  const admin = await openDatabase(adminUrl, { maxConnections: 1 });
-  try {
-    await admin.exec(`create database ${name}`);
-  } finally {
-    await admin.close();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    location: url.toString(),
-    remove: async () => {
-      const admin = await openDatabase(adminUrl, { maxConnections: 1 });
-      try {
-        await admin.exec(`drop database if exists ${name} with (force)`);
-      } finally {
-        await admin.close();
-      }
-    },
-  };
+  return await freshPostgresDatabase(adminUrl, "weightlora_replicas");
 }
 
 function keyOf(tenant: string): string {

@@ -156,19 +156,14 @@ export function bodyLimitBytes(maxBytes: number, what = "request body"): Middlew
       // read a modest excess to the end (discarding it), so that the client sees the 413 rather than a
       // connection reset while it is still sending; a larger one is not worth the traffic
       if (Number(declared) <= DRAIN_MAX_BYTES) {
-        let drainSlice = performance.now();
-        for await (const _ of raw.body) {
-          if (performance.now() - drainSlice >= BODY_SLICE_MS) {
-            await new Promise((resolve) => setTimeout(resolve, 0));
-            drainSlice = performance.now();
-          }
-        }
+        const handBack = eventLoopHandBack();
+        for await (const _ of raw.body) await handBack();
       }
       throw tooLarge();
     }
     let seen = 0;
     let exceeded = false;
-    let slice = performance.now();
+    const handBack = eventLoopHandBack();
     const counted = raw.body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         async transform(chunk, controller) {
@@ -180,10 +175,7 @@ export function bodyLimitBytes(maxBytes: number, what = "request body"): Middlew
           }
           // a client that sends faster than the route consumes keeps every read resolved at once, and a
           // chain of resolved reads never lets the event loop serve other requests: hand it back
-          if (performance.now() - slice >= BODY_SLICE_MS) {
-            await new Promise((resolve) => setTimeout(resolve, 0));
-            slice = performance.now();
-          }
+          await handBack();
           controller.enqueue(chunk);
         },
       }),
@@ -197,6 +189,19 @@ export function bodyLimitBytes(maxBytes: number, what = "request body"): Middlew
 
 /** Longest stretch of reading one request body before the event loop is handed back, ms. */
 const BODY_SLICE_MS = 20;
+
+/**
+ * A function to await between chunks of a body: it hands the event loop back (a macrotask turn, so other
+ * requests' I/O runs) once `BODY_SLICE_MS` have passed since the last time, and returns at once otherwise.
+ */
+function eventLoopHandBack(): () => Promise<void> {
+  let slice = performance.now();
+  return async () => {
+    if (performance.now() - slice < BODY_SLICE_MS) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    slice = performance.now();
+  };
+}
 
 /** The most bytes of an oversize body with a declared length read (and discarded) before answering 413. */
 const DRAIN_MAX_BYTES = 16 * 2 ** 20;

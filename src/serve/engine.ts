@@ -326,6 +326,7 @@ export class ServeEngine {
       shared: workers > 0,
       runnerCount: Math.max(1, workers),
     });
+    const variantLayout = options.variantLayout ?? "auto";
     const maxBatch = engine.maxBatch;
     const onEvents = (slot: () => Slot) => (events: RowEvent[]) => engine.#deliver(slot(), events);
     try {
@@ -340,7 +341,7 @@ export class ServeEngine {
           tokenizer: model.tokenizer,
           ep,
           maxBatch,
-          variantLayout: options.variantLayout ?? "auto",
+          variantLayout,
           deviceBankBytes: engine.cache.maxBytes,
           onEvents: onEvents(() => slot),
           onStep: options.onStep,
@@ -351,7 +352,7 @@ export class ServeEngine {
           dir: model.dir,
           config: model.config,
           maxBatch,
-          variantLayout: options.variantLayout ?? "auto",
+          variantLayout,
         };
         engine.#spawn = async () => {
           const slot: Slot = {

@@ -10,7 +10,7 @@
  */
 
 import type { AdapterFiles, AdapterRecord, AdapterStore, PutAdapterResult } from "./adapter_store.ts";
-import { type AdapterChange, ADAPTERS_CHANNEL } from "./db/db_adapter_store.ts";
+import { type AdapterChange, notifyChange, watchAdapterChanges } from "./db/db_adapter_store.ts";
 import type { Database } from "./db/database.ts";
 
 /** A store that can drop what it holds of one adapter (e.g. `S3AdapterStore`). */
@@ -86,14 +86,7 @@ export class AnnouncedAdapterStore implements AdapterStore {
    * @returns Stops listening.
    */
   async watch(onChange: (change: AdapterChange) => void): Promise<() => Promise<void>> {
-    return await this.db.listen(ADAPTERS_CHANNEL, (payload) => {
-      let change: AdapterChange;
-      try {
-        change = JSON.parse(payload) as AdapterChange;
-      } catch {
-        return; // not ours
-      }
-      if (typeof change?.tenant !== "string" || typeof change?.name !== "string") return;
+    return await watchAdapterChanges(this.db, (change) => {
       this.inner.invalidate(change.tenant, change.name);
       onChange(change);
     });
@@ -105,6 +98,6 @@ export class AnnouncedAdapterStore implements AdapterStore {
    * wait for the caller. A failed announcement costs the other replicas one stale request, not the write.
    */
   #announce(change: AdapterChange): void {
-    this.db.query("select pg_notify($1, $2)", [ADAPTERS_CHANNEL, JSON.stringify(change)]).catch(() => {});
+    notifyChange(this.db, change).catch(() => {});
   }
 }

@@ -76,12 +76,14 @@ export function requirePostgres(t: Deno.TestContext): string | undefined {
  * A fresh database on the test server (created from the admin URL, dropped on dispose).
  *
  * @param adminUrl WEIGHTLORA_TEST_PG_URL.
+ * @param prefix The new database's name before its random part.
  * @returns The URL of the new database and a function that drops it.
  */
 export async function freshPostgresDatabase(
   adminUrl: string,
+  prefix = "weightlora_test",
 ): Promise<{ location: string; remove: () => Promise<void> }> {
-  const name = `weightlora_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const name = `${prefix}_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
   const admin = await openDatabase(adminUrl, { maxConnections: 1 });
   try {
     await admin.exec(`create database ${name}`);

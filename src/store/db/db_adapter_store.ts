@@ -266,13 +266,7 @@ export class DbAdapterStore implements AdapterStore {
    * @returns A function that unsubscribes.
    */
   async watch(onChange: (change: AdapterChange) => void): Promise<() => Promise<void>> {
-    return await this.db.listen(ADAPTERS_CHANNEL, (payload) => {
-      try {
-        onChange(JSON.parse(payload) as AdapterChange);
-      } catch {
-        // not ours: ignore
-      }
-    });
+    return await watchAdapterChanges(this.db, onChange);
   }
 
   /**
@@ -355,6 +349,35 @@ async function upsertAdapter(
   return { record, replaced };
 }
 
-async function notifyChange(tx: Queryable, change: AdapterChange): Promise<void> {
-  await tx.query("select pg_notify($1, $2)", [ADAPTERS_CHANNEL, JSON.stringify(change)]);
+/**
+ * Announces an adapter change on {@linkcode ADAPTERS_CHANNEL} (delivered when `q`'s transaction commits).
+ *
+ * @param q The database or a transaction.
+ * @param change The change.
+ */
+export async function notifyChange(q: Queryable, change: AdapterChange): Promise<void> {
+  await q.query("select pg_notify($1, $2)", [ADAPTERS_CHANNEL, JSON.stringify(change)]);
+}
+
+/**
+ * Hears the changes announced on {@linkcode ADAPTERS_CHANNEL} (payloads that are not changes are ignored).
+ *
+ * @param db The database.
+ * @param onChange Called with each change.
+ * @returns A function that unsubscribes.
+ */
+export async function watchAdapterChanges(
+  db: Database,
+  onChange: (change: AdapterChange) => void,
+): Promise<() => Promise<void>> {
+  return await db.listen(ADAPTERS_CHANNEL, (payload) => {
+    let change: AdapterChange;
+    try {
+      change = JSON.parse(payload) as AdapterChange;
+    } catch {
+      return; // not ours
+    }
+    if (typeof change?.tenant !== "string" || typeof change?.name !== "string") return;
+    onChange(change);
+  });
 }
