@@ -18,8 +18,9 @@
  * generated from it, `bench/results/abuse.md` (`--render` regenerates the Markdown from the JSON alone).
  *
  * Usage: `deno run -A bench/abuse_bench.ts [--seconds=60] [--baseline=DIR] [--no-probes] [--no-soak]
- * [--abusers=adapters,prompts,floods,streams,jobs] [--dry-run] [--render]`
- * (`--seconds` is the length of the abuse phase; the phase alone lasts a third of it).
+ * [--abusers=adapters,prompts,floods,streams,jobs] [--train-nice=10,0] [--dry-run] [--render]`
+ * (`--seconds` is the length of the abuse phase; the phase alone lasts a third of it; one soak per
+ * `--train-nice` value, the first being the headline).
  *
  * @module
  */
@@ -41,6 +42,7 @@ const { values: flags } = parseArgs({
     render: { type: "boolean", default: false },
     "dry-run": { type: "boolean", default: false },
     abusers: { type: "string", default: "adapters,prompts,floods,streams,jobs" },
+    "train-nice": { type: "string", default: "10,0" },
     "abuse-child": { type: "boolean", default: false },
     url: { type: "string" },
     model: { type: "string" },
@@ -109,7 +111,10 @@ class Server {
     this.url = url;
   }
 
-  static async start(repo: string, setup: { model: string; db: string; keys: string }): Promise<Server> {
+  static async start(
+    repo: string,
+    setup: { model: string; db: string; keys: string; trainNice?: number },
+  ): Promise<Server> {
     const port = freePort();
     const child = new Deno.Command(Deno.execPath(), {
       args: [
@@ -127,6 +132,7 @@ class Server {
         String(port),
         "--train-workers",
         "1",
+        ...(setup.trainNice === undefined ? [] : ["--train-nice", String(setup.trainNice)]),
       ],
       stdout: "piped",
       stderr: "piped",
@@ -498,9 +504,9 @@ async function verify(
   return { acknowledged: acked.adapters.length + acked.files.length + acked.jobs.length, found, lost };
 }
 
-async function soak(model: string, seconds: number): Promise<Record<string, unknown>> {
+async function soak(model: string, seconds: number, trainNice: number): Promise<Record<string, unknown>> {
   const root = await Deno.makeTempDir({ prefix: "abuse_bench_" });
-  const setup = { model, db: `${root}/db`, keys: `${root}/keys.json` };
+  const setup = { model, db: `${root}/db`, keys: `${root}/keys.json`, trainNice };
   await Deno.writeTextFile(setup.keys, JSON.stringify(KEYS_FILE));
   let server = await Server.start(HERE, setup);
   try {
@@ -549,6 +555,7 @@ async function soak(model: string, seconds: number): Promise<Record<string, unkn
     const durability = await verify(server.url, acked);
     return {
       seconds,
+      train_nice: trainNice,
       good_alone_ms: summary(alone),
       good_under_abuse_ms: summary(underAbuse),
       p99_ratio: percentile(underAbuse, 0.99) / percentile(alone, 0.99),
@@ -740,6 +747,7 @@ export function renderMarkdown(results: Record<string, unknown>): string {
         ["found after kill -9 and restart", s.durability.found],
       ]),
       "",
+      ...(r.soaks ? niceTable(r.soaks) : []),
       "Answers by kind under abuse:",
       "",
       markdownTable(
@@ -781,6 +789,36 @@ export function renderMarkdown(results: Record<string, unknown>): string {
     );
   }
   return lines.join("\n");
+}
+
+/** The soaks side by side by the training threads' niceness (`--train-nice` list). */
+// deno-lint-ignore no-explicit-any
+function niceTable(soaks: any[]): string[] {
+  return [
+    "The same soak with the training threads at each niceness (`serve --train-nice`), one after the other:",
+    "",
+    markdownTable(
+      [
+        "training nice",
+        "good p50 ms alone / under abuse",
+        "good p99 ms alone / under abuse",
+        "p99 ratio",
+        "/health p99 ms",
+        "/health max ms",
+        "jobs created",
+      ],
+      soaks.map((s) => [
+        s.train_nice,
+        `${figure(s.good_alone_ms.p50)} / ${figure(s.good_under_abuse_ms.p50)}`,
+        `${figure(s.good_alone_ms.p99)} / ${figure(s.good_under_abuse_ms.p99)}`,
+        figure(s.p99_ratio),
+        figure(s.health_under_abuse_ms.p99),
+        figure(s.health_under_abuse_ms.max),
+        s.statuses["job create 200"] ?? 0,
+      ]),
+    ),
+    "",
+  ];
 }
 
 /** Splits text into lines. */
@@ -836,8 +874,21 @@ async function main(): Promise<void> {
     results.probes = probeResults;
   }
   if (!flags["no-soak"]) {
-    console.log(`soak: ${seconds / 3} s alone, ${seconds} s under abuse`);
-    results.soak = await soak(model, seconds);
+    // the first niceness is the server's default (the headline); the others run after it, for comparison
+    const nices = flags["train-nice"]!.split(",").map((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 19) {
+        throw new RangeError(`Invalid --train-nice ${flags["train-nice"]}: expected integers from 0 to 19`);
+      }
+      return n;
+    });
+    const soaks = [];
+    for (const nice of nices) {
+      console.log(`soak (training at nice ${nice}): ${seconds / 3} s alone, ${seconds} s under abuse`);
+      soaks.push(await soak(model, seconds, nice));
+    }
+    results.soak = soaks[0];
+    if (soaks.length > 1) results.soaks = soaks;
   }
   results.sideBySide = sideBySide(results);
   const md = renderMarkdown(results);

@@ -32,7 +32,7 @@ import { openAdapterStore } from "../store/open_adapter_store.ts";
 import type { Hono } from "hono";
 import type { AppEnv } from "../http/context.ts";
 import type { ServeEngine } from "../serve/engine.ts";
-import { numberFlag, oneOf, UsageError } from "./_args.ts";
+import { numberFlag, oneOf, trainNiceFlag, UsageError } from "./_args.ts";
 import { chooseDatabase, DEFAULT_DATABASE, isServerLocation } from "./_database.ts";
 import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
@@ -76,6 +76,14 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
       value: "N",
       default: 1,
       doc: "Fine-tuning jobs trained at once by this process.",
+    },
+    {
+      name: "train-nice",
+      value: "N",
+      default: 10,
+      doc:
+        "Scheduling niceness of the training threads, 0–19: training yields the CPU to serving when both " +
+        "want it and runs at full speed otherwise (0: same priority as serving).",
     },
     {
       name: "store",
@@ -180,6 +188,8 @@ export interface ServeArgs {
   train: boolean;
   /** Jobs trained at once. */
   trainWorkers: number;
+  /** Niceness of the training threads. */
+  trainNice: number;
   /** Port. */
   port: number;
   /** Address. */
@@ -275,6 +285,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" {
     dbSource: db?.source,
     train: values["no-train"] !== true,
     trainWorkers: positiveNumber("train-workers", str("train-workers")),
+    trainNice: trainNiceFlag(str("train-nice")),
     port: positiveNumber("port", str("port")),
     host: str("host")!,
     keys: str("keys"),
@@ -473,6 +484,7 @@ async function openState(a: ServeArgs, external: AdapterStore | undefined): Prom
           files,
           models: new Map([[engine.modelId, { id: engine.modelId, dir: a.model }]]),
           workers: a.trainWorkers,
+          trainNice: a.trainNice,
           ep: a.ep,
         });
         await runner.start();

@@ -11,7 +11,7 @@
 import { FileStore, JobStore, migrate, openDatabase } from "../store/db/mod.ts";
 import { openAdapterStore } from "../store/open_adapter_store.ts";
 import { JobRunner, type RunnerModel } from "../jobs/job_runner.ts";
-import { oneOf, positiveInt, runCli, UsageError } from "./_args.ts";
+import { oneOf, positiveInt, runCli, trainNiceFlag, UsageError } from "./_args.ts";
 import { chooseDatabase, DEFAULT_DATABASE } from "./_database.ts";
 import { defineCommand, helpText, parseFlags } from "./_flags.ts";
 
@@ -39,6 +39,13 @@ stopped or killed trainer are resumed from their last checkpoint.`,
       doc: "A base model folder that jobs may name (ID defaults to the folder's name). Repeat for several.",
     },
     { name: "train-workers", value: "N", default: 1, doc: "Jobs trained at once." },
+    {
+      name: "train-nice",
+      value: "N",
+      default: 10,
+      doc: "Scheduling niceness of the training threads, 0–19 (0: normal priority). On a machine that also " +
+        "serves, training then yields the CPU to serving.",
+    },
     { name: "ep", value: "E", default: "auto", doc: "Execution provider: auto, wasm or webgpu." },
     {
       name: "adapters",
@@ -110,6 +117,7 @@ async function main(): Promise<void> {
     files: new FileStore(db),
     models,
     workers: positiveInt("train-workers", v["train-workers"], 1),
+    trainNice: trainNiceFlag(v["train-nice"]),
     ep: oneOf("ep", v.ep, ["auto", "wasm", "webgpu"] as const, "auto"),
     leaseSeconds: positiveInt("lease", v.lease, 15),
   });

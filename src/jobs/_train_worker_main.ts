@@ -3,6 +3,7 @@
 
 /// <reference lib="deno.worker" />
 
+import { getPriority, setPriority } from "node:os";
 import type { CheckpointFiles, FromWorker, ToWorker, TrainJobSpec } from "./worker_protocol.ts";
 
 // captured before the training modules load (they are imported inside run(), after the handlers exist)
@@ -110,6 +111,23 @@ async function run(spec: TrainJobSpec): Promise<void> {
   ]);
 }
 
+/**
+ * Lowers this thread's scheduling priority, so that serving (the request thread, the inference workers)
+ * wins the CPU whenever both want it and training gets what is left. On Linux `setpriority(PRIO_PROCESS, 0)`
+ * applies to the calling thread alone, and threads this one starts later (onnxruntime's) inherit it.
+ */
+function lowerPriority(nice: number): void {
+  try {
+    setPriority(0, nice);
+    post({ type: "priority", nice: getPriority(0) });
+  } catch (e) {
+    const reason = e instanceof Deno.errors.NotCapable
+      ? "--allow-sys=setPriority,getPriority is not granted"
+      : (e as Error).message ?? String(e);
+    post({ type: "priority", nice: null, reason });
+  }
+}
+
 scope.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "cancel") {
@@ -118,6 +136,7 @@ scope.onmessage = (event: MessageEvent<ToWorker>) => {
   }
   if (message.type === "start" && !started) {
     started = true;
+    if (message.nice) lowerPriority(message.nice);
     run(message.spec).catch((e) => post({ type: "error", message: (e as Error).message ?? String(e) }));
   }
 };

@@ -121,6 +121,14 @@ export interface JobRunnerOptions {
    */
   scratchParent?: string;
   /**
+   * Scheduling niceness of the training threads (0–19, Linux `nice`): above 0, a training step yields the
+   * CPU to serving whenever both want it, and runs at full speed when serving is idle. 0 leaves training at
+   * the process's priority. Needs `--allow-sys=setPriority,getPriority` (else training runs at normal
+   * priority and the log says so once).
+   * @default {10}
+   */
+  trainNice?: number;
+  /**
    * Log lines (job claimed, finished, failed).
    * @default {console.error}
    */
@@ -173,12 +181,17 @@ export class JobRunner {
   #unlisten: (() => Promise<void>) | undefined;
   #workDir: string | undefined;
   #workLock: FolderLock | undefined;
+  #trainingNice: number | null | undefined;
 
   /** @param options Stores, models, concurrency and timings. */
   constructor(options: JobRunnerOptions) {
     const workers = options.workers ?? 1;
     if (!Number.isInteger(workers) || workers < 1) {
       throw new RangeError(`Invalid number of training workers ${workers}: expected an integer ≥ 1`);
+    }
+    const trainNice = options.trainNice ?? 10;
+    if (!Number.isInteger(trainNice) || trainNice < 0 || trainNice > 19) {
+      throw new RangeError(`Invalid training niceness ${trainNice}: expected an integer from 0 to 19`);
     }
     this.workerId = options.workerId ?? `trainer-${crypto.randomUUID().slice(0, 8)}`;
     this.#o = {
@@ -191,7 +204,16 @@ export class JobRunner {
       workerId: this.workerId,
       ...options,
       workers,
+      trainNice,
     };
+  }
+
+  /**
+   * The niceness the last training thread reported: a number once set, `null` when it could not be set,
+   * `undefined` before a job started (or with `trainNice: 0`).
+   */
+  get trainingNice(): number | null | undefined {
+    return this.#trainingNice;
   }
 
   /** Ids of the jobs training now. */
@@ -417,8 +439,14 @@ export class JobRunner {
           const m = event.data;
           switch (m.type) {
             case "ready":
-              this.#send(running, { type: "start", spec });
+              this.#send(running, { type: "start", spec, nice: this.#o.trainNice });
               if (running.cancelled) this.#send(running, { type: "cancel" });
+              break;
+            case "priority":
+              if (m.nice === null && this.#trainingNice !== null) {
+                this.#o.log(`jobs: training runs at the server's priority: ${m.reason}`);
+              }
+              this.#trainingNice = m.nice;
               break;
             case "step":
               lastStep = m.record.step;

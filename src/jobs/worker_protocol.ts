@@ -43,11 +43,16 @@ export interface CheckpointFiles {
 }
 
 /** Runner → worker. */
-export type ToWorker = { type: "start"; spec: TrainJobSpec } | { type: "cancel" };
+export type ToWorker =
+  /** `nice`: the training thread's scheduling niceness (0–19; 0 leaves it as it is). */
+  | { type: "start"; spec: TrainJobSpec; nice?: number }
+  | { type: "cancel" };
 
 /** Worker → runner (`ready` first: the runner sends `start` only then). */
 export type FromWorker =
   | { type: "ready" }
+  /** The training thread's niceness once set (`null`: could not be set, `reason` says why). */
+  | { type: "priority"; nice: number | null; reason?: string }
   | { type: "step"; record: StepRecord; total: number }
   | { type: "note"; message: string }
   | { type: "checkpoint"; checkpoint: CheckpointFiles }

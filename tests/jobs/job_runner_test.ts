@@ -57,6 +57,8 @@ for (const backend of BACKENDS) {
           assert.equal(done.step, 6);
           assert.equal(done.lockedBy, null);
           assert.ok(done.trainedTokens! > 0);
+          // the training thread yields the CPU to serving (the default niceness; the test task grants it)
+          assert.equal(runner.trainingNice, 10);
           const store = new DbAdapterStore(db);
           const record = await store.get("acme", done.fineTunedModel!);
           assert.ok(record, "adapter registered");
