@@ -39,6 +39,11 @@ export class ServeMetrics {
   readonly batchRows: Histogram<"kind">;
   /** `weightlora_batch_adapters{kind}`: distinct adapters per forward pass. */
   readonly batchAdapters: Histogram<"kind">;
+  /**
+   * `weightlora_forward_pass_seconds_total{kind, part}`: time in forward passes, `part` = `all` (the whole
+   * pass), `run` (inside `session.run`) or `feeds` (choosing the variant, building the adapter feeds).
+   */
+  readonly passSeconds: Counter<"kind" | "part">;
 
   /**
    * Creates the metrics in a fresh registry.
@@ -84,6 +89,14 @@ export class ServeMetrics {
       help: "Distinct adapters per forward pass (the base model counts as one)",
       labelNames: ["kind"] as const,
       buckets: [1, 2, 4, 8, 16, 32],
+      registers,
+    });
+    this.passSeconds = new Counter({
+      name: "weightlora_forward_pass_seconds_total",
+      help:
+        "Seconds in forward passes: the whole pass (all), inside session.run (run), building adapter feeds " +
+        "(feeds)",
+      labelNames: ["kind", "part"] as const,
       registers,
     });
     const cacheStats = options.cacheStats;
@@ -146,6 +159,9 @@ export class ServeMetrics {
     this.passes.inc({ kind: info.kind });
     this.batchRows.observe({ kind: info.kind }, info.rows);
     this.batchAdapters.observe({ kind: info.kind }, info.slots);
+    this.passSeconds.inc({ kind: info.kind, part: "all" }, info.ms / 1000);
+    this.passSeconds.inc({ kind: info.kind, part: "run" }, info.runMs / 1000);
+    this.passSeconds.inc({ kind: info.kind, part: "feeds" }, info.feedMs / 1000);
   }
 
   /**
