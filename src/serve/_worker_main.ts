@@ -6,9 +6,11 @@
 import { loadModelFolder } from "../io/model_folder.ts";
 import { BatchRunner } from "./batch_runner.ts";
 import { preloadOrtWasm } from "./ort_wasm.ts";
+import type { StepInfo } from "./runner_types.ts";
 import type { WorkerReply, WorkerRequest } from "./worker_runner.ts";
 
 let runner: BatchRunner | undefined;
+let step: StepInfo | undefined;
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
@@ -32,8 +34,12 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
           ep: "wasm",
           maxBatch: msg.maxBatch,
           variantLayout: msg.variantLayout,
-          onEvents: (events) => reply({ type: "events", events }),
-          onStep: (info) => reply({ type: "step", info }),
+          // a pass's figures travel with its events: one message per pass
+          onEvents: (events) => {
+            reply({ type: "events", events, step });
+            step = undefined;
+          },
+          onStep: (info) => (step = info),
         });
         reply({ type: "ready" });
         break;
