@@ -34,11 +34,14 @@
  *
  * Usage: `deno run -A bench/replicas_bench.ts [--quick] [--replicas=3] [--versions=30] [--tenants=10,100,1000]
  * [--seconds=20] [--clients=8] [--cache-adapters=64] [--zipf=1.0] [--seed=1] [--no-propagation]
- * [--no-tenants] [--tenants-store=s3|folder] [--db-url=URL] [--baseline=DIR] [--out=DIR] [--dry-run] [--render]` (`--quick`: 2 replicas,
+ * [--no-tenants] [--tenants-store=s3|folder] [--db-url=URL] [--baseline=DIR] [--rounds=2] [--server-flags="…"]
+ * [--out=DIR] [--dry-run] [--render]` (`--quick`: 2 replicas,
  * 4 versions, 10 and 100 tenants, 3 s per configuration, nothing written unless `--out` names a folder;
  * `--baseline`: a checkout of other code whose `serve` runs every tenants step too, alternating, as in
  * `abuse_bench.ts`; `--tenants-store folder`: the tenants phase reads adapters from a folder store instead of
- * the bucket, to tell the object store's share of the time from the engine's).
+ * the bucket, to tell the object store's share of the time from the engine's; `--rounds`: how many times each
+ * tenant count runs, each time between single-adapter runs, with a ratio per round; `--server-flags`: extra
+ * `deno run` flags of the `serve` processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  *
  * @module
  */
@@ -74,6 +77,7 @@ const { values: flags } = parseArgs({
     "tenants-store": { type: "string", default: "s3" },
     "db-url": { type: "string" },
     baseline: { type: "string" },
+    "server-flags": { type: "string" },
     out: { type: "string" },
     "dry-run": { type: "boolean", default: false },
     render: { type: "boolean", default: false },
@@ -241,6 +245,7 @@ class Server {
       "run",
       "-A",
       "--unstable-raw-imports",
+      ...(flags["server-flags"]?.split(" ").filter((f) => f) ?? []),
       `${setup.repo ?? HERE}/src/cli/serve.ts`,
       "--model",
       setup.model,
@@ -300,11 +305,18 @@ class Server {
     return this.#log.join("").slice(-2000);
   }
 
+  /** Stops it gracefully (a `--cpu-prof` profile is written at exit), killed after 10 s. */
   async stop(): Promise<void> {
     try {
-      this.#child.kill("SIGKILL");
+      this.#child.kill("SIGTERM");
     } catch { /* gone */ }
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 10_000);
     await this.#child.status;
+    clearTimeout(timer);
   }
 }
 
