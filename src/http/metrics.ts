@@ -11,6 +11,7 @@ import type { MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AdapterCacheStats } from "../serve/adapter_cache.ts";
+import type { EngineWaits } from "../serve/engine.ts";
 import type { StepInfo } from "../serve/runner_types.ts";
 import type { AppEnv } from "./context.ts";
 import { onResponseEnd } from "./limits.ts";
@@ -21,6 +22,8 @@ export interface ServeMetricsOptions {
   cacheStats?: () => AdapterCacheStats;
   /** Reads the number of rows running or waiting at scrape time. */
   activeRows?: () => number;
+  /** Reads where requests waited (resolving adapters, queued rows) at scrape time. */
+  waits?: () => EngineWaits;
 }
 
 /** The metrics of one server. */
@@ -135,6 +138,33 @@ export class ServeMetrics {
         "weightlora_adapter_load_seconds_total",
         "Seconds spent loading adapters on misses",
         (s) => s.loadSeconds,
+      );
+    }
+    const waits = options.waits;
+    if (waits) {
+      const seen: EngineWaits = { resolves: 0, resolveSeconds: 0, rows: 0, queueSeconds: 0 };
+      const counter = (name: string, help: string, key: keyof EngineWaits) =>
+        new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            const now = waits()[key];
+            this.inc(now - seen[key]);
+            seen[key] = now;
+          },
+        });
+      counter("weightlora_adapter_resolves_total", "Requests that resolved an adapter", "resolves");
+      counter(
+        "weightlora_adapter_resolve_seconds_total",
+        "Seconds resolving adapters for requests (store lookup; load and prepare on a cache miss)",
+        "resolveSeconds",
+      );
+      counter("weightlora_queued_rows_total", "Rows handed to an inference runner", "rows");
+      counter(
+        "weightlora_row_queue_seconds_total",
+        "Seconds rows waited between the request and their inference runner",
+        "queueSeconds",
       );
     }
     const activeRows = options.activeRows;
