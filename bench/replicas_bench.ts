@@ -535,6 +535,14 @@ interface TenantRun {
    * among them), and this bench process (clients and the S3 server), from /proc.
    */
   cpu: { server_main: number; server_other: number; bench: number };
+  /**
+   * Where a request's time goes, ms: its mean latency at the client, in the server (the completions route's
+   * duration from `/metrics`), resolving its adapter (store lookup, load on a miss), its row queued in the
+   * engine (before a runner; the adapter's load included when it comes from the request), and in the
+   * inference worker (mean rows in the batch × busy share ÷ requests/s, an estimate: from its prefill to its
+   * last token).
+   */
+  request_ms: { client: number; server: number; resolve: number; queue: number; worker: number };
 }
 
 /** A `/metrics` scrape of the adapter cache's counters. */
@@ -553,6 +561,16 @@ async function cacheCounters(url: string): Promise<Record<string, number>> {
     decodeRunSeconds: read('weightlora_forward_pass_seconds_total{kind="decode",part="run"}'),
     decodeFeedSeconds: read('weightlora_forward_pass_seconds_total{kind="decode",part="feeds"}'),
     prefillSeconds: read('weightlora_forward_pass_seconds_total{kind="prefill",part="all"}'),
+    serverSeconds: read(
+      'weightlora_http_request_duration_seconds_sum{route="/v1/completions",method="POST"}',
+    ),
+    resolves: read("weightlora_adapter_resolves_total"),
+    resolveSeconds: read("weightlora_adapter_resolve_seconds_total"),
+    queuedRows: read("weightlora_queued_rows_total"),
+    queueSeconds: read("weightlora_row_queue_seconds_total"),
+    serverRequests: read(
+      'weightlora_http_request_duration_seconds_count{route="/v1/completions",method="POST"}',
+    ),
     prefillPasses: read('weightlora_batch_rows_count{kind="prefill"}'),
     hits: read("weightlora_adapter_cache_hits_total"),
     misses: read("weightlora_adapter_cache_misses_total"),
@@ -677,6 +695,18 @@ async function tenantRun(
     decode_feed_ms: ((after.decodeFeedSeconds - before.decodeFeedSeconds) / decodePasses) * 1000,
     worker_busy: (after.decodeSeconds - before.decodeSeconds + after.prefillSeconds - before.prefillSeconds) /
       seconds,
+    request_ms: {
+      client: latencies.reduce((a, x) => a + x, 0) / latencies.length,
+      server:
+        ((after.serverSeconds - before.serverSeconds) / (after.serverRequests - before.serverRequests)) *
+        1000,
+      resolve: ((after.resolveSeconds - before.resolveSeconds) / (after.resolves - before.resolves)) * 1000,
+      queue: ((after.queueSeconds - before.queueSeconds) / (after.queuedRows - before.queuedRows)) * 1000,
+      worker: ((((after.decodeRows - before.decodeRows) / decodePasses) *
+        (after.decodeSeconds - before.decodeSeconds + after.prefillSeconds - before.prefillSeconds) /
+        seconds) /
+        (requests / seconds)) * 1000,
+    },
     cpu: {
       server_main: (cpuAfter.server.main - cpuBefore.server.main) / seconds,
       server_other: (cpuAfter.server.other - cpuBefore.server.other) / seconds,
@@ -695,7 +725,15 @@ async function tenantRun(
         figure(result.decode_feed_ms)
       }), worker busy ${figure(result.worker_busy)}, CPU main/other/bench ${figure(result.cpu.server_main)}/${
         figure(result.cpu.server_other)
-      }/${figure(result.cpu.bench)}`,
+      }/${figure(result.cpu.bench)}, request ms client/server/resolve/queue/worker ${
+        [
+          result.request_ms.client,
+          result.request_ms.server,
+          result.request_ms.resolve,
+          result.request_ms.queue,
+          result.request_ms.worker,
+        ].map(figure).join("/")
+      }`,
   );
   return result;
 }
@@ -1045,7 +1083,10 @@ export function renderMarkdown(results: Record<string, unknown>): string {
         "`session.run`, building the adapter feeds, and the rest: cache surgery, sampling, events), the share " +
         "of the wall time the inference worker spent in passes, and CPU seconds per second of the server's " +
         "main thread (HTTP, adapter resolution and loading), its other threads (the inference worker, " +
-        "onnxruntime, the runtime) and the bench process (8 clients and the S3 server), from /proc:",
+        "onnxruntime, the runtime) and the bench process (8 clients and the S3 server), from /proc; and a " +
+        "request's mean time at the client, in the server (the completions route, from `/metrics`), resolving " +
+        "its adapter, its row queued in the engine, and in the inference worker (estimated: rows per pass × " +
+        "busy share ÷ requests per second):",
       "",
       markdownTable(
         [
@@ -1059,6 +1100,11 @@ export function renderMarkdown(results: Record<string, unknown>): string {
           "CPU server main",
           "CPU server other",
           "CPU bench",
+          "request ms: client",
+          "server",
+          "resolve",
+          "queued",
+          "worker (est.)",
         ],
         t.runs.map((x: TenantRun) => [
           x.label,
@@ -1071,6 +1117,11 @@ export function renderMarkdown(results: Record<string, unknown>): string {
           x.cpu?.server_main ?? NaN,
           x.cpu?.server_other ?? NaN,
           x.cpu?.bench ?? NaN,
+          x.request_ms?.client ?? NaN,
+          x.request_ms?.server ?? NaN,
+          x.request_ms?.resolve ?? NaN,
+          x.request_ms?.queue ?? NaN,
+          x.request_ms?.worker ?? NaN,
         ]),
       ),
       "",
