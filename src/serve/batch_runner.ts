@@ -35,7 +35,7 @@ import { gatedArrays, LORA_GATES_INPUT } from "./gated_graph.ts";
 import { ort } from "../runtime/ort.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
-import { SlotPacks } from "./slot_packs.ts";
+import { PackScratch, SlotPacks } from "./slot_packs.ts";
 import { type BatchComposition, composeBatch, LORA_INDEX_INPUT, variantArrays } from "./variant_graphs.ts";
 import {
   type SharedSessionInfo,
@@ -124,6 +124,8 @@ export class BatchRunner {
   #deviceFeedBytes = 0;
   #evicted = new Set<string>();
   #packs = new SlotPacks();
+  /** Where mixed batches' host inputs are written (wasm: the one cached host feed is their only user). */
+  #scratch = new PackScratch();
   /** Mixed batches are laid out per row (wasm, one session per variant or shared). */
   #rows: boolean;
 
@@ -373,7 +375,8 @@ export class BatchRunner {
     if (this.ep === "wasm") {
       if (this.#hostFeeds?.key !== comp.key) {
         const feeds: Record<string, OrtTensor> = {};
-        for (const a of variantArrays(comp, this.#config, { packs: this.#packs })) {
+        // the scratch's previous contents belong to the feeds replaced here
+        for (const a of variantArrays(comp, this.#config, { packs: this.#packs, scratch: this.#scratch })) {
           feeds[a.name] = hostTensor(a.data, a.dims);
         }
         this.#hostFeeds = { key: comp.key, feeds };

@@ -34,7 +34,7 @@ import type { AdapterHook, AdapterSite } from "../models/sites.ts";
 import type { GraphBuilder, Value } from "../onnx/builder.ts";
 import type { Model } from "../onnx/types.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
-import { packSlot, type SlotPack, type SlotPacks } from "./slot_packs.ts";
+import { type PackScratch, packSlot, type SlotPack, type SlotPacks } from "./slot_packs.ts";
 
 /** The int64 `[batch]` input choosing each row's slot (bank mode). */
 export const LORA_INDEX_INPUT = "lora_index";
@@ -264,6 +264,11 @@ export interface VariantArray {
 export interface VariantArraysOptions {
   /** Reuse each slot's pack across passes (see `slot_packs.ts`); without it every slot is packed anew. */
   packs?: SlotPacks;
+  /**
+   * Write `bank` and `rows` inputs into these buffers instead of new arrays (the arrays returned are views
+   * of them, valid until the next call with the same scratch).
+   */
+  scratch?: PackScratch;
 }
 
 /**
@@ -306,8 +311,11 @@ export function variantArrays(
   // bank: one pack per slot; rows: one per row, its slot's
   const order = variant.mode === "bank" ? slots.map((_, slot) => slot) : comp.index;
   const packs = slots.map((_, slot) => pack(slot));
-  const at = new Float32Array(order.length * sumIn * rank);
-  const bt = new Float32Array(order.length * rank * sumOut);
+  const atSize = order.length * sumIn * rank;
+  const btSize = order.length * rank * sumOut;
+  // every element is written below: a reused buffer needs no clearing
+  const at = options.scratch ? options.scratch.take("at", atSize) : new Float32Array(atSize);
+  const bt = options.scratch ? options.scratch.take("bt", btSize) : new Float32Array(btSize);
   order.forEach((slot, i) => {
     at.set(packs[slot].at, i * sumIn * rank);
     bt.set(packs[slot].bt, i * rank * sumOut);

@@ -9,7 +9,7 @@ import { randomLlamaWeights } from "../../src/models/random_weights.ts";
 import type { OrtTensor } from "../../src/runtime/session.ts";
 import { hostTensor } from "../../src/runtime/tensor.ts";
 import { parseAdapterFiles, prepareAdapter } from "../../src/serve/prepared_adapter.ts";
-import { SlotPacks } from "../../src/serve/slot_packs.ts";
+import { PackScratch, SlotPacks } from "../../src/serve/slot_packs.ts";
 import {
   buildVariantGraphs,
   composeBatch,
@@ -219,4 +219,21 @@ Deno.test("slot packs: reused across passes, the same arrays as packing anew, dr
   variantArrays(first, config, { packs: tiny });
   const [, sumIn, rank] = fresh[0].dims;
   assert.equal(tiny.bytes, (sumIn * rank + rank * fresh[1].dims[2]) * 4, "one slot's pack kept");
+});
+
+Deno.test("a scratch: mixed-batch inputs written into reused buffers, equal to fresh arrays", () => {
+  const a = prepared(1, 2, ["q_proj"], "a");
+  const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
+  const scratch = new PackScratch();
+  const big = composeBatch([b, a, null, b], sites, { rows: true });
+  const first = variantArrays(big, config, { scratch });
+  assert.deepEqual(first, variantArrays(big, config));
+  const buffer = first[0].data.buffer;
+  // a smaller batch overwrites the same buffer: the earlier views are stale, the new ones right
+  const small = composeBatch([a, b], sites, { rows: true });
+  const second = variantArrays(small, config, { scratch });
+  assert.equal(second[0].data.buffer, buffer, "no new allocation");
+  assert.deepEqual(second, variantArrays(small, config));
+  const bank = composeBatch([a, null, b], sites);
+  assert.deepEqual(variantArrays(bank, config, { scratch }), variantArrays(bank, config));
 });
