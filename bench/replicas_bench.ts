@@ -34,11 +34,14 @@
  *
  * Usage: `deno run -A bench/replicas_bench.ts [--quick] [--replicas=3] [--versions=30] [--tenants=10,100,1000]
  * [--seconds=20] [--clients=8] [--cache-adapters=64] [--zipf=1.0] [--seed=1] [--no-propagation]
- * [--no-tenants] [--tenants-store=s3|folder] [--db-url=URL] [--baseline=DIR] [--out=DIR] [--dry-run] [--render]` (`--quick`: 2 replicas,
+ * [--no-tenants] [--tenants-store=s3|folder] [--db-url=URL] [--baseline=DIR] [--rounds=2] [--server-flags="…"]
+ * [--out=DIR] [--dry-run] [--render]` (`--quick`: 2 replicas,
  * 4 versions, 10 and 100 tenants, 3 s per configuration, nothing written unless `--out` names a folder;
  * `--baseline`: a checkout of other code whose `serve` runs every tenants step too, alternating, as in
  * `abuse_bench.ts`; `--tenants-store folder`: the tenants phase reads adapters from a folder store instead of
- * the bucket, to tell the object store's share of the time from the engine's).
+ * the bucket, to tell the object store's share of the time from the engine's; `--rounds`: how many times each
+ * tenant count runs, each time between single-adapter runs, with a ratio per round; `--server-flags`: extra
+ * `deno run` flags of the `serve` processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  *
  * @module
  */
@@ -68,11 +71,13 @@ const { values: flags } = parseArgs({
     "cache-adapters": { type: "string", default: "64" },
     zipf: { type: "string", default: "1.0" },
     seed: { type: "string", default: "1" },
+    rounds: { type: "string" },
     "no-propagation": { type: "boolean", default: false },
     "no-tenants": { type: "boolean", default: false },
     "tenants-store": { type: "string", default: "s3" },
     "db-url": { type: "string" },
     baseline: { type: "string" },
+    "server-flags": { type: "string" },
     out: { type: "string" },
     "dry-run": { type: "boolean", default: false },
     render: { type: "boolean", default: false },
@@ -107,6 +112,8 @@ interface Settings {
   cacheAdapters: number;
   zipf: number;
   seed: number;
+  /** Times the tenant counts are run, each between single-adapter runs. */
+  rounds: number;
 }
 
 function settings(): Settings {
@@ -132,6 +139,7 @@ function settings(): Settings {
     cacheAdapters: intFlag("cache-adapters", flags["cache-adapters"], 64),
     zipf,
     seed: intFlag("seed", flags.seed, 1, 0),
+    rounds: intFlag("rounds", flags.rounds, quick ? 1 : 2),
   };
 }
 
@@ -237,6 +245,7 @@ class Server {
       "run",
       "-A",
       "--unstable-raw-imports",
+      ...(flags["server-flags"]?.split(" ").filter((f) => f) ?? []),
       `${setup.repo ?? HERE}/src/cli/serve.ts`,
       "--model",
       setup.model,
@@ -286,16 +295,28 @@ class Server {
     }
   }
 
+  /** The process id (for its threads' CPU time). */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** The last lines it printed. */
   get log(): string {
     return this.#log.join("").slice(-2000);
   }
 
+  /** Stops it gracefully (a `--cpu-prof` profile is written at exit), killed after 10 s. */
   async stop(): Promise<void> {
     try {
-      this.#child.kill("SIGKILL");
+      this.#child.kill("SIGTERM");
     } catch { /* gone */ }
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 10_000);
     await this.#child.status;
+    clearTimeout(timer);
   }
 }
 
@@ -466,6 +487,8 @@ async function propagation(
 /** Figures of one configuration of the tenants phase. */
 interface TenantRun {
   label: string;
+  /** The round of an N-tenant run, or of the N-tenant run a single-adapter run follows (0: the first). */
+  round?: number;
   /** The code measured: `this` or `baseline` (`--baseline DIR`). */
   code: string;
   /** Tenants (1 = the single-adapter baseline). */
@@ -498,6 +521,28 @@ interface TenantRun {
   adapters_per_decode: number;
   /** Prefill passes per second. */
   prefill_passes_per_s: number;
+  /**
+   * Mean time per decode pass, ms: the whole pass, inside `session.run`, and building the adapter feeds
+   * (variant, packing, index), from `/metrics`.
+   */
+  decode_ms: number;
+  decode_run_ms: number;
+  decode_feed_ms: number;
+  /** Share of the wall time the inference worker spent in forward passes (decode and prefill). */
+  worker_busy: number;
+  /**
+   * CPU seconds per wall second: the server's main thread, its other threads (the inference worker's
+   * among them), and this bench process (clients and the S3 server), from /proc.
+   */
+  cpu: { server_main: number; server_other: number; bench: number };
+  /**
+   * Where a request's time goes, ms: its mean latency at the client, in the server (the completions route's
+   * duration from `/metrics`), resolving its adapter (store lookup, load on a miss), its row queued in the
+   * engine (before a runner; the adapter's load included when it comes from the request), and in the
+   * inference worker (mean rows in the batch × busy share ÷ requests/s, an estimate: from its prefill to its
+   * last token).
+   */
+  request_ms: { client: number; server: number; resolve: number; queue: number; worker: number };
 }
 
 /** A `/metrics` scrape of the adapter cache's counters. */
@@ -512,6 +557,20 @@ async function cacheCounters(url: string): Promise<Record<string, number>> {
     decodePasses: read('weightlora_batch_rows_count{kind="decode"}'),
     decodeRows: read('weightlora_batch_rows_sum{kind="decode"}'),
     decodeAdapters: read('weightlora_batch_adapters_sum{kind="decode"}'),
+    decodeSeconds: read('weightlora_forward_pass_seconds_total{kind="decode",part="all"}'),
+    decodeRunSeconds: read('weightlora_forward_pass_seconds_total{kind="decode",part="run"}'),
+    decodeFeedSeconds: read('weightlora_forward_pass_seconds_total{kind="decode",part="feeds"}'),
+    prefillSeconds: read('weightlora_forward_pass_seconds_total{kind="prefill",part="all"}'),
+    serverSeconds: read(
+      'weightlora_http_request_duration_seconds_sum{route="/v1/completions",method="POST"}',
+    ),
+    resolves: read("weightlora_adapter_resolves_total"),
+    resolveSeconds: read("weightlora_adapter_resolve_seconds_total"),
+    queuedRows: read("weightlora_queued_rows_total"),
+    queueSeconds: read("weightlora_row_queue_seconds_total"),
+    serverRequests: read(
+      'weightlora_http_request_duration_seconds_count{route="/v1/completions",method="POST"}',
+    ),
     prefillPasses: read('weightlora_batch_rows_count{kind="prefill"}'),
     hits: read("weightlora_adapter_cache_hits_total"),
     misses: read("weightlora_adapter_cache_misses_total"),
@@ -523,10 +582,30 @@ async function cacheCounters(url: string): Promise<Record<string, number>> {
 /** Tenants each server (by URL) has served at least once. */
 const TOUCHED = new Map<string, Set<string>>();
 
+/** CPU seconds (user + system) of a process's main thread and of its other threads, from /proc. */
+function threadCpuSeconds(pid: number): { main: number; other: number } {
+  const tick = 100; // USER_HZ on Linux
+  let main = 0, other = 0;
+  try {
+    for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        const seconds = (Number(fields[11]) + Number(fields[12])) / tick; // utime, stime
+        if (Number(entry.name) === pid) main += seconds;
+        else other += seconds;
+      } catch { /* a thread that ended */ }
+    }
+  } catch {
+    return { main: NaN, other: NaN }; // no /proc
+  }
+  return { main, other };
+}
+
 async function tenantRun(
   url: string,
   s: Settings,
-  run: { label: string; code: string; tenants: string[]; seed: number },
+  run: { label: string; code: string; tenants: string[]; seed: number; pid: number },
 ): Promise<TenantRun> {
   const draw = zipfSampler(run.tenants.length, s.zipf, prng(run.seed));
   const used = new Set<string>();
@@ -578,11 +657,14 @@ async function tenantRun(
   const warmEnd = performance.now() + s.warmupSeconds * 1000;
   await Promise.all(Array.from({ length: s.clients }, () => client(warmEnd)));
   const before = await cacheCounters(url);
+  const cpuBefore = { server: threadCpuSeconds(run.pid), bench: threadCpuSeconds(Deno.pid) };
   measuring = true;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: s.clients }, () => client(t0 + s.seconds * 1000)));
   const seconds = (performance.now() - t0) / 1000;
+  const cpuAfter = { server: threadCpuSeconds(run.pid), bench: threadCpuSeconds(Deno.pid) };
   const after = await cacheCounters(url);
+  const decodePasses = after.decodePasses - before.decodePasses;
   if (errors > 0) console.warn(`${run.label}: ${errors} failed requests, the last: ${lastError}`);
   const hits = after.hits - before.hits, misses = after.misses - before.misses;
   const result: TenantRun = {
@@ -608,6 +690,29 @@ async function tenantRun(
     adapters_per_decode: (after.decodeAdapters - before.decodeAdapters) /
       (after.decodePasses - before.decodePasses),
     prefill_passes_per_s: (after.prefillPasses - before.prefillPasses) / seconds,
+    decode_ms: ((after.decodeSeconds - before.decodeSeconds) / decodePasses) * 1000,
+    decode_run_ms: ((after.decodeRunSeconds - before.decodeRunSeconds) / decodePasses) * 1000,
+    decode_feed_ms: ((after.decodeFeedSeconds - before.decodeFeedSeconds) / decodePasses) * 1000,
+    worker_busy: (after.decodeSeconds - before.decodeSeconds + after.prefillSeconds - before.prefillSeconds) /
+      seconds,
+    request_ms: {
+      client: latencies.reduce((a, x) => a + x, 0) / latencies.length,
+      server:
+        ((after.serverSeconds - before.serverSeconds) / (after.serverRequests - before.serverRequests)) *
+        1000,
+      resolve: ((after.resolveSeconds - before.resolveSeconds) / (after.resolves - before.resolves)) * 1000,
+      queue: ((after.queueSeconds - before.queueSeconds) / (after.queuedRows - before.queuedRows)) * 1000,
+      worker: ((((after.decodeRows - before.decodeRows) / decodePasses) *
+        (after.decodeSeconds - before.decodeSeconds + after.prefillSeconds - before.prefillSeconds) /
+        seconds) /
+        (requests / seconds)) * 1000,
+    },
+    cpu: {
+      server_main: (cpuAfter.server.main - cpuBefore.server.main) / seconds,
+      server_other: (cpuAfter.server.other - cpuBefore.server.other) / seconds,
+      bench: (cpuAfter.bench.main + cpuAfter.bench.other - cpuBefore.bench.main - cpuBefore.bench.other) /
+        seconds,
+    },
   };
   console.log(
     `${run.label} (${run.code}): ${figure(result.tokens_per_s)} tokens/s, hit rate ${
@@ -615,7 +720,20 @@ async function tenantRun(
     }, ` +
       `mean load ${figure(result.mean_load_ms)} ms, p50/p99 ${figure(result.latency_ms.p50)}/${
         figure(result.latency_ms.p99)
-      } ms`,
+      } ms, decode ${figure(result.decode_passes_per_s)}/s × ${figure(result.rows_per_decode)} rows, ` +
+      `${figure(result.decode_ms)} ms/pass (run ${figure(result.decode_run_ms)}, feeds ${
+        figure(result.decode_feed_ms)
+      }), worker busy ${figure(result.worker_busy)}, CPU main/other/bench ${figure(result.cpu.server_main)}/${
+        figure(result.cpu.server_other)
+      }/${figure(result.cpu.bench)}, request ms client/server/resolve/queue/worker ${
+        [
+          result.request_ms.client,
+          result.request_ms.server,
+          result.request_ms.resolve,
+          result.request_ms.queue,
+          result.request_ms.worker,
+        ].map(figure).join("/")
+      }`,
   );
   return result;
 }
@@ -692,6 +810,8 @@ interface TenantsResult {
   runs: TenantRun[];
   ratios: {
     code: string;
+    /** The round (each N runs once per round, between single-adapter runs). */
+    round: number;
     tenants: number;
     tokens_per_s: number;
     single_tokens_per_s: number;
@@ -762,15 +882,30 @@ async function tenantsPhase(
         }),
       );
     }
-    // single, 10, single, 100, …, single; with a baseline each step runs on both codes, in alternating order
-    const steps = [{ label: "single #1", tenants: ["single"], seed: 0 }];
-    for (const [g, tenants] of groups.entries()) {
-      steps.push({ label: `${tenants.length} tenants`, tenants, seed: s.seed + g });
-      steps.push({ label: `single #${g + 2}`, tenants: ["single"], seed: 0 });
+    // single, 10, single, 100, …, single, then again for each round; with a baseline each step runs on both
+    // codes, in alternating order
+    const steps = [{ label: "single #1", tenants: ["single"], seed: 0, round: 0 }];
+    for (let round = 1; round <= s.rounds; round++) {
+      for (const [g, tenants] of groups.entries()) {
+        const label = `${tenants.length} tenants${s.rounds > 1 ? ` (round ${round})` : ""}`;
+        steps.push({ label, tenants, seed: s.seed + g + (round - 1) * groups.length, round });
+        steps.push({
+          label: `single #${Math.ceil(steps.length / 2) + 1}`,
+          tenants: ["single"],
+          seed: 0,
+          round,
+        });
+      }
     }
     for (const [i, step] of steps.entries()) {
       const order = i % 2 === 0 ? codes : [...codes].reverse();
-      for (const [code] of order) runs.push(await tenantRun(servers.get(code)!.url, s, { ...step, code }));
+      for (const [code] of order) {
+        const server = servers.get(code)!;
+        runs.push({
+          ...await tenantRun(server.url, s, { ...step, code, pid: server.pid }),
+          round: step.round,
+        });
+      }
     }
   } catch (e) {
     for (const server of servers.values()) console.error(server.log);
@@ -778,18 +913,20 @@ async function tenantsPhase(
   } finally {
     await Promise.all([...servers.values()].map((server) => server.stop()));
   }
+  // each N-tenant run against the single-adapter runs on either side
   const ratios = codes.flatMap(([code]) => {
     const mine = runs.filter((r) => r.code === code);
-    return groups.map((group, g) => {
-      const run = mine[2 * g + 1];
-      const single = (mine[2 * g].tokens_per_s + mine[2 * g + 2].tokens_per_s) / 2;
-      return {
+    return mine.flatMap((run, i) => {
+      if (i % 2 === 0) return [];
+      const single = (mine[i - 1].tokens_per_s + mine[i + 1].tokens_per_s) / 2;
+      return [{
         code,
-        tenants: group.length,
+        round: run.round ?? 1,
+        tenants: run.tenants,
         tokens_per_s: run.tokens_per_s,
         single_tokens_per_s: single,
         ratio: run.tokens_per_s / single,
-      };
+      }];
     });
   });
   return {
@@ -881,6 +1018,7 @@ export function renderMarkdown(results: Record<string, unknown>): string {
   if (r.tenants) {
     const t = r.tenants;
     const coded = t.runs.some((x: TenantRun) => x.code === "baseline");
+    const rounds = t.ratios.some((x: TenantsResult["ratios"][number]) => (x.round ?? 1) > 1);
     lines.push(
       `## Tenants and the prepared-adapter cache (one replica, cache of ${t.cache_adapters} adapters${
         t.store === "folder" ? ", adapters in a folder store" : ""
@@ -941,9 +1079,56 @@ export function renderMarkdown(results: Record<string, unknown>): string {
         ]),
       ),
       "",
+      "Where each run's time goes: mean time per decode pass (from `/metrics`: the whole pass, inside " +
+        "`session.run`, building the adapter feeds, and the rest: cache surgery, sampling, events), the share " +
+        "of the wall time the inference worker spent in passes, and CPU seconds per second of the server's " +
+        "main thread (HTTP, adapter resolution and loading), its other threads (the inference worker, " +
+        "onnxruntime, the runtime) and the bench process (8 clients and the S3 server), from /proc; and a " +
+        "request's mean time at the client, in the server (the completions route, from `/metrics`), resolving " +
+        "its adapter, its row queued in the engine, and in the inference worker (estimated: rows per pass × " +
+        "busy share ÷ requests per second):",
+      "",
+      markdownTable(
+        [
+          "configuration",
+          ...(coded ? ["code"] : []),
+          "decode ms/pass",
+          "in session.run",
+          "feeds",
+          "rest",
+          "worker busy",
+          "CPU server main",
+          "CPU server other",
+          "CPU bench",
+          "request ms: client",
+          "server",
+          "resolve",
+          "queued",
+          "worker (est.)",
+        ],
+        t.runs.map((x: TenantRun) => [
+          x.label,
+          ...(coded ? [x.code] : []),
+          x.decode_ms ?? NaN,
+          x.decode_run_ms ?? NaN,
+          x.decode_feed_ms ?? NaN,
+          (x.decode_ms ?? NaN) - (x.decode_run_ms ?? NaN) - (x.decode_feed_ms ?? NaN),
+          x.worker_busy ?? NaN,
+          x.cpu?.server_main ?? NaN,
+          x.cpu?.server_other ?? NaN,
+          x.cpu?.bench ?? NaN,
+          x.request_ms?.client ?? NaN,
+          x.request_ms?.server ?? NaN,
+          x.request_ms?.resolve ?? NaN,
+          x.request_ms?.queue ?? NaN,
+          x.request_ms?.worker ?? NaN,
+        ]),
+      ),
+      "",
       markdownTable(
         [
           "tenants",
+          ...(rounds ? ["round"] : []),
           ...(coded ? ["code"] : []),
           "tokens/s",
           "single-adapter tokens/s (runs either side)",
@@ -952,6 +1137,7 @@ export function renderMarkdown(results: Record<string, unknown>): string {
         ],
         t.ratios.map((x: TenantsResult["ratios"][number]) => [
           x.tenants,
+          ...(rounds ? [x.round] : []),
           ...(coded ? [x.code] : []),
           x.tokens_per_s,
           x.single_tokens_per_s,

@@ -18,6 +18,7 @@ export async function createMeteredEngine(
   const metrics = new ServeMetrics({
     cacheStats: () => ref.engine!.cache.stats,
     activeRows: () => ref.engine?.activeRows ?? 0,
+    waits: () => ref.engine!.waits,
   });
   const engine = ref.engine = await ServeEngine.create({
     ...options,

@@ -11,6 +11,7 @@ import type { MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AdapterCacheStats } from "../serve/adapter_cache.ts";
+import type { EngineWaits } from "../serve/engine.ts";
 import type { StepInfo } from "../serve/runner_types.ts";
 import type { AppEnv } from "./context.ts";
 import { onResponseEnd } from "./limits.ts";
@@ -21,6 +22,8 @@ export interface ServeMetricsOptions {
   cacheStats?: () => AdapterCacheStats;
   /** Reads the number of rows running or waiting at scrape time. */
   activeRows?: () => number;
+  /** Reads where requests waited (resolving adapters, queued rows) at scrape time. */
+  waits?: () => EngineWaits;
 }
 
 /** The metrics of one server. */
@@ -39,6 +42,11 @@ export class ServeMetrics {
   readonly batchRows: Histogram<"kind">;
   /** `weightlora_batch_adapters{kind}`: distinct adapters per forward pass. */
   readonly batchAdapters: Histogram<"kind">;
+  /**
+   * `weightlora_forward_pass_seconds_total{kind, part}`: time in forward passes, `part` = `all` (the whole
+   * pass), `run` (inside `session.run`) or `feeds` (choosing the variant, building the adapter feeds).
+   */
+  readonly passSeconds: Counter<"kind" | "part">;
 
   /**
    * Creates the metrics in a fresh registry.
@@ -86,6 +94,14 @@ export class ServeMetrics {
       buckets: [1, 2, 4, 8, 16, 32],
       registers,
     });
+    this.passSeconds = new Counter({
+      name: "weightlora_forward_pass_seconds_total",
+      help:
+        "Seconds in forward passes: the whole pass (all), inside session.run (run), building adapter feeds " +
+        "(feeds)",
+      labelNames: ["kind", "part"] as const,
+      registers,
+    });
     const cacheStats = options.cacheStats;
     if (cacheStats) {
       const seen = { hits: 0, misses: 0, evictions: 0 };
@@ -124,6 +140,33 @@ export class ServeMetrics {
         (s) => s.loadSeconds,
       );
     }
+    const waits = options.waits;
+    if (waits) {
+      const seen: EngineWaits = { resolves: 0, resolveSeconds: 0, rows: 0, queueSeconds: 0 };
+      const counter = (name: string, help: string, key: keyof EngineWaits) =>
+        new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            const now = waits()[key];
+            this.inc(now - seen[key]);
+            seen[key] = now;
+          },
+        });
+      counter("weightlora_adapter_resolves_total", "Requests that resolved an adapter", "resolves");
+      counter(
+        "weightlora_adapter_resolve_seconds_total",
+        "Seconds resolving adapters for requests (store lookup; load and prepare on a cache miss)",
+        "resolveSeconds",
+      );
+      counter("weightlora_queued_rows_total", "Rows handed to an inference runner", "rows");
+      counter(
+        "weightlora_row_queue_seconds_total",
+        "Seconds rows waited between the request and their inference runner",
+        "queueSeconds",
+      );
+    }
     const activeRows = options.activeRows;
     if (activeRows) {
       new Gauge({
@@ -146,6 +189,9 @@ export class ServeMetrics {
     this.passes.inc({ kind: info.kind });
     this.batchRows.observe({ kind: info.kind }, info.rows);
     this.batchAdapters.observe({ kind: info.kind }, info.slots);
+    this.passSeconds.inc({ kind: info.kind, part: "all" }, info.ms / 1000);
+    this.passSeconds.inc({ kind: info.kind, part: "run" }, info.runMs / 1000);
+    this.passSeconds.inc({ kind: info.kind, part: "feeds" }, info.feedMs / 1000);
   }
 
   /**

@@ -6,9 +6,14 @@
 import { loadModelFolder } from "../io/model_folder.ts";
 import { BatchRunner } from "./batch_runner.ts";
 import { preloadOrtWasm } from "./ort_wasm.ts";
+import type { PreparedAdapter } from "./prepared_adapter.ts";
+import type { StepInfo } from "./runner_types.ts";
 import type { WorkerReply, WorkerRequest } from "./worker_runner.ts";
 
 let runner: BatchRunner | undefined;
+let step: StepInfo | undefined;
+/** The adapters the engine sent, by key (rows name them by key after the first). */
+const adapters = new Map<string, PreparedAdapter>();
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
@@ -32,15 +37,27 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
           ep: "wasm",
           maxBatch: msg.maxBatch,
           variantLayout: msg.variantLayout,
-          onEvents: (events) => reply({ type: "events", events }),
-          onStep: (info) => reply({ type: "step", info }),
+          // a pass's figures travel with its events: one message per pass
+          onEvents: (events) => {
+            reply({ type: "events", events, step });
+            step = undefined;
+          },
+          onStep: (info) => (step = info),
         });
         reply({ type: "ready" });
         break;
       }
       case "submit":
         try {
-          runner!.submit(msg.rows, msg.adapter);
+          let adapter = msg.adapter;
+          if (adapter) adapters.set(adapter.key, adapter);
+          else if (msg.adapterKey !== undefined) {
+            adapter = adapters.get(msg.adapterKey) ?? null;
+            if (!adapter) {
+              throw new Error(`Cannot run rows: adapter ${msg.adapterKey} was never sent to this worker`);
+            }
+          }
+          runner!.submit(msg.rows, adapter);
         } catch (error) {
           const message = (error as Error).message;
           reply({
@@ -53,6 +70,7 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
         runner?.cancel(msg.ids);
         break;
       case "evict":
+        adapters.delete(msg.key);
         runner?.evict(msg.key);
         break;
       case "close":

@@ -6,13 +6,16 @@
  * Rows join between decode steps: new rows are prefilled together, then decoded with the running batch;
  * finished rows leave. Every row keeps its own positions, sampler and stop strings, so it gets the same
  * tokens in a batch as alone (greedy), whatever its neighbours' adapters. Each pass picks its variant — no
- * adapter: the plain graph; one adapter: its sites only; several: a bank at the union of their sites — and
+ * adapter: the plain graph; one adapter: its sites only; several: a bank at the union of their sites (on
+ * wasm laid out per row, mode `rows`: no gathers in the graph) — and
  * the cache carries over between variants (they share its layout). Variants are built on first use and
  * kept in a small LRU, each its own session or (option `variantLayout: "shared"`) all of them branches of one
  * session over one copy of the base weights (`variant_sessions.ts`).
  *
  * On WebGPU the cache stays on the GPU between steps and is downloaded only when rows join, or when at
  * least half of the rows have finished; adapter inputs are uploaded once per composition (byte-bounded LRU).
+ * Each adapter's packed tensors are built once per site set and reused by every pass it is in
+ * (`slot_packs.ts`), so a pass whose batch changed copies one block per row instead of one per site.
  *
  * @module
  */
@@ -32,6 +35,7 @@ import { gatedArrays, LORA_GATES_INPUT } from "./gated_graph.ts";
 import { ort } from "../runtime/ort.ts";
 import type { PreparedAdapter } from "./prepared_adapter.ts";
 import type { RowEvent, RowRequest, StepInfo } from "./runner_types.ts";
+import { PackScratch, SlotPacks } from "./slot_packs.ts";
 import { type BatchComposition, composeBatch, LORA_INDEX_INPUT, variantArrays } from "./variant_graphs.ts";
 import {
   type SharedSessionInfo,
@@ -119,6 +123,11 @@ export class BatchRunner {
   #deviceFeeds = new Map<string, DeviceFeeds>();
   #deviceFeedBytes = 0;
   #evicted = new Set<string>();
+  #packs = new SlotPacks();
+  /** Where mixed batches' host inputs are written (wasm: the one cached host feed is their only user). */
+  #scratch = new PackScratch();
+  /** Mixed batches are laid out per row (wasm, one session per variant or shared). */
+  #rows: boolean;
 
   private constructor(
     options: BatchRunnerOptions,
@@ -136,6 +145,7 @@ export class BatchRunner {
     this.#eosIds = [...new Set([...options.tokenizer.eosIds, ...this.#config.eosTokenIds])];
     this.#variants = variants;
     this.#decoder = new BatchDecoder(this.#config, sessions);
+    this.#rows = ep === "wasm" && variants.layout !== "gated";
   }
 
   /**
@@ -276,13 +286,14 @@ export class BatchRunner {
   /** Prefills new rows together, samples their first tokens, and adds them to the batch. */
   async #admit(rows: Row<PreparedAdapter>[]): Promise<void> {
     const started = performance.now();
-    const comp = composeBatch(rows.map((r) => r.adapter), this.#sites);
+    const comp = composeBatch(rows.map((r) => r.adapter), this.#sites, { rows: this.#rows });
     const feeds = await this.#use(comp, "prefill");
+    const feedMs = performance.now() - started;
     const logits = await this.#decoder.prefill(rows.map((r) => r.request.promptIds), feeds);
     this.#active.push(...rows);
     const vocab = this.#config.vocabSize;
     const events = rows.map((row, r) => row.step(logits.subarray(r * vocab, (r + 1) * vocab)));
-    this.#report("prefill", rows.length, comp, started, events);
+    this.#report("prefill", rows.length, comp, { started, feedMs }, events);
   }
 
   /** Drops finished rows from the batch (on WebGPU only once half of the rows have finished). */
@@ -304,8 +315,9 @@ export class BatchRunner {
   async #decodeStep(): Promise<void> {
     const started = performance.now();
     const rows = this.#active;
-    const comp = composeBatch(rows.map((r) => r.adapter), this.#sites);
+    const comp = composeBatch(rows.map((r) => r.adapter), this.#sites, { rows: this.#rows });
     const feeds = await this.#use(comp, "decode");
+    const feedMs = performance.now() - started;
     const logits = await this.#decoder.decode(rows.map((r) => r.lastToken), feeds);
     for (const row of rows) row.len++;
     const vocab = this.#config.vocabSize;
@@ -313,7 +325,7 @@ export class BatchRunner {
     rows.forEach((row, r) => {
       if (!row.done) events.push(row.step(logits.subarray(r * vocab, (r + 1) * vocab)));
     });
-    this.#report("decode", rows.length, comp, started, events);
+    this.#report("decode", rows.length, comp, { started, feedMs }, events);
   }
 
   /** Reports a pass's figures and hands its events on. */
@@ -321,15 +333,18 @@ export class BatchRunner {
     kind: StepInfo["kind"],
     rows: number,
     comp: BatchComposition,
-    started: number,
+    time: { started: number; feedMs: number },
     events: RowEvent[],
   ): void {
+    const pass = this.#decoder.lastPass!;
     this.#options.onStep?.({
       kind,
       rows,
       slots: comp.slots.length,
-      width: this.#decoder.lastPass!.width,
-      ms: performance.now() - started,
+      width: pass.width,
+      ms: performance.now() - time.started,
+      runMs: pass.runMs,
+      feedMs: time.feedMs,
     });
     this.#options.onEvents(events);
   }
@@ -360,7 +375,10 @@ export class BatchRunner {
     if (this.ep === "wasm") {
       if (this.#hostFeeds?.key !== comp.key) {
         const feeds: Record<string, OrtTensor> = {};
-        for (const a of variantArrays(comp, this.#config)) feeds[a.name] = hostTensor(a.data, a.dims);
+        // the scratch's previous contents belong to the feeds replaced here
+        for (const a of variantArrays(comp, this.#config, { packs: this.#packs, scratch: this.#scratch })) {
+          feeds[a.name] = hostTensor(a.data, a.dims);
+        }
         this.#hostFeeds = { key: comp.key, feeds };
       }
       return { ...this.#hostFeeds.feeds, ...index };
@@ -371,7 +389,7 @@ export class BatchRunner {
     } else {
       const feeds: Record<string, OrtTensor> = {};
       let bytes = 0;
-      for (const a of variantArrays(comp, this.#config)) {
+      for (const a of variantArrays(comp, this.#config, { packs: this.#packs })) {
         feeds[a.name] = await uploadFloat32(a.data, a.dims);
         bytes += a.data.byteLength;
       }
@@ -412,6 +430,7 @@ export class BatchRunner {
     const uses = (key: string) => key.split("|")[1].split("\n").some((k) => this.#evicted.has(k));
     for (const [key, entry] of [...this.#deviceFeeds]) if (uses(key)) this.#dropDeviceFeeds(key, entry);
     if (this.#hostFeeds && uses(this.#hostFeeds.key)) this.#hostFeeds = undefined;
+    for (const key of this.#evicted) this.#packs.evict(key);
     this.#evicted.clear();
   }
 }

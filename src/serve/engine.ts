@@ -187,6 +187,8 @@ interface Registration {
 
 interface QueuedJob {
   tenant: string;
+  /** When the job was queued (`performance.now()`). */
+  queuedAt: number;
   adapter: PreparedAdapter | null;
   /** The adapter is resolved: the job's rows may run. */
   ready: boolean;
@@ -196,6 +198,18 @@ interface QueuedJob {
 interface QueuedRow {
   job: QueuedJob;
   request: RowRequest;
+}
+
+/** Where requests wait before their rows compute: {@linkcode ServeEngine.waits}. */
+export interface EngineWaits {
+  /** {@linkcode ServeEngine.resolveModel} calls that named an adapter. */
+  resolves: number;
+  /** Seconds in them (the store's lookup, and loading and preparing the adapter on a cache miss). */
+  resolveSeconds: number;
+  /** Rows handed to a runner. */
+  rows: number;
+  /** Seconds those rows waited between {@linkcode ServeEngine.generate} and their runner. */
+  queueSeconds: number;
 }
 
 /** An adapter resolved for a request: the stored version and its prepared tensors. */
@@ -258,6 +272,7 @@ export class ServeEngine {
   #closing = false;
   #spawn: (() => Promise<void>) | undefined;
   #idle: (() => void) | undefined;
+  #waits: EngineWaits = { resolves: 0, resolveSeconds: 0, rows: 0, queueSeconds: 0 };
 
   private constructor(
     model: ModelFolder,
@@ -383,6 +398,11 @@ export class ServeEngine {
     return this.#registrations.size;
   }
 
+  /** Where requests waited so far (resolving adapters, queued rows): a snapshot of the counters. */
+  get waits(): EngineWaits {
+    return { ...this.#waits };
+  }
+
   /**
    * Resolves a tenant's adapter to its current version and prepared tensors (cached).
    *
@@ -418,7 +438,14 @@ export class ServeEngine {
    */
   async resolveModel(tenant: string, model: string): Promise<ModelRef> {
     if (model === this.modelId) return { tenant, name: model, record: null };
-    const resolved = await this.adapter(tenant, model);
+    const started = performance.now();
+    let resolved: ResolvedAdapter | undefined;
+    try {
+      resolved = await this.adapter(tenant, model);
+    } finally {
+      this.#waits.resolves++;
+      this.#waits.resolveSeconds += (performance.now() - started) / 1000;
+    }
     if (!resolved) {
       throw new ModelNotFoundError(`The model "${model}" does not exist or you do not have access to it`);
     }
@@ -486,7 +513,7 @@ export class ServeEngine {
       });
     });
     this.#live.set(tenant, live + requests.length);
-    const entry: QueuedJob = { tenant, adapter: null, ready: false };
+    const entry: QueuedJob = { tenant, queuedAt: performance.now(), adapter: null, ready: false };
     for (const request of requests) this.#queue.push(tenant, { job: entry, request });
     return this.#stream(entry, requests, job.model, inbox, state, job.signal);
   }
@@ -576,6 +603,8 @@ export class ServeEngine {
       const next = this.#queue.take({ ready, eligible });
       if (!next) break;
       const { job, request } = next;
+      this.#waits.rows++;
+      this.#waits.queueSeconds += (performance.now() - job.queuedAt) / 1000;
       const slot = this.#slotFor(job.tenant);
       slot.outstanding.add(request.id);
       slot.tenants.set(job.tenant, (slot.tenants.get(job.tenant) ?? 0) + 1);

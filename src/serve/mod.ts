@@ -24,6 +24,7 @@
 
 export * from "./adapter_cache.ts";
 export * from "./variant_graphs.ts";
+export * from "./slot_packs.ts";
 export * from "./variant_sessions.ts";
 export * from "./shared_variants.ts";
 export * from "./gated_graph.ts";

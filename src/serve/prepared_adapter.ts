@@ -95,7 +95,8 @@ export interface PrepareAdapterOptions {
   /** Cache key of this version. */
   key: string;
   /**
-   * Put the tensors in `SharedArrayBuffer`s, so that inference workers read them without a copy.
+   * Put the tensors in a `SharedArrayBuffer` (one for all of them), so that inference workers read them
+   * without a copy.
    * @default {false}
    */
   shared?: boolean;
@@ -114,8 +115,17 @@ export interface PrepareAdapterOptions {
  * ```
  */
 export function prepareAdapter(adapter: PeftAdapter, options: PrepareAdapterOptions): PreparedAdapter {
-  const alloc = (n: number): Float32Array =>
-    options.shared ? new Float32Array(new SharedArrayBuffer(n * 4)) : new Float32Array(n);
+  // one buffer for every tensor, carved into views: one allocation (a SharedArrayBuffer each was a visible
+  // share of a cache miss) and one buffer to share with workers
+  let total = 0;
+  for (const t of adapter.sites.values()) total += t.rank * (t.inFeatures + t.outFeatures);
+  const buffer = options.shared ? new SharedArrayBuffer(total * 4) : new ArrayBuffer(total * 4);
+  let offset = 0;
+  const alloc = (n: number): Float32Array => {
+    const view = new Float32Array(buffer, offset * 4, n);
+    offset += n;
+    return view;
+  };
   const sites: PreparedSite[] = [];
   let bytes = 0;
   for (const [site, t] of adapter.sites) {

@@ -25,4 +25,8 @@ export interface StepInfo {
   width: number;
   /** Wall time of the pass including feeds and reading logits, ms. */
   ms: number;
+  /** Time inside `session.run` (onnxruntime, its copies of the inputs included), ms. */
+  runMs: number;
+  /** Time choosing the variant and building the adapter feeds (packing, index), ms. */
+  feedMs: number;
 }

@@ -121,3 +121,74 @@ Deno.test("replicas bench: renderMarkdown marks the 1,000-tenant goal from the J
   assert.match(md, /\| +1,000 \| +70 \| +100 \| 0\.70× \| ≥ 0\.8× missed \|/);
   assert.doesNotMatch(md, /## Propagation/);
 });
+
+Deno.test("replicas bench: with rounds, one ratio per round and where each run's time goes", () => {
+  const s = { n: 3, p50: 1, p99: 2, max: 3 };
+  const run = (label: string, tenants: number, tps: number, round?: number) => ({
+    label,
+    round,
+    tenants,
+    seconds: 20,
+    requests: 100,
+    errors: 0,
+    tokens: 1600,
+    tokens_per_s: tps,
+    latency_ms: s,
+    cold_request_ms: s,
+    tenants_used: tenants,
+    hits: 90,
+    misses: 10,
+    evictions: 5,
+    hit_rate: 0.9,
+    mean_load_ms: 12,
+    decode_passes_per_s: 100,
+    rows_per_decode: 7,
+    adapters_per_decode: 5,
+    prefill_passes_per_s: 10,
+    decode_ms: 0.9,
+    decode_run_ms: 0.8,
+    decode_feed_ms: 0.04,
+    worker_busy: 0.85,
+    cpu: { server_main: 0.25, server_other: 0.64, bench: 0.07 },
+    request_ms: { client: 31, server: 28, resolve: 2.1, queue: 0.02, worker: 16.6 },
+  });
+  const md = renderMarkdown({
+    date: "2026-12-05",
+    machine: "test",
+    database: "an embedded database",
+    tenants: {
+      cache_adapters: 64,
+      cache_mb: 4.5,
+      prepared_bytes: 73600,
+      clients: 8,
+      max_tokens: 16,
+      zipf: 1,
+      push_seconds: 3,
+      runs: [
+        run("single #1", 1, 100, 0),
+        run("1000 tenants (round 1)", 1000, 90, 1),
+        run("single #2", 1, 100, 1),
+        run("1000 tenants (round 2)", 1000, 75, 2),
+        run("single #3", 1, 100, 2),
+      ],
+      ratios: [
+        { code: "this", round: 1, tenants: 1000, tokens_per_s: 90, single_tokens_per_s: 100, ratio: 0.9 },
+        { code: "this", round: 2, tenants: 1000, tokens_per_s: 75, single_tokens_per_s: 100, ratio: 0.75 },
+      ],
+      load_path: {
+        adapters: 3,
+        get_ms: s,
+        read_ms: s,
+        parse_ms: s,
+        prepare_ms: s,
+        revalidate_ms: s,
+        prepared_bytes: 73600,
+      },
+    },
+  });
+  assert.match(md, /\| +1,000 \| +1 \| +90 \| +100 \| 0\.90× \| ≥ 0\.8× met +\|/);
+  assert.match(md, /\| +1,000 \| +2 \| +75 \| +100 \| 0\.75× \| ≥ 0\.8× missed \|/);
+  // the time table: pass split (rest = all − run − feeds), busy share, CPU, the request's time
+  assert.match(md, /\| 1000 tenants \(round 1\) +\| +0\.9 \| +0\.8 \| +0\.04 \| +0\.06 \| +0\.85 \|/);
+  assert.match(md, /\| +31 \| +28 \| +2\.1 \| +0\.02 \| +16\.6 \|/);
+});

@@ -59,6 +59,18 @@ Deno.test({
       const mixed = /weightlora_batch_adapters_bucket\{le="1",kind="decode"\} (\d+)/.exec(metrics);
       const all = /weightlora_batch_adapters_count\{kind="decode"\} (\d+)/.exec(metrics);
       assert.ok(mixed && all && Number(all[1]) > Number(mixed[1]), "some decode passes mixed adapters");
+      // where the time went: passes split into session.run and feeds, requests' adapter lookups and queue waits
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+      const pass = (part: string) =>
+        value(`weightlora_forward_pass_seconds_total\\{kind="decode",part="${part}"\\}`);
+      assert.ok(pass("run") > 0 && pass("feeds") > 0 && pass("run") + pass("feeds") <= pass("all"));
+      assert.ok(
+        value("weightlora_adapter_resolves_total") >= 5,
+        "every adapter request resolved its adapter",
+      );
+      assert.ok(value("weightlora_adapter_resolve_seconds_total") > 0);
+      assert.ok(value("weightlora_queued_rows_total") >= order.length);
+      assert.ok(value("weightlora_row_queue_seconds_total") >= 0);
     } finally {
       await t.close();
     }

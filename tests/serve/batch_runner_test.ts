@@ -234,7 +234,9 @@ for (const layout of ["separate", "shared"] as const) {
           3 * bSites + splits,
           "three nodes per adapted site with one adapter",
         );
-        assert.equal(ops.bank - ops.none, 5 * bSites + splits, "five nodes per site in a mixed batch");
+        // on wasm a mixed batch is laid out per row by the host: no Gathers, three nodes per site as well
+        assert.equal(ops.bank, undefined, "no gathering bank on wasm");
+        assert.equal(ops.rows - ops.none, 3 * bSites + splits, "three nodes per site in a mixed batch");
         if (layout === "shared") {
           assert.equal(h2.runner.sharedSession!.branches, 3, "one session, three branches");
         }

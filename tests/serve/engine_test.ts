@@ -213,3 +213,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "the engine counts where requests wait: resolving adapters (a miss loads) and rows before a runner",
+  ignore: !requireStories260k("engine waits"),
+  fn: async () => {
+    const storeDir = await Deno.makeTempDir({ prefix: "engine_test_" });
+    const store = new FolderAdapterStore(storeDir);
+    const engine = await ServeEngine.create({ model: await stories260kHf(), store, ep: "wasm", workers: 0 });
+    try {
+      await store.put("t", "a", randomAdapterFiles(engine.config, { seed: 5, scale: 0.15 }));
+      assert.deepEqual(engine.waits, { resolves: 0, resolveSeconds: 0, rows: 0, queueSeconds: 0 });
+      const base = await engine.resolveModel("t", engine.modelId);
+      assert.equal(engine.waits.resolves, 0, "the base model resolves nothing");
+      const model = await engine.resolveModel("t", "a"); // a miss: loaded and prepared
+      const afterMiss = engine.waits;
+      assert.equal(afterMiss.resolves, 1);
+      assert.ok(afterMiss.resolveSeconds > 0);
+      await engine.resolveModel("t", "a");
+      assert.equal(engine.waits.resolves, 2);
+      for await (const _ of engine.generate({ rows: [row(3), row(3)], model })) { /* drain */ }
+      await tokensOf(engine, base, 2);
+      const waits = engine.waits;
+      assert.equal(waits.rows, 3, "every row handed to a runner is counted once");
+      assert.ok(waits.queueSeconds >= 0);
+      await assert.rejects(engine.resolveModel("t", "missing"), ModelNotFoundError);
+      assert.equal(engine.waits.resolves, 3, "a failed lookup is counted too");
+    } finally {
+      await engine.close();
+      await Deno.remove(storeDir, { recursive: true });
+    }
+  },
+});

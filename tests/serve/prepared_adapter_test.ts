@@ -35,6 +35,14 @@ Deno.test("prepares Aᵀ and Bᵀ transposed, the scale folded into Bᵀ", () =>
   const shared = prepareAdapter(peft, { key: "k", shared: true });
   assert.ok(shared.sites[0].at.buffer instanceof SharedArrayBuffer);
   assert.deepEqual([...shared.sites[0].bt], [...prepared.sites[0].bt]);
+  // one buffer for every tensor (one allocation per adapter, one buffer to share with a worker), no overlap
+  for (const p of [prepared, shared]) {
+    const views = p.sites.flatMap((s) => [s.at, s.bt]);
+    assert.equal(new Set(views.map((v) => v.buffer)).size, 1, "one buffer");
+    assert.equal(views[0].buffer.byteLength, p.bytes, "exactly the tensors' bytes");
+    const spans = views.map((v) => [v.byteOffset, v.byteOffset + v.byteLength]).sort((x, y) => x[0] - y[0]);
+    spans.slice(1).forEach((span, i) => assert.ok(span[0] >= spans[i][1], "views do not overlap"));
+  }
 });
 
 Deno.test("half-precision adapters are widened", () => {

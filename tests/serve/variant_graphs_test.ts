@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
+import {
+  BatchDecoder,
+  createDecoderSessions,
+  releaseDecoderSessions,
+} from "../../src/models/batch_decoder.ts";
 import { listAdapterSites, type LlamaModule } from "../../src/models/sites.ts";
 import { randomLlamaWeights } from "../../src/models/random_weights.ts";
+import type { OrtTensor } from "../../src/runtime/session.ts";
+import { hostTensor } from "../../src/runtime/tensor.ts";
 import { parseAdapterFiles, prepareAdapter } from "../../src/serve/prepared_adapter.ts";
+import { PackScratch, SlotPacks } from "../../src/serve/slot_packs.ts";
 import {
   buildVariantGraphs,
   composeBatch,
@@ -101,4 +109,131 @@ Deno.test("variant graphs take LoRA inputs only at their sites", () => {
     "lora_bt_bank",
     LORA_INDEX_INPUT,
   ]);
+});
+
+Deno.test("rows mode: each row's slot laid out per row, the row order in the key, no gathers in the graph", () => {
+  const a = prepared(1, 2, ["q_proj"], "a");
+  const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
+  const rows = [b, a, null, b];
+  const bank = composeBatch(rows, sites);
+  const comp = composeBatch(rows, sites, { rows: true });
+  assert.equal(comp.variant.mode, "rows");
+  assert.deepEqual(comp.variant.sites, bank.variant.sites);
+  assert.deepEqual(comp.index, [0, 1, 2, 0]);
+  assert.notEqual(comp.key, composeBatch([b, a, b, null], sites, { rows: true }).key, "row order in the key");
+  assert.equal(
+    composeBatch([a, a], sites, { rows: true }).variant.mode,
+    "single",
+    "one adapter stays single",
+  );
+  // row i's blocks are its slot's blocks of the bank layout
+  const [bankAt, bankBt] = variantArrays(bank, config);
+  const [at, bt] = variantArrays(comp, config);
+  assert.deepEqual([at.name, bt.name], ["lora_at_rows", "lora_bt_rows"]);
+  const [, sumIn, rank] = bankAt.dims;
+  const sumOut = bankBt.dims[2];
+  assert.deepEqual(at.dims, [4, sumIn, rank]);
+  assert.deepEqual(bt.dims, [4, rank, sumOut]);
+  comp.index.forEach((slot, row) => {
+    const slotAt = bankAt.data.subarray(slot * sumIn * rank, (slot + 1) * sumIn * rank);
+    assert.deepEqual(at.data.subarray(row * sumIn * rank, (row + 1) * sumIn * rank), slotAt, `Aᵀ row ${row}`);
+    const slotBt = bankBt.data.subarray(slot * rank * sumOut, (slot + 1) * rank * sumOut);
+    assert.deepEqual(
+      bt.data.subarray(row * rank * sumOut, (row + 1) * rank * sumOut),
+      slotBt,
+      `Bᵀ row ${row}`,
+    );
+  });
+  const weights = randomLlamaWeights(config, { seed: 3, scale: 0.2 });
+  const graph = buildVariantGraphs({ config, weights }, comp.variant).decode.graph;
+  assert.deepEqual(graph.inputs.map((i) => i.name).filter((n) => n.includes("lora")), [
+    "lora_at_rows",
+    "lora_bt_rows",
+  ]);
+  assert.equal(graph.nodes.filter((n) => n.opType === "Gather" && n.name.includes("lora")).length, 0);
+  const bankGraph = buildVariantGraphs({ config, weights }, bank.variant).decode.graph;
+  assert.ok(
+    bankGraph.nodes.some((n) => n.opType === "Gather" && n.name.includes("lora")),
+    "the bank gathers",
+  );
+});
+
+Deno.test("rows mode computes the bank's logits", async () => {
+  const weights = randomLlamaWeights(config, { seed: 4, scale: 0.2 });
+  const a = prepared(1, 2, ["q_proj"], "a");
+  const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
+  const rows = [b, null, a];
+  const logits: Float32Array[][] = [];
+  for (const options of [{}, { rows: true }]) {
+    const comp = composeBatch(rows, sites, options);
+    const sessions = await createDecoderSessions({
+      decode: buildVariantGraphs({ config, weights }, comp.variant).decode,
+      ep: "wasm",
+    });
+    try {
+      const feeds: Record<string, OrtTensor> = {};
+      for (const x of variantArrays(comp, config)) feeds[x.name] = hostTensor(x.data, x.dims);
+      if (comp.variant.mode === "bank") {
+        feeds[LORA_INDEX_INPUT] = hostTensor(BigInt64Array.from(comp.index, BigInt), [rows.length]);
+      }
+      const decoder = new BatchDecoder(config, sessions);
+      const passes = [await decoder.prefill([[1, 5, 9], [1, 7], [2]], feeds)];
+      passes.push(await decoder.decode([4, 8, 6], feeds));
+      decoder.clear();
+      logits.push(passes);
+    } finally {
+      await releaseDecoderSessions(sessions);
+    }
+  }
+  const [bank, perRow] = logits;
+  for (let p = 0; p < bank.length; p++) {
+    let worst = 0;
+    for (let i = 0; i < bank[p].length; i++) worst = Math.max(worst, Math.abs(bank[p][i] - perRow[p][i]));
+    assert.ok(worst < 1e-5, `pass ${p}: rows and bank differ by ${worst}`);
+  }
+});
+
+Deno.test("slot packs: reused across passes, the same arrays as packing anew, dropped with their adapter", () => {
+  const a = prepared(1, 2, ["q_proj"], "a");
+  const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
+  const packs = new SlotPacks();
+  const first = composeBatch([a, b, null], sites, { rows: true });
+  const fresh = variantArrays(first, config);
+  const cached = variantArrays(first, config, { packs });
+  assert.deepEqual(cached, fresh);
+  assert.equal(packs.built, 3, "one pack per slot");
+  // another batch of the same adapters: nothing packed again
+  const again = variantArrays(composeBatch([b, null, a, a], sites, { rows: true }), config, { packs });
+  assert.deepEqual(again, variantArrays(composeBatch([b, null, a, a], sites, { rows: true }), config));
+  assert.equal(packs.built, 3);
+  // a different site set or rank is another pack
+  variantArrays(composeBatch([a, null], sites), config, { packs });
+  assert.equal(packs.built, 5);
+  const bytes = packs.bytes;
+  packs.evict("a");
+  assert.ok(packs.bytes < bytes);
+  variantArrays(first, config, { packs });
+  assert.equal(packs.built, 6, "an evicted adapter is packed again");
+  // over budget: the least recently used adapters' packs go, the one just packed stays
+  const tiny = new SlotPacks({ maxBytes: 1 });
+  variantArrays(first, config, { packs: tiny });
+  const [, sumIn, rank] = fresh[0].dims;
+  assert.equal(tiny.bytes, (sumIn * rank + rank * fresh[1].dims[2]) * 4, "one slot's pack kept");
+});
+
+Deno.test("a scratch: mixed-batch inputs written into reused buffers, equal to fresh arrays", () => {
+  const a = prepared(1, 2, ["q_proj"], "a");
+  const b = prepared(2, 3, ["q_proj", "down_proj"], "b");
+  const scratch = new PackScratch();
+  const big = composeBatch([b, a, null, b], sites, { rows: true });
+  const first = variantArrays(big, config, { scratch });
+  assert.deepEqual(first, variantArrays(big, config));
+  const buffer = first[0].data.buffer;
+  // a smaller batch overwrites the same buffer: the earlier views are stale, the new ones right
+  const small = composeBatch([a, b], sites, { rows: true });
+  const second = variantArrays(small, config, { scratch });
+  assert.equal(second[0].data.buffer, buffer, "no new allocation");
+  assert.deepEqual(second, variantArrays(small, config));
+  const bank = composeBatch([a, null, b], sites);
+  assert.deepEqual(variantArrays(bank, config, { scratch }), variantArrays(bank, config));
 });
