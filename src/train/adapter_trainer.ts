@@ -65,13 +65,25 @@ export interface GateEvidence {
  * @param gates Gate values of the active sites, in model order.
  * @param sites The active sites.
  * @param evidence The gates' accumulated movement and importance, aligned with `sites`.
+ * @param previous The last projection's kept set as indices into `sites` (undefined before the first one).
  * @returns Kept indices into `sites`, ascending.
  */
 export type GateSelector = (
   gates: Float32Array,
   sites: readonly AdapterSiteState[],
   evidence: GateEvidence,
+  previous: readonly number[] | undefined,
 ) => number[];
+
+/** How one projection changed the kept set (site names). */
+export interface KeptChange {
+  /** Sites that entered the kept set. */
+  entered: string[];
+  /** Sites that left it. */
+  left: string[];
+  /** Each of those sites' gate before the step and after its SGD step (before the projection). */
+  gates: Record<string, [number, number]>;
+}
 
 /** How the gates move after a step: an SGD step, then a projection onto the kept set. */
 export interface GateUpdate {
@@ -100,6 +112,13 @@ export interface GateUpdate {
    * @default {false}
    */
   holdGatedOff?: boolean;
+  /**
+   * The most a gate may move in one step (0: no cap): an SGD step Δ becomes Δ / (1 + |Δ| / maxStep), about Δ
+   * while small, under maxStep however large, and in the same order as the steps. A kept gate then leaves the
+   * kept set only by decaying over several steps, and a site enters from 0 by less than this.
+   * @default {0}
+   */
+  maxStep?: number;
 }
 
 /** Options for {@linkcode AdapterTrainer.create}. */
@@ -353,9 +372,13 @@ export class AdapterTrainer {
    *
    * @param lr Learning rate of A and B.
    * @param gates How the gates move this step (undefined: they stay).
-   * @returns The gradient norm of A and B, and whether the gates were projected.
+   * @returns The gradient norm of A and B, whether the gates were projected, and how the projection changed
+   *   the kept set (absent when it did not, and at the first projection).
    */
-  async applyGradients(lr: number, gates?: GateUpdate): Promise<{ gradNorm: number; projected: boolean }> {
+  async applyGradients(
+    lr: number,
+    gates?: GateUpdate,
+  ): Promise<{ gradNorm: number; projected: boolean; keptChange?: KeptChange }> {
     const moveGates = this.trainableGates && gates !== undefined;
     const gradient = moveGates ? await this.#session.gradient(GATES_INPUT) : undefined;
     // the gates' step is taken here, not by the optimizer graph: the normalisation is per site
@@ -366,11 +389,14 @@ export class AdapterTrainer {
     const zero = gradient!.every((v) => Math.abs(v) < 1e-12);
     if (zero && !gates.force) return { gradNorm, projected: false };
     const values = await this.#session.parameter(GATES_INPUT);
+    const start = Float32Array.from(values);
     if (!zero) {
       const weight = await this.#gateWeights(gates.norm);
       for (let i = 0; i < values.length; i++) {
         const e = this.#evidenceOf(this.#active[i].site.name);
-        const move = -gates.lr * gradient![i] / weight[i];
+        const step = -gates.lr * gradient![i] / weight[i];
+        // a soft cap: |move| < maxStep, strictly monotone in the step (no ties where a hard clip would make them)
+        const move = gates.maxStep ? step / (1 + Math.abs(step) / gates.maxStep) : step;
         e.movement += move;
         e.taylor -= values[i] * gradient![i];
         values[i] += move;
@@ -379,7 +405,18 @@ export class AdapterTrainer {
     const before = this.#kept;
     this.#project(values, gates.select, gates.bound ?? false);
     if (gates.holdGatedOff) this.#holdGatedOff(before);
-    return { gradNorm, projected: true };
+    const change = before ? changeOf(before, this.#kept!) : undefined;
+    const keptChange = change && {
+      ...change,
+      gates: Object.fromEntries(
+        this.#active.flatMap((s, i) =>
+          change.entered.includes(s.site.name) || change.left.includes(s.site.name)
+            ? [[s.site.name, [start[i], values[i]] as [number, number]]]
+            : []
+        ),
+      ),
+    };
+    return { gradNorm, projected: true, ...(keptChange ? { keptChange } : {}) };
   }
 
   /** Zeroes the AdamW first moments of the sites that were kept before this projection and are not now. */
@@ -440,7 +477,9 @@ export class AdapterTrainer {
   /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
   #project(values: Float32Array, select: GateSelector, bound = false): void {
     this.#scores = Object.fromEntries(this.#active.map((s, i) => [s.site.name, values[i]]));
-    const kept = select(values, this.#active, this.#activeEvidence());
+    const previous = this.#kept &&
+      this.#active.flatMap((s, i) => this.#kept!.has(s.site.name) ? [i] : []);
+    const kept = select(values, this.#active, this.#activeEvidence(), previous);
     let projected: Float32Array = new Float32Array(values.length);
     for (const i of kept) projected[i] = values[i];
     if (bound) projected = boundGates(projected, kept);
@@ -652,4 +691,14 @@ export function updateNorm(
     }
   }
   return Math.sqrt(Math.max(0, sum));
+}
+
+/** The sites that entered and left a kept set, in name order; undefined when it did not change. */
+function changeOf(
+  before: ReadonlySet<string>,
+  after: ReadonlySet<string>,
+): Omit<KeptChange, "gates"> | undefined {
+  const entered = [...after].filter((n) => !before.has(n)).sort();
+  const left = [...before].filter((n) => !after.has(n)).sort();
+  return entered.length || left.length ? { entered, left } : undefined;
 }

@@ -109,6 +109,13 @@ export interface TrainOptions {
    * `none` leaves the gates unbounded as the authors do.
    */
   gateBound: "simplex" | "none";
+  /**
+   * The authors' schedule with the top-K rule: a gated-off site replaces a kept one only when its gate beats
+   * the weakest kept gate by this fraction of the kept gates' mean |gate| (hysteresis; 0: a plain top K).
+   */
+  swapMargin: number;
+  /** The authors' schedule: the most a gate may move in one step (0: no cap). */
+  gateMaxStep: number;
   /** Steps during which the gates are held at 1 while A and B train, before the first projection. */
   gateWarmup: number;
   /** Per-site normalisation of the gate gradient. */
@@ -169,6 +176,12 @@ export interface StepRecord {
   active: number;
   /** Evaluation loss, on steps that evaluated. */
   eval_loss?: number;
+  /** Sites that entered the kept set at this step's projection (only on steps where the kept set changed). */
+  kept_in?: string[];
+  /** Sites that left the kept set at this step's projection (only on steps where the kept set changed). */
+  kept_out?: string[];
+  /** Those sites' gates before the step and after its SGD step, before the projection (same steps). */
+  kept_gates?: Record<string, [number, number]>;
 }
 
 /** Hooks for progress display and cancellation. */
@@ -201,6 +214,11 @@ export interface TrainSummary {
   budget_score: BudgetScore | null;
   /** WeightLoRA's selection schedule (null for methods without one). */
   select_steps: number | "all" | null;
+  /**
+   * Projections that changed the kept set after the first one (null without trained gates): the churn of the
+   * authors' schedule; each step's change is in `train_log.jsonl` (`kept_in`, `kept_out`).
+   */
+  kept_changes: number | null;
   /** Trainable parameters of the exported adapter. */
   adapter_parameters: number;
   candidate_sites: number;
@@ -237,6 +255,8 @@ interface CheckpointState {
   kept?: string[];
   /** The gates' accumulated evidence by site (absent in checkpoints written before it was kept). */
   evidence?: Record<string, { movement: number; taylor: number }>;
+  /** Projections so far that changed the kept set (absent in older checkpoints). */
+  keptChanges?: number;
   summary: Pick<TrainSummary, "gates" | "phases">;
   fingerprint: string;
 }
@@ -317,8 +337,17 @@ async function readCheckpoint(
 /** The options that are new since a run could be saved: a job stored before them gets these values. */
 const LATER_OPTIONS: Pick<
   TrainOptions,
-  "gateWarmup" | "gateNorm" | "budget" | "budgetScore" | "gateBound" | "groupByLength"
+  | "gateWarmup"
+  | "gateNorm"
+  | "budget"
+  | "budgetScore"
+  | "gateBound"
+  | "groupByLength"
+  | "swapMargin"
+  | "gateMaxStep"
 > = {
+  swapMargin: 0,
+  gateMaxStep: 0,
   gateBound: "none",
   gateWarmup: 0,
   gateNorm: "none",
@@ -369,6 +398,7 @@ export async function train(
   let state: MethodState = method.start(options, n);
   let kept: string[] | undefined;
   let evidence: CheckpointState["evidence"];
+  let keptChanges = 0;
   let step = 0;
   let elapsedBefore = 0;
   let tokensSeen = 0;
@@ -415,6 +445,7 @@ export async function train(
     }
     state = { phase: s.phase, k: s.k, growRound: s.growRound };
     ({ step, tokensSeen, lastLoss, kept, evidence } = s);
+    keptChanges = s.keptChanges ?? 0;
     elapsedBefore = s.elapsed;
     sampler.state = s.sampler;
     Object.assign(summary, structuredClone(s.summary));
@@ -486,6 +517,7 @@ export async function train(
       })),
       kept: trainer.kept,
       evidence: trainer.gateEvidence,
+      keptChanges,
       summary,
       fingerprint: print,
     };
@@ -546,7 +578,8 @@ export async function train(
     const gates = method.gateUpdate(state, step, options);
     // the gates follow the same schedule (warmup, decay) as A and B
     if (gates) gates.lr *= lr / options.lr;
-    const { gradNorm } = await trainer.applyGradients(lr, gates);
+    const { gradNorm, keptChange } = await trainer.applyGradients(lr, gates);
+    if (keptChange) keptChanges++;
     const tokens = micro.reduce((s, b) => s + b.tokens, 0);
     tokensSeen += tokens;
     lastLoss = loss;
@@ -577,6 +610,9 @@ export async function train(
       elapsed: elapsed(),
       phase: state.phase,
       active: trainer.sizes.activeSites,
+      ...(keptChange
+        ? { kept_in: keptChange.entered, kept_out: keptChange.left, kept_gates: keptChange.gates }
+        : {}),
     };
     if (
       evalBatches.length &&
@@ -605,6 +641,7 @@ export async function train(
     budget: options.method === "weightlora" ? options.budget : null,
     budget_score: options.method === "weightlora" && options.budget !== null ? options.budgetScore : null,
     select_steps: options.method === "weightlora" ? options.selectSteps : null,
+    kept_changes: method.gatesTrainable(method.start(options, n)) ? keptChanges : null,
     adapter_parameters: adapterParameterCount(survivors),
     candidate_sites: n,
     selected_sites: survivors.map((s) => s.site.name),

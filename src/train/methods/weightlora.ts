@@ -57,7 +57,12 @@ export const TOP_K: SelectionRule = {
       );
     }
   },
-  selector: (options) => (gates) => projectTopK(gates, Math.min(options.k, gates.length)).kept,
+  selector: (options) => (gates, _sites, _evidence, previous) =>
+    projectTopK(gates, Math.min(options.k, gates.length), {
+      previous,
+      // hysteresis only where the kept set can change for the whole run: the authors' schedule
+      margin: options.selectSteps === "all" ? options.swapMargin : 0,
+    }).kept,
   kRequested: (options) => options.k,
   check(kept, options) {
     if (kept.length !== options.k) {
@@ -136,6 +141,7 @@ export function weightLoraMethod(rule: SelectionRule): TrainingMethod {
         force: step === lastSelectionStep(options),
         bound: options.selectSteps === "all" && options.gateBound === "simplex",
         holdGatedOff: options.selectSteps === "all" && options.gateBound === "simplex",
+        maxStep: options.selectSteps === "all" ? options.gateMaxStep : 0,
       };
     },
     async afterStep(c: StepContext): Promise<MethodState> {
