@@ -6,9 +6,9 @@
  *
  *     deno run -A bench/repro/churn.ts --variants base,margin=0.1,lr-gates=1,max-step=0.05 --steps 300
  *
- * A variant is `base` (the bounded authors' schedule as the curve first ran it: gate lr 5, uncapped steps, no
- * margin) or settings on top of it joined by `+`: `margin=M` (`--swap-margin`), `lr-gates=X` (`--lr-gates`),
- * `max-step=S` (`--gate-max-step`). A run's folder is kept: rerunning the same command trains only what is
+ * A variant is `base` (the bounded authors' schedule as the curve first ran it: gate lr 5, uncapped steps) or
+ * settings on top of it joined by `+`: `lr-gates=X` (`--lr-gates`), `max-step=S` (`--gate-max-step`), and
+ * `margin=M` (a removed candidate, {@linkcode VariantOptions}: its runs are read back, not trained). A run's folder is kept: rerunning the same command trains only what is
  * missing and reads the rest from the logs again.
  *
  * @module
@@ -61,10 +61,17 @@ export interface ChurnRun {
   wallS: number;
 }
 
+/**
+ * A variant's trainer settings. `swapMargin` was the hysteresis of the first candidate fix (`--swap-margin`: a
+ * gated-off site replaced a kept one only when its gate beat the weakest kept gate by a margin); it did not
+ * reduce the churn and was removed after the study (commit b5df3e9 has it), so its runs are only read back.
+ */
+export type VariantOptions = Partial<TrainOptions> & { swapMargin?: number };
+
 /** A variant's figures over its seeds. */
 export interface ChurnVariant {
   /** Its trainer settings on top of the base. */
-  options: Partial<TrainOptions>;
+  options: VariantOptions;
   /** Kept-set changes per run. */
   meanChanges: number;
   /** Kept-set changes of each seed. */
@@ -155,9 +162,9 @@ export function churnOfLog(
  * @returns The settings.
  * @throws {Error} On an unknown setting or a value that is not a number.
  */
-export function variantOptions(variant: string): Partial<TrainOptions> {
+export function variantOptions(variant: string): VariantOptions {
   if (variant === "base") return {};
-  const out: Partial<TrainOptions> = {};
+  const out: VariantOptions = {};
   for (const part of variant.split("+")) {
     const [key, value] = part.split("=");
     const x = Number(value);
@@ -309,6 +316,12 @@ if (import.meta.main) {
       if (!done || !cached) {
         const t0 = performance.now();
         await Deno.remove(dir, { recursive: true }).catch(() => {});
+        const { swapMargin, ...settings } = variantOptions(variant);
+        if (swapMargin) {
+          throw new Error(
+            `Cannot train variant "${variant}" in ${dir}: --swap-margin was removed after the study (commit b5df3e9)`,
+          );
+        }
         const options: TrainOptions = {
           ...curveTrainOptions(
             { key: dir, task, method, lr, seed, stage: "seeds" },
@@ -319,8 +332,7 @@ if (import.meta.main) {
           // the base is the bounded authors' schedule as the curve first ran it
           lrGates: config.lrGates,
           gateMaxStep: 0,
-          swapMargin: 0,
-          ...variantOptions(variant),
+          ...settings,
         };
         await train({
           model: { id: model.id, config: model.config, weights: model.weights },

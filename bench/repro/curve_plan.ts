@@ -69,8 +69,6 @@ export interface CurveMethod {
   gateNorm: GateNorm;
   /** A parameter budget instead of K (the trainer's `budget`); absent: K. */
   budget?: number;
-  /** The authors' schedule's swap margin (the trainer's `swapMargin`); absent: 0, a plain top K. */
-  swapMargin?: number;
   /** The authors' schedule's cap on a gate's step (the trainer's `gateMaxStep`); absent: 0, no cap. */
   gateMaxStep?: number;
   /** What the budget is filled by (the trainer's `budgetScore`); with `budget` only. */

@@ -123,7 +123,6 @@ export function curveTrainOptions(
     gateWarmup: m.gateWarmup,
     gateNorm: m.gateNorm,
     gateBound: "simplex",
-    swapMargin: m.swapMargin ?? 0,
     gateMaxStep: m.gateMaxStep ?? 0,
     budget: m.budget ?? null,
     budgetScore: m.budgetScore ?? "gate",

@@ -248,7 +248,6 @@ function trainOptions(spec: RunSpec, config: ReproConfig, seqLen: number, out: s
     gateWarmup: 0,
     gateNorm: "none",
     gateBound: "simplex",
-    swapMargin: 0,
     gateMaxStep: 0,
     budget: null,
     budgetScore: "gate",

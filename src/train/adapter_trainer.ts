@@ -17,7 +17,7 @@ import type { LlamaWeights } from "../models/llama/forward.ts";
 import { dropoutInputName, gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
 import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
 import { doubleRank } from "../lora/rank_doubling.ts";
-import { boundGates } from "../lora/gate_bound.ts";
+import { boundGates, capGateStep } from "../lora/gate_bound.ts";
 import { loraInputNames } from "../models/lora_inputs.ts";
 import { ort } from "../runtime/ort.ts";
 import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
@@ -65,14 +65,12 @@ export interface GateEvidence {
  * @param gates Gate values of the active sites, in model order.
  * @param sites The active sites.
  * @param evidence The gates' accumulated movement and importance, aligned with `sites`.
- * @param previous The last projection's kept set as indices into `sites` (undefined before the first one).
  * @returns Kept indices into `sites`, ascending.
  */
 export type GateSelector = (
   gates: Float32Array,
   sites: readonly AdapterSiteState[],
   evidence: GateEvidence,
-  previous: readonly number[] | undefined,
 ) => number[];
 
 /** How one projection changed the kept set (site names). */
@@ -113,9 +111,8 @@ export interface GateUpdate {
    */
   holdGatedOff?: boolean;
   /**
-   * The most a gate may move in one step (0: no cap): an SGD step Δ becomes Δ / (1 + |Δ| / maxStep), about Δ
-   * while small, under maxStep however large, and in the same order as the steps. A kept gate then leaves the
-   * kept set only by decaying over several steps, and a site enters from 0 by less than this.
+   * The most a gate may move in one step ({@linkcode capGateStep}; 0: no cap). A kept gate then leaves the
+   * kept set only by decaying over many steps, and a site enters from 0 by less than this.
    * @default {0}
    */
   maxStep?: number;
@@ -395,9 +392,8 @@ export class AdapterTrainer {
       for (let i = 0; i < values.length; i++) {
         const e = this.#evidenceOf(this.#active[i].site.name);
         const step = -gates.lr * gradient![i] / weight[i];
-        // a soft cap: |move| < maxStep, strictly monotone in the step (no ties where a hard clip would make them)
-        const move = gates.maxStep ? step / (1 + Math.abs(step) / gates.maxStep) : step;
-        e.movement += move;
+        const move = capGateStep(step, gates.maxStep ?? 0);
+        e.movement += step; // the evidence is the SGD step's, Σ −lr·∂L/∂g, capped or not
         e.taylor -= values[i] * gradient![i];
         values[i] += move;
       }
@@ -477,9 +473,7 @@ export class AdapterTrainer {
   /** Projects gate values onto the selector's kept set and writes them to the session and the sites. */
   #project(values: Float32Array, select: GateSelector, bound = false): void {
     this.#scores = Object.fromEntries(this.#active.map((s, i) => [s.site.name, values[i]]));
-    const previous = this.#kept &&
-      this.#active.flatMap((s, i) => this.#kept!.has(s.site.name) ? [i] : []);
-    const kept = select(values, this.#active, this.#activeEvidence(), previous);
+    const kept = select(values, this.#active, this.#activeEvidence());
     let projected: Float32Array = new Float32Array(values.length);
     for (const i of kept) projected[i] = values[i];
     if (bound) projected = boundGates(projected, kept);

@@ -110,11 +110,9 @@ export interface TrainOptions {
    */
   gateBound: "simplex" | "none";
   /**
-   * The authors' schedule with the top-K rule: a gated-off site replaces a kept one only when its gate beats
-   * the weakest kept gate by this fraction of the kept gates' mean |gate| (hysteresis; 0: a plain top K).
+   * The authors' schedule: a soft cap on each gate's SGD step (Δ → Δ / (1 + |Δ| / cap); 0: none), so a kept
+   * gate cannot overshoot through 0 in one step and the kept set changes only by gates that decay.
    */
-  swapMargin: number;
-  /** The authors' schedule: the most a gate may move in one step (0: no cap). */
   gateMaxStep: number;
   /** Steps during which the gates are held at 1 while A and B train, before the first projection. */
   gateWarmup: number;
@@ -343,10 +341,8 @@ const LATER_OPTIONS: Pick<
   | "budgetScore"
   | "gateBound"
   | "groupByLength"
-  | "swapMargin"
   | "gateMaxStep"
 > = {
-  swapMargin: 0,
   gateMaxStep: 0,
   gateBound: "none",
   gateWarmup: 0,

@@ -103,6 +103,37 @@ Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => 
   );
 
   await t.step(
+    "the authors' schedule with the gate step capped (the default) churns its kept set far less",
+    async () => {
+      // A/B at lr 0.1 grow fast, and the gate gradient grows with them: at gate lr 5 uncapped, kept gates
+      // overshoot through 0, drop out of the kept set and come back the next step
+      const hot = { k: 3, steps: 30, selectSteps: "all" as const, lr: 0.1, lrSchedule: "constant" as const };
+      const free = await run({ ...hot, gateMaxStep: 0 });
+      const capped = await run(hot);
+      assert.equal(capped.summary.kept_changes !== null, true);
+      const changes = free.summary.kept_changes!;
+      assert.ok(changes >= 5, `uncapped: ${changes} kept-set changes`);
+      assert.ok(
+        capped.summary.kept_changes! * 4 <= changes,
+        `capped: ${capped.summary.kept_changes} kept-set changes, uncapped ${changes}`,
+      );
+      // each change is in the log: who entered, who left, and their gates before and after the step
+      const log = (await Deno.readTextFile(`${free.out}/train_log.jsonl`)).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      const changed = log.filter((r) => r.kept_in);
+      assert.equal(changed.length, changes);
+      for (const r of changed) {
+        assert.equal(r.kept_in.length, r.kept_out.length, `step ${r.step}: K stays ${hot.k}`);
+        assert.deepEqual(Object.keys(r.kept_gates).sort(), [...r.kept_in, ...r.kept_out].sort());
+      }
+      // freeze and drop trains no gate after its selection: the cap does not apply, the count is there
+      const freeze = await run({ k: 3, steps: 6 });
+      assert.equal(typeof freeze.summary.kept_changes, "number");
+    },
+  );
+
+  await t.step(
     "a parameter budget keeps adapters within it, best gate movement per parameter first",
     async () => {
       const budget = 3000; // stories260K at rank 4: 384 (k/v), 512 (q/o), 944 (gate/up/down) per site

@@ -57,12 +57,7 @@ export const TOP_K: SelectionRule = {
       );
     }
   },
-  selector: (options) => (gates, _sites, _evidence, previous) =>
-    projectTopK(gates, Math.min(options.k, gates.length), {
-      previous,
-      // hysteresis only where the kept set can change for the whole run: the authors' schedule
-      margin: options.selectSteps === "all" ? options.swapMargin : 0,
-    }).kept,
+  selector: (options) => (gates) => projectTopK(gates, Math.min(options.k, gates.length)).kept,
   kRequested: (options) => options.k,
   check(kept, options) {
     if (kept.length !== options.k) {
