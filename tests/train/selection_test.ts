@@ -110,12 +110,18 @@ Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => 
       const hot = { k: 3, steps: 30, selectSteps: "all" as const, lr: 0.1, lrSchedule: "constant" as const };
       const free = await run({ ...hot, gateMaxStep: 0 });
       const capped = await run(hot);
+      // a lower gate learning rate only moves the threshold: uncapped at gate lr 1 the set still churns
+      const slow = await run({ ...hot, gateMaxStep: 0, lrGates: 1 });
       assert.equal(capped.summary.kept_changes !== null, true);
       const changes = free.summary.kept_changes!;
       assert.ok(changes >= 5, `uncapped: ${changes} kept-set changes`);
       assert.ok(
         capped.summary.kept_changes! * 4 <= changes,
         `capped: ${capped.summary.kept_changes} kept-set changes, uncapped ${changes}`,
+      );
+      assert.ok(
+        slow.summary.kept_changes! >= 5,
+        `uncapped at gate lr 1: ${slow.summary.kept_changes} changes`,
       );
       // each change is in the log: who entered, who left, and their gates before and after the step
       const log = (await Deno.readTextFile(`${free.out}/train_log.jsonl`)).trim().split("\n").map((l) =>
