@@ -24,7 +24,7 @@ import { ensureStories260k } from "../tasks/stories260k.ts";
 import { allCurveMethods, CURVE_CONFIG } from "./curve_plan.ts";
 import { curveTrainOptions } from "./curve_run.ts";
 import { loadTaskData, measure, readLog } from "./run_one.ts";
-import { machine, REPO_ROOT, writeAtomic } from "./runner.ts";
+import { machine, REPO_ROOT, resultsJson, writeAtomic } from "./runner.ts";
 
 /** One kept-set change and the training loss around it. */
 export interface ChurnEvent {
@@ -104,7 +104,8 @@ export interface ChurnStudy {
     rank: number;
     batchSize: number;
   };
-  wallS: number;
+  /** Training and measuring time of the runs, s (when they were trained, under that load). */
+  computeS: number;
   byVariant: Record<string, ChurnVariant>;
   runs: ChurnRun[];
 }
@@ -301,7 +302,6 @@ if (import.meta.main) {
     seqLen: config.seqLen,
   });
   const runs: ChurnRun[] = [];
-  const started = performance.now();
   for (const seed of seeds) {
     for (const variant of variants) {
       const dir = `${v.work}/runs/${task}-k${k}/${variant}/seed${seed}`;
@@ -371,12 +371,15 @@ if (import.meta.main) {
     command: ["deno run -A bench/repro/churn.ts", ...Deno.args].join(" "),
     machine: machine(),
     settings: { task, k, steps, lr, lrGates: config.lrGates, rank: config.rank, batchSize: config.batchSize },
-    wallS: (performance.now() - started) / 1000,
+    computeS: runs.reduce((t, r) => t + r.wallS, 0),
     byVariant: Object.fromEntries(
       variants.map((name) => [name, summariseVariant(name, runs.filter((r) => r.variant === name))]),
     ),
     runs,
   };
-  await writeAtomic(v.json!, JSON.stringify(study, null, 1) + "\n");
+  // one run per line, figures to 4 decimals: the file stays small
+  const round = (_: string, x: unknown) =>
+    typeof x === "number" && !Number.isInteger(x) ? Number(x.toFixed(4)) : x;
+  await writeAtomic(v.json!, resultsJson(JSON.parse(JSON.stringify(study, round))));
   console.error(`churn: wrote ${v.json}`);
 }

@@ -496,6 +496,16 @@ the base's; the base's stays, renamed), and writes the rerun's claims and answer
   --doc F         Fill its <!-- repro-curve:rerun-NAME --> regions. Default: docs/results.md; "none" for none.
   -h, --help      Show this help.`;
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
 async function readChurnStudies(paths: readonly string[]): Promise<ChurnStudy[]> {
   const out: ChurnStudy[] = [];
   for (const path of paths) {
@@ -610,21 +620,31 @@ export async function curveMergeMain(args: string[]): Promise<void> {
     v.base ?? inRepo("bench/results/repro_curve.json"),
     v["base-note"] ?? "unbounded gates (first run)",
   );
-  const later = await Promise.all(
-    paths.map((p) => readCurveFile(p, /bounded/.test(p) ? "bounded gates, uncapped steps" : "earlier run")),
-  );
+  const later: CurveFile[] = [];
+  for (const path of paths) {
+    // the default list names the latest reruns too; one that has not been run (a cut) is left out
+    if (!v.file && !(await exists(path))) {
+      console.error(`repro curve-merge: no ${path}; left out`);
+      continue;
+    }
+    later.push(
+      await readCurveFile(path, /bounded/.test(path) ? "bounded gates, uncapped steps" : "earlier run"),
+    );
+  }
   const files = [base, ...later];
   const rows = mergeCurveRows(files);
   const runs = mergeCurveRuns(files);
   const isAll = (id: string) => id.startsWith("wl-all-");
   const isGateBudget = (id: string) => /^wl-budget-k\d+$/.test(id);
+  // the reruns of the authors' schedule: with capped gate steps (`*capped*`), and the earlier ones with
+  // bounded, uncapped gates
   const allFiles = later.filter((f) => f.config.methods.some(isAll));
-  // the latest file of the authors' schedule is the capped one; the earlier ones ran bounded, uncapped gates
-  const allIds = allFiles.at(-1)?.config.methods.filter(isAll) ?? [];
+  const cappedFiles = allFiles.filter((f) => /capped/.test(f.name));
+  const allIds = [...new Set(cappedFiles.flatMap((f) => f.config.methods.filter(isAll)))];
   const present = new Set(rows.map((r) => r.methodId));
   const ids = {
     all: allIds,
-    bounded: allFiles.slice(0, -1).flatMap((f) =>
+    bounded: allFiles.filter((f) => !cappedFiles.includes(f)).flatMap((f) =>
       f.config.methods.filter(isAll).map((id) => supersededId(id, f.name)).filter((id) => present.has(id))
     ),
     unbounded: allIds.map((id) => supersededId(id, base.name)),
