@@ -425,13 +425,21 @@ export function rerunAnswersMarkdown(a: RerunAnswers, context: RerunContext): st
       `against freeze-and-drop WeightLoRA at the same K ${countText(verdictCounts(a.budgetVsFreeze))} of ` +
       `${a.budgetVsFreeze.length}.`,
   );
-  const beats = fv.better > 0 && fv.better >= fv.worse;
+  // the authors' schedule trains every site at every step: it replaces freeze and drop as the default only
+  // when it is better in most comparisons and worse in none
+  const switches = fv.worse === 0 && 2 * fv.better > a.allVsFreeze.length;
+  const betterTasks = [...new Set(a.allVsFreeze.filter((x) => x.verdict === "better").map((x) => x.task))];
   lines.push(
     `- **Default:** ${
-      beats
-        ? "the capped authors' schedule beat freeze and drop at least as often as it lost"
-        : "freeze and drop stays the default schedule: the capped authors' schedule did not beat it " +
-          `(${fv.better} better, ${fv.worse} worse), and it costs what LoRA on every site costs per step`
+      switches
+        ? "the capped authors' schedule is the better default schedule: it was better than freeze and drop in " +
+          `${fv.better} of ${a.allVsFreeze.length} comparisons and worse in none`
+        : `freeze and drop stays the default schedule: the capped authors' schedule was better in ${fv.better} ` +
+          `of ${a.allVsFreeze.length} comparisons (${
+            betterTasks.length ? `on ${betterTasks.join(", ")}` : "nowhere"
+          }` +
+          `), worse in ${fv.worse}, and every one of its steps trains and computes an adapter at every site, ` +
+          "where freeze and drop trains K after its selection"
     }; \`--select-steps all\` caps the gate step at ${context.gateMaxStep} by default; --budget fills its ` +
       `budget by the gates' movement per parameter (--budget-score gradient).`,
   );

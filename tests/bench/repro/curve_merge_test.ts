@@ -131,7 +131,16 @@ Deno.test("readRerunAnswers compares the capped schedule and the new budget scor
   assert.match(text, /No capped seed ended above the untrained model/);
   assert.match(text, /Bounded but uncapped, 1 seed-budget\(s\) ended above it/);
   assert.match(text, /better in 1, tied in 0, worse in 0 of 1 comparisons at the same K/);
-  assert.match(text, /the capped authors' schedule beat freeze and drop/);
+  assert.match(
+    text,
+    /the capped authors' schedule is the better default schedule: it was better than freeze/,
+  );
+  // better in one of two, tied in the other: not enough to change the default
+  const tied = { ...a, allVsFreeze: [...a.allVsFreeze, { ...a.allVsFreeze[0], verdict: "tie" as const }] };
+  assert.match(
+    rerunAnswersMarkdown(tied, { gateMaxStep: 0.05 }),
+    /freeze and drop stays the default schedule: the capped authors' schedule was better in 1 of 2 comparisons \(on world\), worse in 0/,
+  );
 });
 
 Deno.test("rises finds the seeds that got worse from one budget to the next; churnCount sums kept-set changes", () => {
