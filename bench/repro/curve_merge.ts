@@ -182,7 +182,14 @@ function countText(c: Record<Verdict, number>): string {
 function where(comparisons: readonly CurveComparison[], verdict: Verdict): string {
   const xs = comparisons.filter((c) => c.verdict === verdict);
   if (xs.length === 0) return "nowhere";
-  return xs.map((c) => `${c.task} at ${c.budget} (${signed(c.delta)} ± ${c.noise.toFixed(4)})`).join(", ");
+  // several K compare on one task: name the K where the method id has one
+  const k = (c: CurveComparison) => /-k(\d+)(@|$)/.exec(c.method)?.[1];
+  const ks = new Set(comparisons.map(k));
+  return xs.map((c) =>
+    `${c.task}${ks.size > 1 && k(c) ? ` K=${k(c)}` : ""} at ${c.budget} (${signed(c.delta)} ± ${
+      c.noise.toFixed(4)
+    })`
+  ).join(", ");
 }
 
 function signed(x: number): string {
@@ -279,6 +286,33 @@ export function churnCount(
   };
 }
 
+/**
+ * Compares the final kept sites of some runs with the freeze-and-drop run (`wl-k<K>`) of the same task, K, seed
+ * and learning rate.
+ *
+ * @param runs Every run.
+ * @param methodIds The methods to compare (ids ending in `-k<K>`).
+ * @returns Runs with a counterpart, and how many kept the same sites.
+ */
+export function sameSites(
+  runs: readonly CurveRunResult[],
+  methodIds: readonly string[],
+): { runs: number; same: number } {
+  let n = 0, same = 0;
+  for (const run of runs) {
+    const k = methodIds.includes(run.methodId) ? /-k(\d+)$/.exec(run.methodId)?.[1] : undefined;
+    if (!k) continue;
+    const twin = runs.find((r) =>
+      r.methodId === `wl-k${k}` && r.task === run.task && r.seed === run.seed && r.lr === run.lr
+    );
+    const a = run.budgets.at(-1)?.sites, b = twin?.budgets.at(-1)?.sites;
+    if (!a || !b) continue;
+    n++;
+    if (a.length === b.length && a.every((x) => b.includes(x))) same++;
+  }
+  return { runs: n, same };
+}
+
 /** What the rerun answers, with the comparisons behind each answer. */
 export interface RerunAnswers {
   /**
@@ -290,6 +324,11 @@ export interface RerunAnswers {
   worstCapped?: BlowUp;
   /** The capped schedule's kept-set changes. */
   churn: ChurnCount;
+  /**
+   * Runs of the capped schedule with a freeze-and-drop run of the same task, K, seed and rate, and how many of
+   * them ended with the same kept sites.
+   */
+  sameSitesAsFreeze: { runs: number; same: number };
   /** Seeds whose eval loss rose from one budget to the next: capped, and bounded but uncapped. */
   rises: { capped: Rise[]; bounded: Rise[] };
   /** The capped authors' schedule against freeze and drop at the same K. */
@@ -338,6 +377,7 @@ export function readRerunAnswers(
     worstCapped: blowUps(rows, runs, ids.all, 0)
       .reduce<BlowUp | undefined>((m, x) => (!m || x.evalLoss > m.evalLoss ? x : m), undefined),
     churn: churnCount(rows, runs, ids.all),
+    sameSitesAsFreeze: sameSites(runs, ids.all),
     rises: { capped: rises(rows, runs, ids.all), bounded: rises(rows, runs, ids.bounded) },
     allVsFreeze: pairs(ids.all, (r) => at(r, (x) => x.group === "weightlora" && x.k === r.k)),
     allVsBounded: pairs(ids.all, (r) => at(r, (x) => ids.bounded.includes(x.methodId) && x.k === r.k)),
@@ -355,6 +395,8 @@ export interface RerunContext {
   gateMaxStep: number;
   /** Mean kept-set changes per run of the churn study's uncapped gate lr 5 runs, by task (absent: no study). */
   uncappedChurn?: Record<string, number>;
+  /** A step of the authors' schedule over a step of freeze and drop after selection (`all_step_cost.ts`). */
+  stepCost?: { ratio: number; k: number };
 }
 
 function riseText(xs: readonly Rise[]): string {
@@ -391,7 +433,18 @@ export function rerunAnswersMarkdown(a: RerunAnswers, context: RerunContext): st
     `- **Does the authors' schedule still churn?** With the gate step capped at ${context.gateMaxStep} ` +
       `(\`--gate-max-step\`, the default), ${c.changed} of ${c.runs} runs changed their kept set after the ` +
       `first projection (${c.total} changes in all, at most ${c.max} in one run)` +
-      (study ? `; uncapped at gate lr 5, the churn study's runs changed it ${study} times per run.` : "."),
+      (study ? `; uncapped at gate lr 5, the churn study's runs changed it ${study} times per run.` : ".") +
+      (a.sameSitesAsFreeze.runs === 0
+        ? ""
+        : ` ${
+          a.sameSitesAsFreeze.same === a.sameSitesAsFreeze.runs
+            ? "Capped, it no longer selects after its first projections: all"
+            : "Capped,"
+        } ${a.sameSitesAsFreeze.same} of ${a.sameSitesAsFreeze.runs} runs ended with the same sites as freeze ` +
+          "and drop (selection after 6 steps) at the same task, K and seed" +
+          (a.sameSitesAsFreeze.same === a.sameSitesAsFreeze.runs
+            ? "; what differs is that the kept gates go on training."
+            : ".")),
   );
   const capped = a.blowUps.capped, bounded = a.blowUps.bounded, unbounded = a.blowUps.unbounded;
   const wc = worst(capped);
@@ -439,7 +492,10 @@ export function rerunAnswersMarkdown(a: RerunAnswers, context: RerunContext): st
             betterTasks.length ? `on ${betterTasks.join(", ")}` : "nowhere"
           }` +
           `), worse in ${fv.worse}, and every one of its steps trains and computes an adapter at every site, ` +
-          "where freeze and drop trains K after its selection"
+          "where freeze and drop trains K after its selection" + (context.stepCost
+            ? ` (a step took ${context.stepCost.ratio.toFixed(2)}× a step of freeze and drop at K = ` +
+              `${context.stepCost.k}, alternating runs, \`bench/results/all_step_cost.json\`)`
+            : "")
     }; \`--select-steps all\` caps the gate step at ${context.gateMaxStep} by default; --budget fills its ` +
       `budget by the gates' movement per parameter (--budget-score gradient).`,
   );
@@ -672,8 +728,16 @@ export async function curveMergeMain(args: string[]): Promise<void> {
   const uncapped = Object.fromEntries(
     churnFiles.flatMap((f) => f.byVariant.base ? [[f.settings.task, f.byVariant.base.meanChanges]] : []),
   );
+  let stepCost: RerunContext["stepCost"];
+  try {
+    const cost = JSON.parse(await Deno.readTextFile(inRepo("bench/results/all_step_cost.json")));
+    stepCost = { ratio: cost.medianRatio, k: cost.settings.k };
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
   const context: RerunContext = {
     gateMaxStep: TRAIN_DEFAULTS.gateMaxStep,
+    ...(stepCost ? { stepCost } : {}),
     ...(Object.keys(uncapped).length ? { uncappedChurn: uncapped } : {}),
   };
   const shown = new Set([

@@ -7,6 +7,7 @@ import {
   readRerunAnswers,
   rerunAnswersMarkdown,
   rises,
+  sameSites,
   supersededId,
   verdictCounts,
 } from "../../../bench/repro/curve_merge.ts";
@@ -125,6 +126,7 @@ Deno.test("readRerunAnswers compares the capped schedule and the new budget scor
   assert.deepEqual(verdictCounts(a.allVsBounded), { better: 1, tie: 0, worse: 0 });
   assert.deepEqual(verdictCounts(a.budgetVsRandom), { better: 0, tie: 0, worse: 1 });
   assert.deepEqual(a.churn, { runs: 0, changed: 0, total: 0, max: 0 }, "these runs recorded no changes");
+  assert.deepEqual(a.sameSitesAsFreeze, { runs: 0, same: 0 }, "no freeze-and-drop run to compare with");
   const text = rerunAnswersMarkdown(a, { gateMaxStep: 0.05, uncappedChurn: { world: 29 } });
   assert.match(text, /capped at 0\.05 .*0 of 0 runs changed their kept set/);
   assert.match(text, /uncapped at gate lr 5, the churn study's runs changed it world 29\.0 times per run/);
@@ -138,8 +140,8 @@ Deno.test("readRerunAnswers compares the capped schedule and the new budget scor
   // better in one of two, tied in the other: not enough to change the default
   const tied = { ...a, allVsFreeze: [...a.allVsFreeze, { ...a.allVsFreeze[0], verdict: "tie" as const }] };
   assert.match(
-    rerunAnswersMarkdown(tied, { gateMaxStep: 0.05 }),
-    /freeze and drop stays the default schedule: the capped authors' schedule was better in 1 of 2 comparisons \(on world\), worse in 0/,
+    rerunAnswersMarkdown(tied, { gateMaxStep: 0.05, stepCost: { ratio: 1.7, k: 5 } }),
+    /freeze and drop stays the default schedule: the capped authors' schedule was better in 1 of 2 comparisons \(on world\), worse in 0.*a step took 1\.70× a step of freeze and drop at K = 5/,
   );
 });
 
@@ -163,6 +165,21 @@ Deno.test("rises finds the seeds that got worse from one budget to the next; chu
     0.9,
   ]]);
   assert.deepEqual(churnCount(rows, runs, ["wl-all-k5"]), { runs: 3, changed: 2, total: 15, max: 12 });
+  // the kept sites against freeze and drop's run of the same task, K, seed and rate
+  const sites = (id: string, seed: number, names: string[]): CurveRunResult => ({
+    ...run(id, seed, 0.5),
+    budgets: [{ step: 60, devLoss: 0.5, evalLoss: 0.5, accuracy: null, parameters: 1, sites: names }],
+  });
+  assert.deepEqual(
+    sameSites([
+      sites("wl-all-k5", 0, ["a", "b"]),
+      sites("wl-k5", 0, ["b", "a"]),
+      sites("wl-all-k5", 1, ["a", "c"]),
+      sites("wl-k5", 1, ["a", "b"]),
+      sites("wl-all-k5", 2, ["a", "b"]),
+    ], ["wl-all-k5"]),
+    { runs: 2, same: 1 },
+  );
   // a run at another rate than the row chose is not counted
   assert.equal(rises(rows, [{ ...two(1, 0.5, 0.9, 12), lr: 3e-3 }], ["wl-all-k5"]).length, 0);
 });
