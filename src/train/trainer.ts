@@ -262,8 +262,10 @@ interface CheckpointState {
 const CHECKPOINT = "checkpoint";
 
 function fingerprint(options: TrainOptions, inputs: TrainInputs): string {
-  const { out: _out, evalEvery: _e, saveEvery: _s, ep: _ep, ...rest } = options;
-  return JSON.stringify({ ...rest, model: inputs.model.id, rows: inputs.train.examples.length });
+  const { out: _out, evalEvery: _e, saveEvery: _s, ep: _ep, gateMaxStep, ...rest } = options;
+  // the gate-step cap counts only where it acts, so checkpoints made before it existed still resume
+  const cap = options.selectSteps === "all" && gateMaxStep > 0 ? { gateMaxStep } : {};
+  return JSON.stringify({ ...rest, ...cap, model: inputs.model.id, rows: inputs.train.examples.length });
 }
 
 /** Candidate sites for the run: the init adapter's sites, or every site of the target modules. */

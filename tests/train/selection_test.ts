@@ -139,6 +139,20 @@ Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => 
     },
   );
 
+  await t.step("a checkpoint resumes whatever the gate-step cap where the cap does not act", async () => {
+    const resume = async (out: string, overrides: Partial<TrainOptions>) =>
+      await train({ model, train: data, resume: `${out}/checkpoint` }, options(out, overrides));
+    // freeze and drop: the cap is not used, so a checkpoint made with another cap (or before it) resumes
+    const freeze = await run({ k: 3, steps: 4, saveEvery: 2 });
+    assert.equal((await resume(freeze.out, { k: 3, steps: 4, gateMaxStep: 0 })).k_kept, 3);
+    // the authors' schedule: another cap would change the run, so the checkpoint is refused
+    const all = await run({ k: 3, steps: 4, saveEvery: 2, selectSteps: "all" });
+    await assert.rejects(
+      () => resume(all.out, { k: 3, steps: 4, selectSteps: "all", gateMaxStep: 0 }),
+      /Cannot resume from .*: it was made with other options/,
+    );
+  });
+
   await t.step(
     "a parameter budget keeps adapters within it, best gate movement per parameter first",
     async () => {
