@@ -37,6 +37,8 @@ import {
 } from "./curve_summary.ts";
 import type { Verdict } from "./summary.ts";
 import { REPO_ROOT, writeAtomic } from "./runner.ts";
+import { TRAIN_DEFAULTS } from "../../src/train/options.ts";
+import { type ChurnStudy, churnStudyMarkdown } from "./churn.ts";
 
 /** One curve results file, as `curve.ts` writes it (the parts the merge reads). */
 export interface CurveFile {
@@ -180,22 +182,160 @@ function countText(c: Record<Verdict, number>): string {
 function where(comparisons: readonly CurveComparison[], verdict: Verdict): string {
   const xs = comparisons.filter((c) => c.verdict === verdict);
   if (xs.length === 0) return "nowhere";
-  return xs.map((c) => `${c.task} at ${c.budget} (${signed(c.delta)} ± ${c.noise.toFixed(4)})`).join(", ");
+  // several K compare on one task: name the K where the method id has one
+  const k = (c: CurveComparison) => /-k(\d+)(@|$)/.exec(c.method)?.[1];
+  const ks = new Set(comparisons.map(k));
+  return xs.map((c) =>
+    `${c.task}${ks.size > 1 && k(c) ? ` K=${k(c)}` : ""} at ${c.budget} (${signed(c.delta)} ± ${
+      c.noise.toFixed(4)
+    })`
+  ).join(", ");
 }
 
 function signed(x: number): string {
   return `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(4)}`;
 }
 
+/** A seed whose eval loss rose from one budget to the next: a run that got worse as it trained on. */
+export interface Rise {
+  /** Task. */
+  task: string;
+  /** Method id. */
+  methodId: string;
+  /** Seed. */
+  seed: number;
+  /** The earlier budget and its eval loss. */
+  from: { budget: number; evalLoss: number };
+  /** The later budget and its eval loss. */
+  to: { budget: number; evalLoss: number };
+}
+
+/** How much a seed's eval loss must rise from one budget to the next to count as a {@linkcode Rise}. */
+export const RISE_SHARE = 0.05;
+
+/**
+ * The seeds (at the rate their row chose) whose eval loss rose by more than {@linkcode RISE_SHARE} from one
+ * budget to the next.
+ *
+ * @param rows Rows (for the chosen rates).
+ * @param runs Runs of the methods.
+ * @param methodIds Which methods.
+ * @returns The rises, one per seed and pair of budgets.
+ */
+export function rises(
+  rows: readonly CurveRow[],
+  runs: readonly CurveRunResult[],
+  methodIds: readonly string[],
+): Rise[] {
+  const out: Rise[] = [];
+  for (const run of runs) {
+    if (!methodIds.includes(run.methodId)) continue;
+    const chosen = (budget: number) =>
+      rows.find((r) => r.task === run.task && r.methodId === run.methodId && r.budget === budget)?.lr;
+    for (let i = 1; i < run.budgets.length; i++) {
+      const a = run.budgets[i - 1], b = run.budgets[i];
+      if (chosen(b.step) !== run.lr) continue;
+      if (b.evalLoss > (1 + RISE_SHARE) * a.evalLoss) {
+        out.push({
+          task: run.task,
+          methodId: run.methodId,
+          seed: run.seed!,
+          from: { budget: a.step, evalLoss: a.evalLoss },
+          to: { budget: b.step, evalLoss: b.evalLoss },
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Kept-set changes of some runs at their last budget (runs that did not record them are left out). */
+export interface ChurnCount {
+  /** Runs that recorded their changes. */
+  runs: number;
+  /** Runs whose kept set changed at least once after the first projection. */
+  changed: number;
+  /** Changes over all those runs. */
+  total: number;
+  /** The most changes of one run. */
+  max: number;
+}
+
+/**
+ * Counts the kept-set changes of the runs of some methods (at the rate their row chose, last budget).
+ *
+ * @param rows Rows (for the chosen rates).
+ * @param runs Runs.
+ * @param methodIds Which methods.
+ * @returns The counts.
+ */
+export function churnCount(
+  rows: readonly CurveRow[],
+  runs: readonly CurveRunResult[],
+  methodIds: readonly string[],
+): ChurnCount {
+  const counts = runs.filter((run) =>
+    methodIds.includes(run.methodId) &&
+    rows.some((r) => r.task === run.task && r.methodId === run.methodId && r.lr === run.lr)
+  ).map((run) => run.budgets.at(-1)?.keptChanges).filter((c): c is number => c !== undefined);
+  return {
+    runs: counts.length,
+    changed: counts.filter((c) => c > 0).length,
+    total: counts.reduce((s, c) => s + c, 0),
+    max: counts.length ? Math.max(...counts) : 0,
+  };
+}
+
+/**
+ * Compares the final kept sites of some runs with the freeze-and-drop run (`wl-k<K>`) of the same task, K, seed
+ * and learning rate.
+ *
+ * @param runs Every run.
+ * @param methodIds The methods to compare (ids ending in `-k<K>`).
+ * @returns Runs with a counterpart, and how many kept the same sites.
+ */
+export function sameSites(
+  runs: readonly CurveRunResult[],
+  methodIds: readonly string[],
+): { runs: number; same: number } {
+  let n = 0, same = 0;
+  for (const run of runs) {
+    const k = methodIds.includes(run.methodId) ? /-k(\d+)$/.exec(run.methodId)?.[1] : undefined;
+    if (!k) continue;
+    const twin = runs.find((r) =>
+      r.methodId === `wl-k${k}` && r.task === run.task && r.seed === run.seed && r.lr === run.lr
+    );
+    const a = run.budgets.at(-1)?.sites, b = twin?.budgets.at(-1)?.sites;
+    if (!a || !b) continue;
+    n++;
+    if (a.length === b.length && a.every((x) => b.includes(x))) same++;
+  }
+  return { runs: n, same };
+}
+
 /** What the rerun answers, with the comparisons behind each answer. */
 export interface RerunAnswers {
-  /** Seeds of the bounded authors' schedule (and of the superseded unbounded one) that ended above the base. */
-  blowUps: { bounded: BlowUp[]; unbounded: BlowUp[] };
-  /** The bounded schedule's highest eval loss of any seed, task, K and budget. */
-  worstBounded?: BlowUp;
-  /** The bounded authors' schedule against freeze and drop at the same K. */
+  /**
+   * Seeds that ended above the base model: the authors' schedule with capped gate steps (the latest rerun),
+   * with bounded but uncapped gates (the first rerun), and unbounded (the curve).
+   */
+  blowUps: { capped: BlowUp[]; bounded: BlowUp[]; unbounded: BlowUp[] };
+  /** The capped schedule's highest eval loss of any seed, task, K and budget. */
+  worstCapped?: BlowUp;
+  /** The capped schedule's kept-set changes. */
+  churn: ChurnCount;
+  /**
+   * Runs of the capped schedule with a freeze-and-drop run of the same task, K, seed and rate, and how many of
+   * them ended with the same kept sites.
+   */
+  sameSitesAsFreeze: { runs: number; same: number };
+  /** Seeds whose eval loss rose from one budget to the next: capped, and bounded but uncapped. */
+  rises: { capped: Rise[]; bounded: Rise[] };
+  /** The capped authors' schedule against freeze and drop at the same K. */
   allVsFreeze: CurveComparison[];
-  /** The bounded authors' schedule against its unbounded run. */
+  /** The capped authors' schedule against its bounded, uncapped run (where that ran). */
+  allVsBounded: CurveComparison[];
+  /** The capped authors' schedule against its unbounded run. */
   allVsUnbounded: CurveComparison[];
   /** The new budget score against random sites at the same K (about the same parameters). */
   budgetVsRandom: CurveComparison[];
@@ -212,14 +352,14 @@ export interface RerunAnswers {
  *
  * @param rows Merged rows ({@linkcode mergeCurveRows}).
  * @param runs Every run of every file, renamed ({@linkcode mergeCurveRuns}).
- * @param ids The method ids: the bounded authors' schedule, its superseded unbounded rows, the new budget
- *   score's and the first score's.
+ * @param ids The method ids: the capped authors' schedule, its superseded bounded (uncapped) and unbounded
+ *   rows, the new budget score's and the first score's.
  * @returns The answers.
  */
 export function readRerunAnswers(
   rows: readonly CurveRow[],
   runs: readonly CurveRunResult[],
-  ids: { all: string[]; unbounded: string[]; budget: string[]; gateBudget: string[] },
+  ids: { all: string[]; bounded: string[]; unbounded: string[]; budget: string[]; gateBudget: string[] },
 ): RerunAnswers {
   const pairs = (of: string[], baseline: (r: CurveRow) => CurveRow | undefined) =>
     rows.filter((r) => of.includes(r.methodId)).flatMap((r) => {
@@ -230,12 +370,17 @@ export function readRerunAnswers(
     rows.find((x) => x.task === r.task && x.budget === r.budget && pred(x));
   return {
     blowUps: {
-      bounded: blowUps(rows, runs.filter((r) => ids.all.includes(r.methodId)), ids.all),
-      unbounded: blowUps(rows, runs.filter((r) => ids.unbounded.includes(r.methodId)), ids.unbounded),
+      capped: blowUps(rows, runs, ids.all),
+      bounded: blowUps(rows, runs, ids.bounded),
+      unbounded: blowUps(rows, runs, ids.unbounded),
     },
-    worstBounded: blowUps(rows, runs.filter((r) => ids.all.includes(r.methodId)), ids.all, 0)
+    worstCapped: blowUps(rows, runs, ids.all, 0)
       .reduce<BlowUp | undefined>((m, x) => (!m || x.evalLoss > m.evalLoss ? x : m), undefined),
+    churn: churnCount(rows, runs, ids.all),
+    sameSitesAsFreeze: sameSites(runs, ids.all),
+    rises: { capped: rises(rows, runs, ids.all), bounded: rises(rows, runs, ids.bounded) },
     allVsFreeze: pairs(ids.all, (r) => at(r, (x) => x.group === "weightlora" && x.k === r.k)),
+    allVsBounded: pairs(ids.all, (r) => at(r, (x) => ids.bounded.includes(x.methodId) && x.k === r.k)),
     allVsUnbounded: pairs(ids.all, (r) => at(r, (x) => ids.unbounded.includes(x.methodId) && x.k === r.k)),
     budgetVsRandom: pairs(ids.budget, (r) => at(r, (x) => x.group === "random" && x.k === r.k)),
     budgetVsGate: pairs(ids.budget, (r) => at(r, (x) => ids.gateBudget.includes(x.methodId) && x.k === r.k)),
@@ -244,37 +389,84 @@ export function readRerunAnswers(
   };
 }
 
+/** What the answers say beyond the rerun's rows. */
+export interface RerunContext {
+  /** The default cap on a gate's step (`--gate-max-step`). */
+  gateMaxStep: number;
+  /** Mean kept-set changes per run of the churn study's uncapped gate lr 5 runs, by task (absent: no study). */
+  uncappedChurn?: Record<string, number>;
+  /** A step of the authors' schedule over a step of freeze and drop after selection (`all_step_cost.ts`). */
+  stepCost?: { ratio: number; k: number };
+}
+
+function riseText(xs: readonly Rise[]): string {
+  if (xs.length === 0) return "none";
+  const worst = xs.reduce((
+    m,
+    x,
+  ) => (x.to.evalLoss / x.from.evalLoss > m.to.evalLoss / m.from.evalLoss ? x : m));
+  return `${xs.length} (worst: ${worst.task} ${worst.methodId.replace(/@.*/, "")} seed ${worst.seed}, ` +
+    `${worst.from.evalLoss.toFixed(4)} at ${worst.from.budget} → ${worst.to.evalLoss.toFixed(4)} at ` +
+    `${worst.to.budget} steps)`;
+}
+
 /**
  * The answers in words: every figure is read from the comparisons.
  *
  * @param a The answers.
+ * @param context The default cap and the churn study's uncapped figures.
  * @returns Markdown bullets.
  */
-export function rerunAnswersMarkdown(a: RerunAnswers): string {
-  const bounded = a.blowUps.bounded, unbounded = a.blowUps.unbounded;
+export function rerunAnswersMarkdown(a: RerunAnswers, context: RerunContext): string {
   const worst = (xs: BlowUp[]) =>
     xs.length ? xs.reduce((m, x) => (x.evalLoss > m.evalLoss ? x : m)) : undefined;
-  const w = worst(bounded), wu = worst(unbounded);
   const fmt = (x: BlowUp) =>
     `${x.task} at ${x.budget} steps, seed ${x.seed}: ${x.evalLoss.toFixed(4)} against the base model's ${
       x.baseLoss.toFixed(4)
     }`;
   const lines: string[] = [];
+  const c = a.churn;
+  const study = context.uncappedChurn
+    ? Object.entries(context.uncappedChurn).map(([t, n]) => `${t} ${n.toFixed(1)}`).join(", ")
+    : undefined;
   lines.push(
-    `- **Does the bounded authors' schedule still blow up?** ${
-      bounded.length === 0
-        ? "No: no seed of any task, K or budget ended above the untrained model's eval loss"
-        : `Yes, in ${bounded.length} seed-budget(s) (worst: ${fmt(w!)})`
-    }; its highest eval loss was ${
-      a.worstBounded ? fmt(a.worstBounded).replace(/^(\w+) at/, "$1 at") : "—"
-    }. Unbounded, ${unbounded.length} seed-budget(s) had${wu ? ` (worst: ${fmt(wu)})` : ""}. Against its ` +
-      `unbounded run it was ${countText(verdictCounts(a.allVsUnbounded))} of ${a.allVsUnbounded.length} ` +
-      `task × K × budget comparisons.`,
+    `- **Does the authors' schedule still churn?** With the gate step capped at ${context.gateMaxStep} ` +
+      `(\`--gate-max-step\`, the default), ${c.changed} of ${c.runs} runs changed their kept set after the ` +
+      `first projection (${c.total} changes in all, at most ${c.max} in one run)` +
+      (study ? `; uncapped at gate lr 5, the churn study's runs changed it ${study} times per run.` : ".") +
+      (a.sameSitesAsFreeze.runs === 0
+        ? ""
+        : ` ${
+          a.sameSitesAsFreeze.same === a.sameSitesAsFreeze.runs
+            ? "Capped, it no longer selects after its first projections: all"
+            : "Capped,"
+        } ${a.sameSitesAsFreeze.same} of ${a.sameSitesAsFreeze.runs} runs ended with the same sites as freeze ` +
+          "and drop (selection after 6 steps) at the same task, K and seed" +
+          (a.sameSitesAsFreeze.same === a.sameSitesAsFreeze.runs
+            ? "; what differs is that the kept gates go on training."
+            : ".")),
+  );
+  const capped = a.blowUps.capped, bounded = a.blowUps.bounded, unbounded = a.blowUps.unbounded;
+  const wc = worst(capped);
+  lines.push(
+    `- **Does it still degrade?** Seeds whose eval loss rose by more than ${100 * RISE_SHARE} % from one ` +
+      `budget to the next: capped ${riseText(a.rises.capped)}; bounded but uncapped (the first rerun) ` +
+      `${riseText(a.rises.bounded)}. ${
+        capped.length === 0
+          ? "No capped seed ended above the untrained model's eval loss"
+          : `${capped.length} capped seed-budget(s) ended above the untrained model (worst: ${fmt(wc!)})`
+      }; its highest eval loss was ${a.worstCapped ? fmt(a.worstCapped) : "—"}. Bounded but uncapped, ` +
+      `${bounded.length} seed-budget(s) ended above it; unbounded, ${unbounded.length}${
+        unbounded.length ? ` (worst: ${fmt(worst(unbounded)!)})` : ""
+      }.`,
   );
   const fv = verdictCounts(a.allVsFreeze);
   lines.push(
     `- **Does it beat freeze and drop?** ${countText(fv)} of ${a.allVsFreeze.length} comparisons at the ` +
-      `same K (better: ${where(a.allVsFreeze, "better")}; worse: ${where(a.allVsFreeze, "worse")}).`,
+      `same K (better: ${where(a.allVsFreeze, "better")}; worse: ${where(a.allVsFreeze, "worse")}). ` +
+      `Against the bounded, uncapped runs it was ${countText(verdictCounts(a.allVsBounded))} of ` +
+      `${a.allVsBounded.length}; against the unbounded curve ${countText(verdictCounts(a.allVsUnbounded))} ` +
+      `of ${a.allVsUnbounded.length}.`,
   );
   const rv = verdictCounts(a.budgetVsRandom), gv = verdictCounts(a.gateVsRandom);
   lines.push(
@@ -286,14 +478,26 @@ export function rerunAnswersMarkdown(a: RerunAnswers): string {
       `against freeze-and-drop WeightLoRA at the same K ${countText(verdictCounts(a.budgetVsFreeze))} of ` +
       `${a.budgetVsFreeze.length}.`,
   );
-  const beats = fv.better > 0 && fv.better >= fv.worse;
+  // the authors' schedule trains every site at every step: it replaces freeze and drop as the default only
+  // when it is better in most comparisons and worse in none
+  const switches = fv.worse === 0 && 2 * fv.better > a.allVsFreeze.length;
+  const betterTasks = [...new Set(a.allVsFreeze.filter((x) => x.verdict === "better").map((x) => x.task))];
   lines.push(
     `- **Default:** ${
-      beats
-        ? "the bounded authors' schedule beat freeze and drop at least as often as it lost"
-        : "freeze and drop stays the default schedule: the bounded authors' schedule did not beat it " +
-          `(${fv.better} better, ${fv.worse} worse)`
-    }; --budget fills its budget by the gates' movement per parameter (--budget-score gradient).`,
+      switches
+        ? "the capped authors' schedule is the better default schedule: it was better than freeze and drop in " +
+          `${fv.better} of ${a.allVsFreeze.length} comparisons and worse in none`
+        : `freeze and drop stays the default schedule: the capped authors' schedule was better in ${fv.better} ` +
+          `of ${a.allVsFreeze.length} comparisons (${
+            betterTasks.length ? `on ${betterTasks.join(", ")}` : "nowhere"
+          }` +
+          `), worse in ${fv.worse}, and every one of its steps trains and computes an adapter at every site, ` +
+          "where freeze and drop trains K after its selection" + (context.stepCost
+            ? ` (a step took ${context.stepCost.ratio.toFixed(2)}× a step of freeze and drop at K = ` +
+              `${context.stepCost.k}, alternating runs, \`bench/results/all_step_cost.json\`)`
+            : "")
+    }; \`--select-steps all\` caps the gate step at ${context.gateMaxStep} by default; --budget fills its ` +
+      `budget by the gates' movement per parameter (--budget-score gradient).`,
   );
   return lines.join("\n");
 }
@@ -346,12 +550,38 @@ the base's; the base's stays, renamed), and writes the rerun's claims and answer
   --base-note T   What the base's superseded rows are called. Default: "unbounded gates (first run)".
   --file F        A later curve file (repeatable). Default: bench/results/repro_curve_budget.json (the first
                   budget score), repro_curve_bounded.json and repro_curve_bounded_qa.json (bounded gates on
-                  world and qa), repro_curve_budget_grad.json (the new budget score).
+                  world and qa), repro_curve_budget_grad.json (the new budget score at K = 5's budget),
+                  repro_curve_capped.json (capped gate steps), repro_curve_budget_grad_k9.json (at K = 9's).
   --study F       The budget-score study (short runs). Default: bench/results/repro_budget_score_study.json.
+  --churn F       A churn study of the authors' schedule (bench/repro/churn.ts; repeatable). Default:
+                  bench/results/churn_study.json and churn_study_qa.json.
   --json F        Default: bench/results/repro_curve_rerun.json.
   --markdown F    Default: bench/results/repro_curve_rerun.md.
   --doc F         Fill its <!-- repro-curve:rerun-NAME --> regions. Default: docs/results.md; "none" for none.
   -h, --help      Show this help.`;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+async function readChurnStudies(paths: readonly string[]): Promise<ChurnStudy[]> {
+  const out: ChurnStudy[] = [];
+  for (const path of paths) {
+    try {
+      out.push(JSON.parse(await Deno.readTextFile(path)) as ChurnStudy);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue;
+      throw new Error(`Cannot read the churn study ${path}: ${(e as Error).message}`);
+    }
+  }
+  return out;
+}
 
 async function readCurveFile(path: string, note: string): Promise<CurveFile & { mlpShare: number }> {
   let json: CurveFile & {
@@ -429,6 +659,7 @@ export async function curveMergeMain(args: string[]): Promise<void> {
       base: { type: "string" },
       "base-note": { type: "string" },
       file: { type: "string", multiple: true },
+      churn: { type: "string", multiple: true },
       study: { type: "string" },
       json: { type: "string" },
       markdown: { type: "string" },
@@ -446,30 +677,78 @@ export async function curveMergeMain(args: string[]): Promise<void> {
     "repro_curve_bounded.json",
     "repro_curve_bounded_qa.json",
     "repro_curve_budget_grad.json",
+    "repro_curve_capped.json",
+    "repro_curve_budget_grad_k9.json",
   ].map((f) => inRepo(`bench/results/${f}`));
   const base = await readCurveFile(
     v.base ?? inRepo("bench/results/repro_curve.json"),
     v["base-note"] ?? "unbounded gates (first run)",
   );
-  const later = await Promise.all(paths.map((p) => readCurveFile(p, "earlier run")));
+  const later: CurveFile[] = [];
+  for (const path of paths) {
+    // the default list names the latest reruns too; one that has not been run (a cut) is left out
+    if (!v.file && !(await exists(path))) {
+      console.error(`repro curve-merge: no ${path}; left out`);
+      continue;
+    }
+    later.push(
+      await readCurveFile(path, /bounded/.test(path) ? "bounded gates, uncapped steps" : "earlier run"),
+    );
+  }
   const files = [base, ...later];
   const rows = mergeCurveRows(files);
   const runs = mergeCurveRuns(files);
-  const idsOf = (f: CurveFile | undefined) => f?.config.methods ?? [];
-  const bounded = later.find((f) => f.config.methods.some((id) => id.startsWith("wl-all-")));
-  const budgetNew = later.find((f) =>
-    f.config.methods.some((id) => id.startsWith("wl-budget-") && !/^wl-budget-k\d+$/.test(id))
-  );
-  const gateBudget = later.find((f) => f.config.methods.some((id) => /^wl-budget-k\d+$/.test(id)));
-  const allIds = idsOf(bounded).filter((id) => id.startsWith("wl-all-"));
+  const isAll = (id: string) => id.startsWith("wl-all-");
+  const isGateBudget = (id: string) => /^wl-budget-k\d+$/.test(id);
+  // the reruns of the authors' schedule: with capped gate steps (`*capped*`), and the earlier ones with
+  // bounded, uncapped gates
+  const allFiles = later.filter((f) => f.config.methods.some(isAll));
+  const cappedFiles = allFiles.filter((f) => /capped/.test(f.name));
+  const allIds = [...new Set(cappedFiles.flatMap((f) => f.config.methods.filter(isAll)))];
+  const present = new Set(rows.map((r) => r.methodId));
   const ids = {
     all: allIds,
+    bounded: allFiles.filter((f) => !cappedFiles.includes(f)).flatMap((f) =>
+      f.config.methods.filter(isAll).map((id) => supersededId(id, f.name)).filter((id) => present.has(id))
+    ),
     unbounded: allIds.map((id) => supersededId(id, base.name)),
-    budget: idsOf(budgetNew),
-    gateBudget: idsOf(gateBudget),
+    budget: [
+      ...new Set(
+        later.flatMap((f) =>
+          f.config.methods.filter((id) => id.startsWith("wl-budget-") && !isGateBudget(id))
+        ),
+      ),
+    ],
+    gateBudget: [...new Set(later.flatMap((f) => f.config.methods.filter(isGateBudget)))],
   };
   const answers = readRerunAnswers(rows, runs, ids);
-  const shown = new Set(["base", "lora", ...ids.all, ...ids.unbounded, ...ids.budget, ...ids.gateBudget]);
+  const churnFiles = await readChurnStudies(
+    v.churn ?? ["churn_study.json", "churn_study_qa.json"].map((f) => inRepo(`bench/results/${f}`)),
+  );
+  const uncapped = Object.fromEntries(
+    churnFiles.flatMap((f) => f.byVariant.base ? [[f.settings.task, f.byVariant.base.meanChanges]] : []),
+  );
+  let stepCost: RerunContext["stepCost"];
+  try {
+    const cost = JSON.parse(await Deno.readTextFile(inRepo("bench/results/all_step_cost.json")));
+    stepCost = { ratio: cost.medianRatio, k: cost.settings.k };
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const context: RerunContext = {
+    gateMaxStep: TRAIN_DEFAULTS.gateMaxStep,
+    ...(stepCost ? { stepCost } : {}),
+    ...(Object.keys(uncapped).length ? { uncappedChurn: uncapped } : {}),
+  };
+  const shown = new Set([
+    "base",
+    "lora",
+    ...ids.all,
+    ...ids.bounded,
+    ...ids.unbounded,
+    ...ids.budget,
+    ...ids.gateBudget,
+  ]);
   const ks = [...new Set(rows.filter((r) => shown.has(r.methodId)).map((r) => r.k))];
   const reference = (r: CurveRow) => (r.group === "weightlora" || r.group === "random") && ks.includes(r.k);
   const tableRows = rows.filter((r) => shown.has(r.methodId) || reference(r));
@@ -478,11 +757,12 @@ export async function curveMergeMain(args: string[]): Promise<void> {
   const claims = readCurveClaims(tableRows).map((c) => ({
     ...c,
     comparisons: c.comparisons.filter((x) =>
-      [...ids.all, ...ids.unbounded, ...ids.budget, ...ids.gateBudget].includes(x.method)
+      [...ids.all, ...ids.bounded, ...ids.unbounded, ...ids.budget, ...ids.gateBudget].includes(x.method)
     ),
   })).filter((c) => c.comparisons.length > 0);
   const sections: Record<string, string> = {
-    "rerun-answers": rerunAnswersMarkdown(answers),
+    "rerun-answers": rerunAnswersMarkdown(answers, context),
+    ...(churnFiles.length ? { "rerun-churn": churnStudyMarkdown(churnFiles) } : {}),
     "rerun-claims":
       `Cells: tasks where the claim held / tasks compared, then each task's verdict in the order ${
         tasks.join(", ")
@@ -553,7 +833,7 @@ export async function curveMergeMain(args: string[]): Promise<void> {
     JSON.stringify(json, null, 1) + "\n",
   );
   const md = [
-    "# The step-budget curve, rerun: bounded gates and a budget score",
+    "# The step-budget curve, rerun: bounded and capped gates, and a budget score",
     "",
     `Command: \`${json.command}\` — ${json.date}. Files: ${files.map((f) => `\`${f.name}\``).join(", ")}.`,
     "",
@@ -561,6 +841,7 @@ export async function curveMergeMain(args: string[]): Promise<void> {
     "",
     sections["rerun-answers"],
     "",
+    ...(sections["rerun-churn"] ? ["## Churn of the kept set", "", sections["rerun-churn"], ""] : []),
     "## Claims",
     "",
     sections["rerun-claims"],

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { TRAIN_DEFAULTS } from "../../src/train/options.ts";
 import type { TrainMethod } from "../../src/train/trainer.ts";
 import type { BudgetScore } from "../../src/train/methods/weightlora_budget.ts";
 import type { TaskName, TaskSizes } from "../tasks/generate.ts";
@@ -68,6 +69,8 @@ export interface CurveMethod {
   gateNorm: GateNorm;
   /** A parameter budget instead of K (the trainer's `budget`); absent: K. */
   budget?: number;
+  /** The authors' schedule's cap on a gate's step (the trainer's `gateMaxStep`); absent: 0, no cap. */
+  gateMaxStep?: number;
   /** What the budget is filled by (the trainer's `budgetScore`); with `budget` only. */
   budgetScore?: BudgetScore;
   /** The method of the 60-step comparison (`bench/results/repro.json`) whose learning rate centres the grid. */
@@ -247,6 +250,8 @@ export function allCurveMethods(
     k,
     selectSteps: "all",
     ...plain,
+    // the trainer's default cap on a gate's step (uncapped, the kept set churned)
+    gateMaxStep: TRAIN_DEFAULTS.gateMaxStep,
     centreOf: `weightlora-k${k}`,
     label: `WeightLoRA (K=${k}, all steps)`,
   }));

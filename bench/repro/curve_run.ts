@@ -45,6 +45,11 @@ export interface BudgetResult {
   sites: string[];
   /** Rank per site where they differ from the config's rank (WeightLoRA+). */
   ranks?: Record<string, number>;
+  /**
+   * Projections up to this step that changed the kept set after the first one (`kept_in`/`kept_out` in the
+   * trainer's log); absent for methods without trained gates and in runs made before it was logged.
+   */
+  keptChanges?: number;
 }
 
 /** `result.json` of a curve run. */
@@ -118,6 +123,7 @@ export function curveTrainOptions(
     gateWarmup: m.gateWarmup,
     gateNorm: m.gateNorm,
     gateBound: "simplex",
+    gateMaxStep: m.gateMaxStep ?? 0,
     budget: m.budget ?? null,
     budgetScore: m.budgetScore ?? "gate",
     reinitSurvivors: false,
@@ -215,13 +221,24 @@ export async function executeCurveRun(job: CurveJob): Promise<CurveRunResult> {
       if (!message.startsWith("Training stopped: the loss is")) throw e;
       error = message;
     }
+    const gated = spec.method.method === "weightlora" || spec.method.method === "weightlora-plus";
+    const changes = gated
+      ? (await readLog(`${paths.run}/train_log.jsonl`)).filter((r) => r.kept_in || r.kept_out).map((r) =>
+        r.step
+      )
+      : [];
     const budgets: BudgetResult[] = [];
     for (const step of config.budgets) {
       const dir = step === last ? paths.run : `${paths.run}/snapshots/step-${step}`;
       if (step === last ? !summary : !(await exists(`${dir}/adapter_config.json`))) continue;
       const adapter = await loadPeftAdapter(dir, model.config);
       const m = await measure(model, data, spec.task, config, adapter);
-      budgets.push({ step, ...m, ...adapterFigures(adapter, config.rank) });
+      budgets.push({
+        step,
+        ...m,
+        ...adapterFigures(adapter, config.rank),
+        ...(gated ? { keptChanges: changes.filter((c) => c <= step).length } : {}),
+      });
     }
     let stepMs: number | null = null;
     let peakParameters = 0;

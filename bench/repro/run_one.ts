@@ -248,6 +248,7 @@ function trainOptions(spec: RunSpec, config: ReproConfig, seqLen: number, out: s
     gateWarmup: 0,
     gateNorm: "none",
     gateBound: "simplex",
+    gateMaxStep: 0,
     budget: null,
     budgetScore: "gate",
     growEvery: config.growEvery,

@@ -17,7 +17,7 @@ import type { LlamaWeights } from "../models/llama/forward.ts";
 import { dropoutInputName, gatedLoraHook, GATES_INPUT } from "../lora/gated_lora.ts";
 import { type AdapterSiteState, kaimingUniform, purposePrng, reinitSite } from "../lora/adapter.ts";
 import { doubleRank } from "../lora/rank_doubling.ts";
-import { boundGates } from "../lora/gate_bound.ts";
+import { boundGates, capGateStep } from "../lora/gate_bound.ts";
 import { loraInputNames } from "../models/lora_inputs.ts";
 import { ort } from "../runtime/ort.ts";
 import type { ExecutionProvider, ExecutionProviderChoice } from "../runtime/execution_provider.ts";
@@ -73,6 +73,16 @@ export type GateSelector = (
   evidence: GateEvidence,
 ) => number[];
 
+/** How one projection changed the kept set (site names). */
+export interface KeptChange {
+  /** Sites that entered the kept set. */
+  entered: string[];
+  /** Sites that left it. */
+  left: string[];
+  /** Each of those sites' gate before the step and after its SGD step (before the projection). */
+  gates: Record<string, [number, number]>;
+}
+
 /** How the gates move after a step: an SGD step, then a projection onto the kept set. */
 export interface GateUpdate {
   /** Learning rate of the gates. */
@@ -100,6 +110,12 @@ export interface GateUpdate {
    * @default {false}
    */
   holdGatedOff?: boolean;
+  /**
+   * The most a gate may move in one step ({@linkcode capGateStep}; 0: no cap). A kept gate then leaves the
+   * kept set only by decaying over many steps, and a site enters from 0 by less than this.
+   * @default {0}
+   */
+  maxStep?: number;
 }
 
 /** Options for {@linkcode AdapterTrainer.create}. */
@@ -353,9 +369,13 @@ export class AdapterTrainer {
    *
    * @param lr Learning rate of A and B.
    * @param gates How the gates move this step (undefined: they stay).
-   * @returns The gradient norm of A and B, and whether the gates were projected.
+   * @returns The gradient norm of A and B, whether the gates were projected, and how the projection changed
+   *   the kept set (absent when it did not, and at the first projection).
    */
-  async applyGradients(lr: number, gates?: GateUpdate): Promise<{ gradNorm: number; projected: boolean }> {
+  async applyGradients(
+    lr: number,
+    gates?: GateUpdate,
+  ): Promise<{ gradNorm: number; projected: boolean; keptChange?: KeptChange }> {
     const moveGates = this.trainableGates && gates !== undefined;
     const gradient = moveGates ? await this.#session.gradient(GATES_INPUT) : undefined;
     // the gates' step is taken here, not by the optimizer graph: the normalisation is per site
@@ -366,12 +386,14 @@ export class AdapterTrainer {
     const zero = gradient!.every((v) => Math.abs(v) < 1e-12);
     if (zero && !gates.force) return { gradNorm, projected: false };
     const values = await this.#session.parameter(GATES_INPUT);
+    const start = Float32Array.from(values);
     if (!zero) {
       const weight = await this.#gateWeights(gates.norm);
       for (let i = 0; i < values.length; i++) {
         const e = this.#evidenceOf(this.#active[i].site.name);
-        const move = -gates.lr * gradient![i] / weight[i];
-        e.movement += move;
+        const step = -gates.lr * gradient![i] / weight[i];
+        const move = capGateStep(step, gates.maxStep ?? 0);
+        e.movement += step; // the evidence is the SGD step's, Σ −lr·∂L/∂g, capped or not
         e.taylor -= values[i] * gradient![i];
         values[i] += move;
       }
@@ -379,7 +401,18 @@ export class AdapterTrainer {
     const before = this.#kept;
     this.#project(values, gates.select, gates.bound ?? false);
     if (gates.holdGatedOff) this.#holdGatedOff(before);
-    return { gradNorm, projected: true };
+    const change = before ? changeOf(before, this.#kept!) : undefined;
+    const keptChange = change && {
+      ...change,
+      gates: Object.fromEntries(
+        this.#active.flatMap((s, i) =>
+          change.entered.includes(s.site.name) || change.left.includes(s.site.name)
+            ? [[s.site.name, [start[i], values[i]] as [number, number]]]
+            : []
+        ),
+      ),
+    };
+    return { gradNorm, projected: true, ...(keptChange ? { keptChange } : {}) };
   }
 
   /** Zeroes the AdamW first moments of the sites that were kept before this projection and are not now. */
@@ -652,4 +685,14 @@ export function updateNorm(
     }
   }
   return Math.sqrt(Math.max(0, sum));
+}
+
+/** The sites that entered and left a kept set, in name order; undefined when it did not change. */
+function changeOf(
+  before: ReadonlySet<string>,
+  after: ReadonlySet<string>,
+): Omit<KeptChange, "gates"> | undefined {
+  const entered = [...after].filter((n) => !before.has(n)).sort();
+  const left = [...before].filter((n) => !after.has(n)).sort();
+  return entered.length || left.length ? { entered, left } : undefined;
 }

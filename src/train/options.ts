@@ -140,6 +140,21 @@ export const TRAIN_OPTION_SPECS: readonly TrainOptionSpec[] = [
       "keeps a gated-off site's A/B still (its AdamW moments zeroed); none is the authors' unbounded gates.",
   },
   {
+    field: "gateMaxStep",
+    flag: "gate-max-step",
+    job: "gate_max_step",
+    type: { kind: "number", min: 0, max: 1e4 },
+    default: 0.05,
+    methods: ["weightlora"],
+    value: "S",
+    group: "Method",
+    doc:
+      "With --select-steps all: cap each gate's SGD step Δ softly at S, as Δ / (1 + |Δ| / S) (the order of " +
+      "the steps is kept), so a kept site leaves only by decaying over many steps and a site enters from 0; " +
+      "uncapped (0, the authors'), the kept gates overshoot through 0 once the adapters have grown and the " +
+      "kept set churns.",
+  },
+  {
     field: "gateWarmup",
     flag: "gate-warmup",
     job: "gate_warmup",

@@ -109,6 +109,11 @@ export interface TrainOptions {
    * `none` leaves the gates unbounded as the authors do.
    */
   gateBound: "simplex" | "none";
+  /**
+   * The authors' schedule: a soft cap on each gate's SGD step (Δ → Δ / (1 + |Δ| / cap); 0: none), so a kept
+   * gate cannot overshoot through 0 in one step and the kept set changes only by gates that decay.
+   */
+  gateMaxStep: number;
   /** Steps during which the gates are held at 1 while A and B train, before the first projection. */
   gateWarmup: number;
   /** Per-site normalisation of the gate gradient. */
@@ -169,6 +174,12 @@ export interface StepRecord {
   active: number;
   /** Evaluation loss, on steps that evaluated. */
   eval_loss?: number;
+  /** Sites that entered the kept set at this step's projection (only on steps where the kept set changed). */
+  kept_in?: string[];
+  /** Sites that left the kept set at this step's projection (only on steps where the kept set changed). */
+  kept_out?: string[];
+  /** Those sites' gates before the step and after its SGD step, before the projection (same steps). */
+  kept_gates?: Record<string, [number, number]>;
 }
 
 /** Hooks for progress display and cancellation. */
@@ -201,6 +212,11 @@ export interface TrainSummary {
   budget_score: BudgetScore | null;
   /** WeightLoRA's selection schedule (null for methods without one). */
   select_steps: number | "all" | null;
+  /**
+   * Projections that changed the kept set after the first one (null without trained gates): the churn of the
+   * authors' schedule; each step's change is in `train_log.jsonl` (`kept_in`, `kept_out`).
+   */
+  kept_changes: number | null;
   /** Trainable parameters of the exported adapter. */
   adapter_parameters: number;
   candidate_sites: number;
@@ -237,6 +253,8 @@ interface CheckpointState {
   kept?: string[];
   /** The gates' accumulated evidence by site (absent in checkpoints written before it was kept). */
   evidence?: Record<string, { movement: number; taylor: number }>;
+  /** Projections so far that changed the kept set (absent in older checkpoints). */
+  keptChanges?: number;
   summary: Pick<TrainSummary, "gates" | "phases">;
   fingerprint: string;
 }
@@ -244,8 +262,10 @@ interface CheckpointState {
 const CHECKPOINT = "checkpoint";
 
 function fingerprint(options: TrainOptions, inputs: TrainInputs): string {
-  const { out: _out, evalEvery: _e, saveEvery: _s, ep: _ep, ...rest } = options;
-  return JSON.stringify({ ...rest, model: inputs.model.id, rows: inputs.train.examples.length });
+  const { out: _out, evalEvery: _e, saveEvery: _s, ep: _ep, gateMaxStep, ...rest } = options;
+  // the gate-step cap counts only where it acts, so checkpoints made before it existed still resume
+  const cap = options.selectSteps === "all" && gateMaxStep > 0 ? { gateMaxStep } : {};
+  return JSON.stringify({ ...rest, ...cap, model: inputs.model.id, rows: inputs.train.examples.length });
 }
 
 /** Candidate sites for the run: the init adapter's sites, or every site of the target modules. */
@@ -317,8 +337,15 @@ async function readCheckpoint(
 /** The options that are new since a run could be saved: a job stored before them gets these values. */
 const LATER_OPTIONS: Pick<
   TrainOptions,
-  "gateWarmup" | "gateNorm" | "budget" | "budgetScore" | "gateBound" | "groupByLength"
+  | "gateWarmup"
+  | "gateNorm"
+  | "budget"
+  | "budgetScore"
+  | "gateBound"
+  | "groupByLength"
+  | "gateMaxStep"
 > = {
+  gateMaxStep: 0,
   gateBound: "none",
   gateWarmup: 0,
   gateNorm: "none",
@@ -369,6 +396,7 @@ export async function train(
   let state: MethodState = method.start(options, n);
   let kept: string[] | undefined;
   let evidence: CheckpointState["evidence"];
+  let keptChanges = 0;
   let step = 0;
   let elapsedBefore = 0;
   let tokensSeen = 0;
@@ -415,6 +443,7 @@ export async function train(
     }
     state = { phase: s.phase, k: s.k, growRound: s.growRound };
     ({ step, tokensSeen, lastLoss, kept, evidence } = s);
+    keptChanges = s.keptChanges ?? 0;
     elapsedBefore = s.elapsed;
     sampler.state = s.sampler;
     Object.assign(summary, structuredClone(s.summary));
@@ -486,6 +515,7 @@ export async function train(
       })),
       kept: trainer.kept,
       evidence: trainer.gateEvidence,
+      keptChanges,
       summary,
       fingerprint: print,
     };
@@ -546,7 +576,8 @@ export async function train(
     const gates = method.gateUpdate(state, step, options);
     // the gates follow the same schedule (warmup, decay) as A and B
     if (gates) gates.lr *= lr / options.lr;
-    const { gradNorm } = await trainer.applyGradients(lr, gates);
+    const { gradNorm, keptChange } = await trainer.applyGradients(lr, gates);
+    if (keptChange) keptChanges++;
     const tokens = micro.reduce((s, b) => s + b.tokens, 0);
     tokensSeen += tokens;
     lastLoss = loss;
@@ -577,6 +608,9 @@ export async function train(
       elapsed: elapsed(),
       phase: state.phase,
       active: trainer.sizes.activeSites,
+      ...(keptChange
+        ? { kept_in: keptChange.entered, kept_out: keptChange.left, kept_gates: keptChange.gates }
+        : {}),
     };
     if (
       evalBatches.length &&
@@ -605,6 +639,7 @@ export async function train(
     budget: options.method === "weightlora" ? options.budget : null,
     budget_score: options.method === "weightlora" && options.budget !== null ? options.budgetScore : null,
     select_steps: options.method === "weightlora" ? options.selectSteps : null,
+    kept_changes: method.gatesTrainable(method.start(options, n)) ? keptChanges : null,
     adapter_parameters: adapterParameterCount(survivors),
     candidate_sites: n,
     selected_sites: survivors.map((s) => s.site.name),

@@ -3,6 +3,7 @@ import { HyperparameterError, parseMethod, resolveMethod } from "../../src/jobs/
 import type { LlamaConfig } from "../../src/models/config.ts";
 import { STORIES260K_CONFIG } from "../_util/fixtures.ts";
 import { listAdapterSites } from "../../src/models/sites.ts";
+import { TRAIN_DEFAULTS } from "../../src/train/options.ts";
 
 const STORIES260K: LlamaConfig = STORIES260K_CONFIG;
 const facts = { candidates: listAdapterSites(STORIES260K), rows: 20, longestRow: 30 };
@@ -221,6 +222,30 @@ Deno.test("selection hyperparameters: select_steps all, gate_warmup, gate_norm, 
     facts,
   );
   assert.equal(free.options.gateBound, "none");
+  assert.equal(all.options.gateMaxStep, TRAIN_DEFAULTS.gateMaxStep, "the gate step is capped by default");
+  assert.ok(all.options.gateMaxStep > 0);
+  const uncapped = resolveMethod(
+    parseMethod({
+      type: "weightlora",
+      weightlora: { hyperparameters: { select_steps: "all", gate_max_step: 0, steps: 10 } },
+    }),
+    facts,
+  );
+  assert.equal(uncapped.options.gateMaxStep, 0);
+  assert.equal(
+    (uncapped.method.weightlora as { hyperparameters: Record<string, unknown> }).hyperparameters
+      .gate_max_step,
+    0,
+  );
+  rejects(
+    () =>
+      parseMethod({
+        type: "weightlora",
+        weightlora: { hyperparameters: { select_steps: "all", gate_max_step: -1 } },
+      }),
+    "method.weightlora.hyperparameters.gate_max_step",
+    /gate_max_step -1: expected a number in \[0, 10000\]/,
+  );
   rejects(
     () =>
       parseMethod({

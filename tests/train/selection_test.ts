@@ -103,6 +103,57 @@ Deno.test("WeightLoRA selection keeps exactly what was asked for", async (t) => 
   );
 
   await t.step(
+    "the authors' schedule with the gate step capped (the default) churns its kept set far less",
+    async () => {
+      // A/B at lr 0.1 grow fast, and the gate gradient grows with them: at gate lr 5 uncapped, kept gates
+      // overshoot through 0, drop out of the kept set and come back the next step
+      const hot = { k: 3, steps: 30, selectSteps: "all" as const, lr: 0.1, lrSchedule: "constant" as const };
+      const free = await run({ ...hot, gateMaxStep: 0 });
+      const capped = await run(hot);
+      // a lower gate learning rate only moves the threshold: uncapped at gate lr 1 the set still churns
+      const slow = await run({ ...hot, gateMaxStep: 0, lrGates: 1 });
+      assert.equal(capped.summary.kept_changes !== null, true);
+      const changes = free.summary.kept_changes!;
+      assert.ok(changes >= 5, `uncapped: ${changes} kept-set changes`);
+      assert.ok(
+        capped.summary.kept_changes! * 4 <= changes,
+        `capped: ${capped.summary.kept_changes} kept-set changes, uncapped ${changes}`,
+      );
+      assert.ok(
+        slow.summary.kept_changes! >= 5,
+        `uncapped at gate lr 1: ${slow.summary.kept_changes} changes`,
+      );
+      // each change is in the log: who entered, who left, and their gates before and after the step
+      const log = (await Deno.readTextFile(`${free.out}/train_log.jsonl`)).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      const changed = log.filter((r) => r.kept_in);
+      assert.equal(changed.length, changes);
+      for (const r of changed) {
+        assert.equal(r.kept_in.length, r.kept_out.length, `step ${r.step}: K stays ${hot.k}`);
+        assert.deepEqual(Object.keys(r.kept_gates).sort(), [...r.kept_in, ...r.kept_out].sort());
+      }
+      // freeze and drop trains no gate after its selection: the cap does not apply, the count is there
+      const freeze = await run({ k: 3, steps: 6 });
+      assert.equal(typeof freeze.summary.kept_changes, "number");
+    },
+  );
+
+  await t.step("a checkpoint resumes whatever the gate-step cap where the cap does not act", async () => {
+    const resume = async (out: string, overrides: Partial<TrainOptions>) =>
+      await train({ model, train: data, resume: `${out}/checkpoint` }, options(out, overrides));
+    // freeze and drop: the cap is not used, so a checkpoint made with another cap (or before it) resumes
+    const freeze = await run({ k: 3, steps: 4, saveEvery: 2 });
+    assert.equal((await resume(freeze.out, { k: 3, steps: 4, gateMaxStep: 0 })).k_kept, 3);
+    // the authors' schedule: another cap would change the run, so the checkpoint is refused
+    const all = await run({ k: 3, steps: 4, saveEvery: 2, selectSteps: "all" });
+    await assert.rejects(
+      () => resume(all.out, { k: 3, steps: 4, selectSteps: "all", gateMaxStep: 0 }),
+      /Cannot resume from .*: it was made with other options/,
+    );
+  });
+
+  await t.step(
     "a parameter budget keeps adapters within it, best gate movement per parameter first",
     async () => {
       const budget = 3000; // stories260K at rank 4: 384 (k/v), 512 (q/o), 944 (gate/up/down) per site

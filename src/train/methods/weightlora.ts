@@ -136,6 +136,7 @@ export function weightLoraMethod(rule: SelectionRule): TrainingMethod {
         force: step === lastSelectionStep(options),
         bound: options.selectSteps === "all" && options.gateBound === "simplex",
         holdGatedOff: options.selectSteps === "all" && options.gateBound === "simplex",
+        maxStep: options.selectSteps === "all" ? options.gateMaxStep : 0,
       };
     },
     async afterStep(c: StepContext): Promise<MethodState> {
