@@ -1,5 +1,5 @@
 /**
- * The hard-threshold projection H_K of WeightLoRA ({@linkcode projectTopK}) as ONNX nodes, so that the gates
+ * The hard-threshold projection H_K of WeightLoRA (`projectTopK` (`./top_k.ts`)) as ONNX nodes, so that the gates
  * can be stepped and projected inside the optimizer graph without visiting the host. The kept set is ONNX
  * `TopK` (largest, sorted), whose ties go to the lower index (the ONNX rule: "the element with the lower index
  * will appear first"), the host rule's tie-break; `ScatterElements` turns the indices into a mask.
@@ -8,11 +8,10 @@
  */
 
 import { attr, type GraphBuilder, type Value } from "../onnx/builder.ts";
-import type { projectTopK } from "./top_k.ts";
 
 /**
  * Adds the kept-set mask of the top-K projection: 1 at the K largest `values` (ties: the lower index), 0
- * elsewhere — the {@linkcode projectTopK} rule.
+ * elsewhere — the `projectTopK` (`./top_k.ts`) rule.
  *
  * @param b The graph builder.
  * @param values float32 `[n]` gate values (static n).
