@@ -373,3 +373,48 @@ Deno.test("top K in the optimizer graph = the host rule: zero gradients, K = n, 
   await graph.release();
   await host.release();
 });
+
+Deno.test("a trainer resumed mid-selection from state(), kept and evidence continues as the straight one (graph top K)", async () => {
+  const update = { ...topK(4), topK: 4 };
+  const rows = (i: number) => batchOf(examples().slice(4 * (i % 2), 4 * (i % 2) + 4));
+  const straight = await makeTrainer();
+  const first = await makeTrainer();
+  for (let i = 0; i < 3; i++) {
+    for (const trainer of [straight, first]) {
+      await trainer.trainStep([rows(i)]);
+      await trainer.applyGradients(0.01, update);
+    }
+  }
+  // what a checkpoint saves: the sites, the kept set, the evidence and the session state (gate state included)
+  await first.syncGates();
+  const state = await first.state();
+  assert.ok(state.tensors["gate_kept.lora_gates"], "the gate state is in the checkpoint tensors");
+  const sites = first.sites.map((s) => ({ ...s, a: Float32Array.from(s.a), b: Float32Array.from(s.b) }));
+  const kept = first.kept, evidence = first.gateEvidence;
+  await first.release();
+  const resumed = await AdapterTrainer.create({
+    model: { config: CONFIG, weights: randomLlamaWeights(CONFIG, { seed: 2 }) },
+    sites,
+    trainableGates: true,
+    batchSize: 4,
+    seqLen: 6,
+    optimizer: { kind: "adamw", weightDecay: 0, maxGradNorm: 1 },
+    ep: "wasm",
+    gradientAccumulation: false,
+    kept,
+    evidence,
+  });
+  await resumed.loadState(state);
+  for (let i = 3; i < 5; i++) {
+    for (const trainer of [straight, resumed]) {
+      await trainer.trainStep([rows(i)]);
+      await trainer.applyGradients(0.01, update);
+    }
+  }
+  for (const trainer of [straight, resumed]) await trainer.sync();
+  assert.deepEqual(resumed.activeSites.map((s) => s.gate), straight.activeSites.map((s) => s.gate));
+  assert.deepEqual(resumed.kept, straight.kept);
+  assert.deepEqual(resumed.gateEvidence, straight.gateEvidence);
+  await straight.release();
+  await resumed.release();
+});
