@@ -37,7 +37,7 @@
  * (models whose name contains NAME; with `--write`, the other models' rows and parity are kept from the
  * previous `bench/results/training_peers.json`, and the header says from when), `--python PATH` (default: `python3`, else `/usr/bin/python3`), `--write` (write
  * `bench/results/training_peers.{json,md}` and the table of `docs/training_speed.md`), `--threads 1,2`
- * (thread counts), `--skip-parity`.
+ * (thread counts), `--skip-parity`, `--render` (only rewrite the `.md` and the doc's table from the JSON).
  *
  * When `python3` cannot import torch the bench says how to install it and measures our side alone.
  *
@@ -694,6 +694,14 @@ function markdown(json: {
   ].join("\n");
 }
 
+/** The results JSON as written (JSON has no NaN: the figures a run lacks were written as null). */
+async function readResults(): Promise<
+  { date: string; quick: boolean; torch: string; header: string; rows: Row[]; parity: Parity[] }
+> {
+  const text = await Deno.readTextFile(new URL("training_peers.json", RESULTS));
+  return JSON.parse(text, (_key, value) => (value === null ? NaN : value));
+}
+
 /** Replaces the generated region of `docs/training_speed.md`. */
 async function writeDocTable(text: string): Promise<void> {
   const doc = await Deno.readTextFile(DOC);
@@ -728,9 +736,17 @@ async function main(): Promise<void> {
       threads: { type: "string", default: "1,2" },
       batch: { type: "string" },
       "ours-child": { type: "string" },
+      render: { type: "boolean", default: false },
     },
   });
   if (values["ours-child"]) return await oursChild(values["ours-child"]);
+  if (values.render) {
+    // the tables again from the JSON (after a change to their layout), nothing measured
+    const md = markdown(await readResults());
+    await atomicWrite(new URL("training_peers.md", RESULTS), md);
+    await writeDocTable(md.split("\n").slice(2).join("\n"));
+    return;
+  }
   const int = (v: string | undefined, name: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -963,9 +979,7 @@ async function main(): Promise<void> {
     let merged = header;
     if (values.only && values.write && !quick) {
       // keep the rows of the models not run now from the last full run, in their order
-      const previous = await Deno.readTextFile(new URL("training_peers.json", RESULTS))
-        .then((text) => JSON.parse(text) as { date: string; rows: Row[]; parity: Parity[] })
-        .catch(() => undefined);
+      const previous = await readResults().catch(() => undefined);
       const ran = new Set(workloads.map((w) => w.name));
       const kept = previous?.rows.filter((r) => !ran.has(r.model)) ?? [];
       if (kept.length > 0) {
