@@ -49,11 +49,11 @@ export interface ParameterGroup {
   /**
    * WeightLoRA's gate step in the graph (a plain `sgd` group, unclipped, of rank-1 parameters): with the group's
    * input `gate_mode.<group>` (float32 scalar) 0 the parameters stay; 1: when some gradient is not 0 (|g| ≥
-   * 1e-12), a step `g ← g − lr·∂L/∂g / gate_weight.<name>` and the top-K projection (the K = `gate_k.<group>`
+   * 1e-12), a step `w ← w − lr·∂L/∂w / gate_weight.<name>` and the top-K projection (the K = `gate_k.<group>`
    * (int64 `[1]`) largest kept, ties to the lower index, the rest 0), else nothing; 2: the same, but project
    * even when every gradient is 0. Each parameter carries the states `gate_kept` (1 where the last projection
    * kept), `gate_scores` (the values it chose from), `gate_movement` (Σ of the steps) and `gate_taylor`
-   * (Σ −g·∂L/∂g, g before each step), and takes the input `gate_weight.<name>` (float32, its shape: the
+   * (Σ −w·∂L/∂w, w before each step), and takes the input `gate_weight.<name>` (float32, its shape: the
    * per-site divisors of the gradient); its output `gate_projected.<name>` (float32 scalar) is 1 when it was
    * projected.
    * @default {false}
@@ -171,15 +171,17 @@ export function buildOptimizerGraph(options: OptimizerGraphOptions): Graph {
   return b.toGraph();
 }
 
+/** Throws unless a `gateProjection` group is plain unclipped SGD of static rank-1 parameters. */
 function checkGateGroup(group: ParameterGroup): void {
+  const notVector = group.parameters.find((p) => p.shape.length !== 1 || typeof p.shape[0] !== "number");
   const why = group.kind !== "sgd"
     ? `its kind is "${group.kind}", not "sgd"`
     : (group.momentum ?? 0) > 0 || (group.weightDecay ?? 0) > 0
     ? "it has momentum or weight decay"
     : group.clip !== false
     ? "it is clipped (set clip: false)"
-    : group.parameters.find((p) => p.shape.length !== 1 || typeof p.shape[0] !== "number")
-    ? `parameter "${group.parameters.find((p) => p.shape.length !== 1)?.name}" is not of static rank 1`
+    : notVector
+    ? `parameter "${notVector.name}" is not of static rank 1`
     : undefined;
   if (why) throw new TypeError(`Cannot build optimizer: gate group "${group.name}" cannot project: ${why}`);
 }
