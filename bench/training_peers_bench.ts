@@ -493,6 +493,8 @@ interface Row {
   torchGemmGflops: { mlp: number; lmHead: number };
   oursError?: string;
   torchError?: string;
+  /** The date of the run that measured this row, when it was kept from an earlier run (`--only`). */
+  from?: string;
 }
 
 /** The parity check on one model: first-step loss and grad norm, and the second step's loss. */
@@ -981,12 +983,17 @@ async function main(): Promise<void> {
       // keep the rows of the models not run now from the last full run, in their order
       const previous = await readResults().catch(() => undefined);
       const ran = new Set(workloads.map((w) => w.name));
-      const kept = previous?.rows.filter((r) => !ran.has(r.model)) ?? [];
+      const kept = previous?.rows.filter((r) => !ran.has(r.model)).map((r) => ({
+        ...r,
+        from: r.from ?? previous.date,
+      })) ?? [];
       if (kept.length > 0) {
         rows.push(...kept);
         parity.push(...previous!.parity.filter((p) => !ran.has(p.model)));
-        const models = [...new Set(kept.map((r) => r.model))].join(", ");
-        merged += ` Rows of ${models}: from the run of ${previous!.date} (not rerun).`;
+        for (const from of new Set(kept.map((r) => r.from))) {
+          const models = [...new Set(kept.filter((r) => r.from === from).map((r) => r.model))].join(", ");
+          merged += ` Rows of ${models}: from the run of ${from} (not rerun).`;
+        }
       }
     }
     const json = { date, quick, torch: torch.version ?? "", header: merged, rows, parity };
