@@ -25,17 +25,19 @@
  * its peak RSS (ours: `VmHWM` of `/proc/self/status`; torch: `getrusage` `ru_maxrss`). Ours also reports the
  * share of the step spent inside onnxruntime's `session.run` (the rest is host work: feeds, outputs, JS).
  * A child prints a line when ready and after each step; one silent for longer than its model's stall time
- * is killed as hung (ours hangs at 2 wasm threads on these batches: see `docs/training_speed.md`), and that
- * configuration is not run again for the model, nor at all once it hung on two models.
+ * is killed as hung (ours hung at 2 wasm threads until onnxruntime's heap was created at its full size: see
+ * `docs/training_speed.md`), and that configuration is not run again for the model, nor at all once it hung
+ * on two models.
  *
  *     deno task bench training_peers                         # or: deno run -A bench/training_peers_bench.ts --write
  *     deno run -A bench/training_peers_bench.ts --quick      # smoke run (1 round, 1 step, small shapes), writes nothing
  *
  * Options: `--rounds R` (default 3; 1 for the SmolLM2 shape), `--steps N` (timed steps per process,
  * default 4; 2 for the SmolLM2 shape), `--warmup W` (default 2; 1 for the SmolLM2 shape), `--only NAME`
- * (models whose name contains NAME), `--python PATH` (default: `python3`, else `/usr/bin/python3`), `--write` (write
+ * (models whose name contains NAME; with `--write`, the other models' rows and parity are kept from the
+ * previous `bench/results/training_peers.json`, and the header says from when), `--python PATH` (default: `python3`, else `/usr/bin/python3`), `--write` (write
  * `bench/results/training_peers.{json,md}` and the table of `docs/training_speed.md`), `--threads 1,2`
- * (thread counts), `--skip-parity`.
+ * (thread counts), `--skip-parity`, `--render` (only rewrite the `.md` and the doc's table from the JSON).
  *
  * When `python3` cannot import torch the bench says how to install it and measures our side alone.
  *
@@ -491,6 +493,8 @@ interface Row {
   torchGemmGflops: { mlp: number; lmHead: number };
   oursError?: string;
   torchError?: string;
+  /** The date of the run that measured this row, when it was kept from an earlier run (`--only`). */
+  from?: string;
 }
 
 /** The parity check on one model: first-step loss and grad norm, and the second step's loss. */
@@ -692,6 +696,14 @@ function markdown(json: {
   ].join("\n");
 }
 
+/** The results JSON as written (JSON has no NaN: the figures a run lacks were written as null). */
+async function readResults(): Promise<
+  { date: string; quick: boolean; torch: string; header: string; rows: Row[]; parity: Parity[] }
+> {
+  const text = await Deno.readTextFile(new URL("training_peers.json", RESULTS));
+  return JSON.parse(text, (_key, value) => (value === null ? NaN : value));
+}
+
 /** Replaces the generated region of `docs/training_speed.md`. */
 async function writeDocTable(text: string): Promise<void> {
   const doc = await Deno.readTextFile(DOC);
@@ -726,9 +738,17 @@ async function main(): Promise<void> {
       threads: { type: "string", default: "1,2" },
       batch: { type: "string" },
       "ours-child": { type: "string" },
+      render: { type: "boolean", default: false },
     },
   });
   if (values["ours-child"]) return await oursChild(values["ours-child"]);
+  if (values.render) {
+    // the tables again from the JSON (after a change to their layout), nothing measured
+    const md = markdown(await readResults());
+    await atomicWrite(new URL("training_peers.md", RESULTS), md);
+    await writeDocTable(md.split("\n").slice(2).join("\n"));
+    return;
+  }
   const int = (v: string | undefined, name: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -958,7 +978,25 @@ async function main(): Promise<void> {
         ).join(", ")
       }. ${navigator.hardwareConcurrency} CPUs; load average ${loadBefore.toFixed(1)} at the start, ` +
       `${Deno.loadavg()[0].toFixed(1)} at the end.`;
-    const json = { date, quick, torch: torch.version ?? "", header, rows, parity };
+    let merged = header;
+    if (values.only && values.write && !quick) {
+      // keep the rows of the models not run now from the last full run, in their order
+      const previous = await readResults().catch(() => undefined);
+      const ran = new Set(workloads.map((w) => w.name));
+      const kept = previous?.rows.filter((r) => !ran.has(r.model)).map((r) => ({
+        ...r,
+        from: r.from ?? previous.date,
+      })) ?? [];
+      if (kept.length > 0) {
+        rows.push(...kept);
+        parity.push(...previous!.parity.filter((p) => !ran.has(p.model)));
+        for (const from of new Set(kept.map((r) => r.from))) {
+          const models = [...new Set(kept.filter((r) => r.from === from).map((r) => r.model))].join(", ");
+          merged += ` Rows of ${models}: from the run of ${from} (not rerun).`;
+        }
+      }
+    }
+    const json = { date, quick, torch: torch.version ?? "", header: merged, rows, parity };
     const md = markdown(json);
     console.log(md);
     if (parity.some((p) => !p.ok)) console.error("training_peers_bench: PARITY FAILED (see the table)");

@@ -8,11 +8,15 @@
  * `grad.<name>` and its state (`adam_m.<name>`, `adam_v.<name>` or `momentum.<name>`).
  * Outputs: `updated.<name>`, `updated.adam_m.<name>`, … and `grad_norm` (before clipping).
  *
+ * A group with `gateProjection` is WeightLoRA's gates: an SGD step on the (per-site weighted) gradient, then
+ * the top-K projection, in the graph (see {@linkcode ParameterGroup.gateProjection}).
+ *
  * @module
  */
 
 import { GraphBuilder, type Value } from "../onnx/builder.ts";
 import type { Graph, Shape } from "../onnx/types.ts";
+import { topKMask } from "../lora/top_k_graph.ts";
 
 /** One parameter the optimizer updates. */
 export interface OptimizerParameter {
@@ -42,7 +46,23 @@ export interface ParameterGroup {
   momentum?: number;
   /** Whether this group's gradients count in (and are scaled by) global-norm clipping. @default {true} */
   clip?: boolean;
+  /**
+   * WeightLoRA's gate step in the graph (a plain `sgd` group, unclipped, of rank-1 parameters): with the group's
+   * input `gate_mode.<group>` (float32 scalar) 0 the parameters stay; 1: when some gradient is not 0 (|g| ≥
+   * 1e-12), a step `w ← w − lr·∂L/∂w / gate_weight.<name>` and the top-K projection (the K = `gate_k.<group>`
+   * (int64 `[1]`) largest kept, ties to the lower index, the rest 0), else nothing; 2: the same, but project
+   * even when every gradient is 0. Each parameter carries the states `gate_kept` (1 where the last projection
+   * kept), `gate_scores` (the values it chose from), `gate_movement` (Σ of the steps) and `gate_taylor`
+   * (Σ −w·∂L/∂w, w before each step), and takes the input `gate_weight.<name>` (float32, its shape: the
+   * per-site divisors of the gradient); its output `gate_projected.<name>` (float32 scalar) is 1 when it was
+   * projected.
+   * @default {false}
+   */
+  gateProjection?: boolean;
 }
+
+/** The states of a parameter in a `gateProjection` group. */
+export const GATE_STATES: readonly string[] = ["gate_kept", "gate_scores", "gate_movement", "gate_taylor"];
 
 /** Options for {@linkcode buildOptimizerGraph}. */
 export interface OptimizerGraphOptions {
@@ -54,6 +74,7 @@ export interface OptimizerGraphOptions {
 
 /** State tensors a parameter carries for its group's rule, by state name (`adam_m`, `adam_v`, `momentum`). */
 export function optimizerStateNames(group: ParameterGroup): string[] {
+  if (group.gateProjection) return [...GATE_STATES];
   if (group.kind === "adamw") return ["adam_m", "adam_v"];
   return (group.momentum ?? 0) > 0 ? ["momentum"] : [];
 }
@@ -63,7 +84,8 @@ export function optimizerStateNames(group: ParameterGroup): string[] {
  *
  * @param options Parameter groups and clipping.
  * @returns A graph whose outputs are the updated parameters and states, and `grad_norm`.
- * @throws {TypeError} When a parameter appears twice or a group is empty.
+ * @throws {TypeError} When a parameter appears twice or a group is empty, or a `gateProjection` group is not
+ *   plain unclipped SGD of rank-1 parameters.
  * @example
  * ```ts
  * import { buildOptimizerGraph } from "./optimizer.ts";
@@ -81,6 +103,7 @@ export function buildOptimizerGraph(options: OptimizerGraphOptions): Graph {
     if (group.parameters.length === 0) {
       throw new TypeError(`Cannot build optimizer: group "${group.name}" is empty`);
     }
+    if (group.gateProjection) checkGateGroup(group);
     for (const p of group.parameters) {
       if (seen.has(p.name)) {
         throw new TypeError(`Cannot build optimizer: parameter "${p.name}" is in two groups`);
@@ -101,6 +124,16 @@ export function buildOptimizerGraph(options: OptimizerGraphOptions): Graph {
   for (const group of options.groups) {
     const lr = b.input(`lr.${group.name}`, "float32", []);
     const decay = group.weightDecay ?? 0;
+    if (group.gateProjection) {
+      const mode = b.input(`gate_mode.${group.name}`, "float32", []);
+      const k = b.input(`gate_k.${group.name}`, "int64", [1]);
+      b.withScope(group.name, () => {
+        for (const p of group.parameters) {
+          gateStep(b, { name: p.name, shape: p.shape, grad: grads.get(p.name)!, lr, mode, k });
+        }
+      });
+      continue;
+    }
     b.withScope(group.name, () => {
       for (const p of group.parameters) {
         const param = b.input(p.name, "float32", p.shape);
@@ -136,4 +169,49 @@ export function buildOptimizerGraph(options: OptimizerGraphOptions): Graph {
     });
   }
   return b.toGraph();
+}
+
+/** Throws unless a `gateProjection` group is plain unclipped SGD of static rank-1 parameters. */
+function checkGateGroup(group: ParameterGroup): void {
+  const notVector = group.parameters.find((p) => p.shape.length !== 1 || typeof p.shape[0] !== "number");
+  const why = group.kind !== "sgd"
+    ? `its kind is "${group.kind}", not "sgd"`
+    : (group.momentum ?? 0) > 0 || (group.weightDecay ?? 0) > 0
+    ? "it has momentum or weight decay"
+    : group.clip !== false
+    ? "it is clipped (set clip: false)"
+    : notVector
+    ? `parameter "${notVector.name}" is not of static rank 1`
+    : undefined;
+  if (why) throw new TypeError(`Cannot build optimizer: gate group "${group.name}" cannot project: ${why}`);
+}
+
+/** One gate parameter's step and top-K projection ({@linkcode ParameterGroup.gateProjection}). */
+function gateStep(
+  b: GraphBuilder,
+  p: { name: string; shape: Shape; grad: Value; lr: Value; mode: Value; k: Value },
+): void {
+  const param = b.input(p.name, "float32", p.shape);
+  const weight = b.input(`gate_weight.${p.name}`, "float32", p.shape);
+  const state = Object.fromEntries(
+    GATE_STATES.map((s) => [s, b.input(`${s}.${p.name}`, "float32", p.shape)]),
+  );
+  const g = p.grad;
+  // a step when asked (mode ≥ 1) and some gradient is not 0; a projection also when forced (mode 2)
+  const nonZero = b.not(b.less(b.reduceMax(b.abs(g), undefined, false), 1e-12));
+  const stepping = b.and(b.greater(p.mode, 0.5), nonZero);
+  const projecting = b.node("Or", [stepping, b.greater(p.mode, 1.5)])[0];
+  // the step, −lr·∂L/∂g / weight, taken only when stepping
+  const move = b.where(stepping, b.div(b.mul(b.neg(p.lr), g), weight), 0);
+  const values = b.add(param, move);
+  // the projection: the top K kept, the rest exactly 0
+  const mask = topKMask(b, values, p.k);
+  const projected = b.where(b.greater(mask, 0.5), values, 0);
+  b.output(b.cast(projecting, "float32"), `gate_projected.${p.name}`);
+  b.output(b.where(projecting, projected, param), `updated.${p.name}`);
+  b.output(b.where(projecting, mask, state.gate_kept), `updated.gate_kept.${p.name}`);
+  b.output(b.where(projecting, values, state.gate_scores), `updated.gate_scores.${p.name}`);
+  b.output(b.add(state.gate_movement, move), `updated.gate_movement.${p.name}`);
+  const taylor = b.where(stepping, b.mul(param, g), 0);
+  b.output(b.sub(state.gate_taylor, taylor), `updated.gate_taylor.${p.name}`);
 }

@@ -53,6 +53,22 @@ export interface TransferStats {
   deviceToHost: number;
 }
 
+/** Options for {@linkcode TrainingSession.optimizerStep}. */
+export interface OptimizerStepOptions {
+  /**
+   * Multiplies every gradient before clipping (e.g. 1 / micro-batches).
+   * @default {1}
+   */
+  gradScale?: number;
+  /**
+   * Extra optimizer inputs by name: a `gateProjection` group's `gate_mode.<group>`, `gate_k.<group>` and
+   * `gate_weight.<name>` (`../autodiff/optimizer.ts`). Those not given are mode 0 (the gates stay), K = n and
+   * weights 1.
+   * @default {{}}
+   */
+  inputs?: Record<string, OrtTensor>;
+}
+
 /** The state of one training session, as plain arrays (for checkpoints). */
 export interface TrainingState {
   /** Optimizer steps taken. */
@@ -188,7 +204,9 @@ export class TrainingSession {
     try {
       optimizer = await OnnxSession.create(modelFromGraph(optimizerGraph), {
         ep,
-        keepOnDevice: optimizerGraph.outputs.map((o) => o.name).filter((n) => n !== "grad_norm"),
+        keepOnDevice: optimizerGraph.outputs.map((o) => o.name).filter((n) =>
+          n !== "grad_norm" && !n.startsWith("gate_projected.")
+        ),
       });
     } catch (e) {
       await step.release();
@@ -302,18 +320,24 @@ export class TrainingSession {
    * Applies the accumulated gradients and clears them.
    *
    * @param lr Learning rate per group name (a number applies to every group).
-   * @param gradScale Multiplies every gradient before clipping (e.g. 1 / micro-batches). @default 1
-   * @returns The global gradient norm before clipping.
+   * @param options Gradient scale and extra inputs (a gate group's mode, K and weights).
+   * @returns The global gradient norm before clipping, and for each parameter of a `gateProjection` group
+   *   whether it was projected.
    * @throws {Error} When no gradients are pending.
    */
-  async optimizerStep(lr: Record<string, number> | number, gradScale = 1): Promise<{ gradNorm: number }> {
+  async optimizerStep(
+    lr: Record<string, number> | number,
+    options: OptimizerStepOptions = {},
+  ): Promise<{ gradNorm: number; gateProjected: Record<string, boolean> }> {
     if (this.#pendingMicroBatches === 0) {
       throw new Error("Cannot take an optimizer step: no gradients (call trainStep first)");
     }
     this.#step++;
     const feeds: Record<string, OrtTensor> = {
       step: new ort.Tensor("float32", new Float32Array([this.#step]), []),
-      grad_scale: new ort.Tensor("float32", new Float32Array([gradScale]), []),
+      grad_scale: new ort.Tensor("float32", new Float32Array([options.gradScale ?? 1]), []),
+      ...this.#gateDefaults(),
+      ...options.inputs,
     };
     for (const group of this.#groups) {
       const rate = typeof lr === "number" ? lr : lr[group.name];
@@ -328,13 +352,37 @@ export class TrainingSession {
     const out = await this.#optimizer.run(feeds);
     const gradNorm = (await out.grad_norm.getData())[0] as number;
     this.transfers.deviceToHost += 4;
+    const gateProjected: Record<string, boolean> = {};
+    for (const group of this.#groups) {
+      if (!group.gateProjection) continue;
+      for (const p of group.parameters) {
+        gateProjected[p.name] = (await out[`gate_projected.${p.name}`].getData())[0] === 1;
+        this.transfers.deviceToHost += 4;
+      }
+    }
     for (const name of [...this.#state.keys()]) {
       const previous = this.#state.get(name)!;
       this.#state.set(name, out[`updated.${name}`]);
       disposeTensors([previous]);
     }
     this.#clearGradients();
-    return { gradNorm };
+    return { gradNorm, gateProjected };
+  }
+
+  /** A `gateProjection` group's inputs when none are given: mode 0 (the gates stay), K = n, weights 1. */
+  #gateDefaults(): Record<string, OrtTensor> {
+    const feeds: Record<string, OrtTensor> = {};
+    for (const group of this.#groups) {
+      if (!group.gateProjection) continue;
+      const n = Math.min(...group.parameters.map((p) => this.#shapes.get(p.name)![0]));
+      feeds[`gate_mode.${group.name}`] = new ort.Tensor("float32", new Float32Array([0]), []);
+      feeds[`gate_k.${group.name}`] = new ort.Tensor("int64", new BigInt64Array([BigInt(n)]), [1]);
+      for (const p of group.parameters) {
+        const shape = this.#shapes.get(p.name)!;
+        feeds[`gate_weight.${p.name}`] = new ort.Tensor("float32", new Float32Array(shape[0]).fill(1), shape);
+      }
+    }
+    return feeds;
   }
 
   #clearGradients(): void {

@@ -95,7 +95,8 @@ time), train_log.jsonl (one line per step) and checkpoint/ (for --resume).`,
     ...TRAIN_OPTION_SPECS.filter((o) => o.flag !== null).map(optionFlag),
   ],
   footer:
-    "Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.",
+    "Progress: a bar on a terminal (step/total, loss, tokens/s, ETA, phase, active adapters); plain lines otherwise.\n" +
+    "Environment: WEIGHTLORA_WASM_THREADS sets the number of wasm threads (default 1).",
 });
 
 /**

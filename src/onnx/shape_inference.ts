@@ -592,9 +592,11 @@ const nonZero: Rule = (node, inputs, fail) => {
   return [{ dtype: "int64", shape: [x.length, `${node.name}_count`] }];
 };
 
+/** TopK: values and indices, K along the axis (symbolic when K is a graph input). */
 const topK: Rule = (node, inputs, fail) => {
   const x = shapeOf(inputs[0], "X", fail);
-  const k = inputs[1]?.values?.[0] ?? fail("K must be a constant");
+  if (!inputs[1]) fail("K is missing");
+  const k = inputs[1].values?.[0] ?? `${node.name}_k`;
   const axis = normAxis(attrInt(node, "axis", -1), x.length, fail);
   const shape = [...x];
   shape[axis] = k;

@@ -20,6 +20,7 @@ import {
   sessionTotal,
   trackDeviceTensor,
 } from "./_live.ts";
+import { withFullWasmHeap } from "./_wasm_heap.ts";
 
 /** A tensor as onnxruntime-web holds it (CPU data or a GPU buffer). */
 export type OrtTensor = ort.Tensor;
@@ -238,7 +239,12 @@ export class OnnxSession {
     const runtime = ep === "webgpu" ? ortWebGpu : ort;
     let session: ort.InferenceSession;
     try {
-      session = await runtime.InferenceSession.create(bytes, sessionOptions);
+      const createSession = () => runtime.InferenceSession.create(bytes, sessionOptions);
+      // with wasm threads, a heap that grows during a run can kill a pool thread and hang the run
+      // (_wasm_heap.ts): the first wasm session creates the heap at its full size
+      session = ep === "wasm" && ort.env.wasm.numThreads! > 1
+        ? await withFullWasmHeap(createSession)
+        : await createSession();
     } catch (error) {
       throw new Error(
         `Cannot create an onnxruntime session (${ep}) for ${label}: ${(error as Error).message ?? error}`,

@@ -5,6 +5,11 @@
  * and dropping the sites outside the kept set (the graph is rebuilt without them: no parameters, no optimizer
  * state, no compute), and WeightLoRA+'s function-preserving rank doubling.
  *
+ * The gates' step and a top-K projection run in the optimizer graph (`GateUpdate.topK`): the gates, the kept
+ * set, the scores and the evidence then stay on the device, and the host reads them only when asked
+ * ({@linkcode AdapterTrainer.syncGates}, a forced projection, a checkpoint). Other kept-set rules (a budget,
+ * the gate bound, a margin) run on the host, with `projectTopK`'s rule as it was.
+ *
  * @module
  */
 
@@ -104,6 +109,13 @@ export interface GateUpdate {
    */
   bound?: boolean;
   /**
+   * The selector is the top-K rule (`projectTopK`, ties to the earlier site) with this K (at most the active
+   * sites): the step and the projection may then run in the optimizer graph, without the gates visiting the
+   * host. Used when `norm` is `none` or `params` and neither `bound` nor `holdGatedOff` is set (and the trainer
+   * was not created with `gateProjection: "host"`); otherwise `select` runs on the host.
+   */
+  topK?: number;
+  /**
    * A site the projection gates off keeps its A and B where they are: its AdamW first moments are zeroed, so
    * the optimizer, which sees a zero gradient for it, takes no step (otherwise the moments carry A and B on
    * in their last direction for tens of steps, and a site that comes back returns with a drifted update).
@@ -150,7 +162,26 @@ export interface AdapterTrainerOptions {
    * @default {"counted"}
    */
   logitsAt?: "all" | "counted";
+  /**
+   * Where a top-K gate update (`GateUpdate.topK`) runs: in the optimizer graph, or on the host (the reference
+   * rule; for tests and measurements).
+   * @default {"graph"}
+   */
+  gateProjection?: "graph" | "host";
 }
+
+/**
+ * Where the newest gate state (gates, kept set, scores, evidence) is: on both sides, only on the device (after a
+ * gate step in the optimizer graph), or only on the host (after a host projection; the device's kept set,
+ * scores and evidence are older).
+ */
+type GateHome = "synced" | "device" | "host";
+
+/** The optimizer's gate-state tensors (`../autodiff/optimizer.ts`); a kept set of -1 means no projection yet. */
+const GATE_KEPT = `gate_kept.${GATES_INPUT}`;
+const GATE_SCORES = `gate_scores.${GATES_INPUT}`;
+const GATE_MOVEMENT = `gate_movement.${GATES_INPUT}`;
+const GATE_TAYLOR = `gate_taylor.${GATES_INPUT}`;
 
 /** A built training graph's session and bookkeeping. */
 interface Built {
@@ -195,6 +226,7 @@ export class AdapterTrainer {
   #scores: Record<string, number> | undefined;
   /** Accumulated gate evidence by site name ({@linkcode GateEvidence}). */
   #evidence = new Map<string, { movement: number; taylor: number }>();
+  #gateHome: GateHome = "synced";
 
   private constructor(options: AdapterTrainerOptions, built: Built) {
     this.#options = options;
@@ -215,10 +247,12 @@ export class AdapterTrainer {
    * @throws {Error} When no site is active.
    */
   static async create(options: AdapterTrainerOptions): Promise<AdapterTrainer> {
-    return new AdapterTrainer(
+    const trainer = new AdapterTrainer(
       options,
       await AdapterTrainer.#build(options, options.sites, options.trainableGates),
     );
+    trainer.#pushGateState();
+    return trainer;
   }
 
   static async #build(
@@ -268,6 +302,7 @@ export class AdapterTrainer {
         name: "gates",
         kind: "sgd",
         clip: false,
+        gateProjection: true,
         parameters: [{ name: GATES_INPUT, shape: [active.length] }],
       });
       initial[GATES_INPUT] = Float32Array.from(active.map((s) => s.gate));
@@ -377,6 +412,8 @@ export class AdapterTrainer {
     gates?: GateUpdate,
   ): Promise<{ gradNorm: number; projected: boolean; keptChange?: KeptChange }> {
     const moveGates = this.trainableGates && gates !== undefined;
+    if (moveGates && this.#inGraph(gates)) return await this.#applyInGraph(lr, gates);
+    if (moveGates && this.#gateHome === "device") await this.#pullGateState();
     const gradient = moveGates ? await this.#session.gradient(GATES_INPUT) : undefined;
     // the gates' step is taken here, not by the optimizer graph: the normalisation is per site
     const rates: Record<string, number> = { adapters: lr };
@@ -415,6 +452,87 @@ export class AdapterTrainer {
     return { gradNorm, projected: true, ...(keptChange ? { keptChange } : {}) };
   }
 
+  /** Whether a gate update runs in the optimizer graph ({@linkcode GateUpdate.topK}). */
+  #inGraph(gates: GateUpdate): boolean {
+    return (this.#options.gateProjection ?? "graph") === "graph" && gates.topK !== undefined &&
+      (gates.norm === "none" || gates.norm === "params") && !gates.bound && !gates.holdGatedOff;
+  }
+
+  /** The optimizer graph steps and projects the gates; the host reads them back only for a forced projection. */
+  async #applyInGraph(lr: number, gates: GateUpdate): Promise<{ gradNorm: number; projected: boolean }> {
+    if (this.#gateHome === "host") this.#pushGateState();
+    const n = this.#active.length;
+    const k = Math.min(gates.topK!, n);
+    if (!Number.isInteger(k) || k < 1) {
+      throw new RangeError(`Cannot keep K = ${gates.topK} gates: K must be ≥ 1`);
+    }
+    const weight = await this.#gateWeights(gates.norm); // none and params: no device read
+    const { gradNorm, gateProjected } = await this.#session.optimizerStep({ adapters: lr, gates: gates.lr }, {
+      inputs: {
+        "gate_mode.gates": new ort.Tensor("float32", new Float32Array([gates.force ? 2 : 1]), []),
+        "gate_k.gates": new ort.Tensor("int64", new BigInt64Array([BigInt(k)]), [1]),
+        [`gate_weight.${GATES_INPUT}`]: new ort.Tensor("float32", Float32Array.from(weight), [n]),
+      },
+    });
+    this.#gateHome = "device";
+    // the last step of a selection: the caller reads the kept set and the scores next
+    if (gates.force) await this.#pullGateState();
+    return { gradNorm, projected: gateProjected[GATES_INPUT] };
+  }
+
+  /** Copies the device's gates, kept set, scores and evidence to the host. */
+  async #pullGateState(): Promise<void> {
+    const [gates, kept, scores, movement, taylor] = await Promise.all(
+      [GATES_INPUT, GATE_KEPT, GATE_SCORES, GATE_MOVEMENT, GATE_TAYLOR].map((name) =>
+        this.#session.parameter(name)
+      ),
+    );
+    const active = this.#active;
+    active.forEach((s, i) => (s.gate = gates[i]));
+    if (kept.every((v) => v >= 0)) { // -1: no projection since the state was pushed
+      this.#kept = new Set(active.filter((_, i) => kept[i] === 1).map((s) => s.site.name));
+      this.#scores = Object.fromEntries(active.map((s, i) => [s.site.name, scores[i]]));
+    }
+    active.forEach((s, i) => {
+      if (!this.#evidence.has(s.site.name) && movement[i] === 0 && taylor[i] === 0) return;
+      Object.assign(this.#evidenceOf(s.site.name), { movement: movement[i], taylor: taylor[i] });
+    });
+    this.#gateHome = "synced";
+  }
+
+  /** Copies the host's kept set, scores and evidence to the device's gate-state tensors (gates are there). */
+  #pushGateState(): void {
+    if (!this.trainableGates) return;
+    const active = this.#active;
+    const kept = this.#kept, scores = this.#scores;
+    const values = (f: (s: AdapterSiteState) => number) => Float32Array.from(active, f);
+    this.#session.setParameter(GATE_KEPT, values((s) => (kept ? (kept.has(s.site.name) ? 1 : 0) : -1)));
+    this.#session.setParameter(GATE_SCORES, values((s) => scores?.[s.site.name] ?? 0));
+    this.#session.setParameter(GATE_MOVEMENT, values((s) => this.#evidence.get(s.site.name)?.movement ?? 0));
+    this.#session.setParameter(GATE_TAYLOR, values((s) => this.#evidence.get(s.site.name)?.taylor ?? 0));
+    this.#gateHome = "synced";
+  }
+
+  /**
+   * Brings the gate state to both sides: after gate steps in the optimizer graph, downloads the gates, the kept
+   * set, the scores and the evidence (then {@linkcode AdapterTrainer.kept}, {@linkcode AdapterTrainer.gateScores},
+   * {@linkcode AdapterTrainer.gateEvidence}, {@linkcode AdapterTrainer.survivors} and the sites' gates are
+   * current); after host projections, uploads them.
+   */
+  async syncGates(): Promise<void> {
+    if (this.#gateHome === "device") await this.#pullGateState();
+    else if (this.#gateHome === "host") this.#pushGateState();
+  }
+
+  /** Throws when the gate state is only on the device (a getter would read old values). */
+  #checkGatesOnHost(what: string): void {
+    if (this.#gateHome !== "device") return;
+    throw new Error(
+      `Cannot read ${what}: the last gate steps ran in the optimizer graph and the host has not read them ` +
+        "(await syncGates() first)",
+    );
+  }
+
   /** Zeroes the AdamW first moments of the sites that were kept before this projection and are not now. */
   #holdGatedOff(before: Set<string> | undefined): void {
     if (this.#options.optimizer.kind !== "adamw") return;
@@ -448,6 +566,7 @@ export class AdapterTrainer {
    * @returns Each site's movement and Taylor score ({@linkcode GateEvidence}).
    */
   get gateEvidence(): Record<string, { movement: number; taylor: number }> {
+    this.#checkGatesOnHost("the gate evidence");
     return Object.fromEntries([...this.#evidence].map(([name, e]) => [name, { ...e }]));
   }
 
@@ -480,6 +599,7 @@ export class AdapterTrainer {
     this.#session.setParameter(GATES_INPUT, projected);
     this.#active.forEach((s, i) => (s.gate = projected[i]));
     this.#kept = new Set(kept.map((i) => this.#active[i].site.name));
+    if (this.trainableGates) this.#gateHome = "host";
   }
 
   /**
@@ -490,6 +610,7 @@ export class AdapterTrainer {
    * @param select The kept set's rule.
    */
   async projectGates(select: GateSelector): Promise<void> {
+    if (this.#gateHome === "device") await this.#pullGateState();
     this.#project(await this.#session.parameter(GATES_INPUT), select);
   }
 
@@ -500,17 +621,20 @@ export class AdapterTrainer {
    * @returns The surviving sites, in model order.
    */
   survivors(): AdapterSiteState[] {
+    this.#checkGatesOnHost("the surviving sites");
     const kept = this.#kept;
     return this.sites.filter((s) => s.active && (!kept || kept.has(s.site.name)));
   }
 
   /** The gate values of every active site that the last projection chose from, or undefined before any. */
   get gateScores(): Record<string, number> | undefined {
+    this.#checkGatesOnHost("the gate scores");
     return this.#scores ? { ...this.#scores } : undefined;
   }
 
   /** Names of the sites the last projection kept, or undefined before any projection. */
   get kept(): string[] | undefined {
+    this.#checkGatesOnHost("the kept sites");
     return this.#kept ? [...this.#kept] : undefined;
   }
 
@@ -518,6 +642,7 @@ export class AdapterTrainer {
    * Copies the device's A, B and gates into {@linkcode AdapterTrainer.sites}.
    */
   async sync(): Promise<void> {
+    await this.syncGates();
     const gates = this.trainableGates ? await this.#session.parameter(GATES_INPUT) : undefined;
     for (const [i, s] of this.#active.entries()) {
       const names = loraInputNames(s.site.name);
@@ -528,6 +653,7 @@ export class AdapterTrainer {
   }
 
   async #rebuild(trainableGates: boolean, carry: "moments" | "reset"): Promise<void> {
+    await this.syncGates();
     const state = carry === "moments" ? await this.#session.state() : undefined;
     // the old session goes first: the new one reuses its memory (peak: one session, not two); the factors and
     // moments are on the host by now (sync, state)
@@ -553,6 +679,7 @@ export class AdapterTrainer {
     this.#session = session;
     this.#active = active;
     this.trainableGates = trainableGates;
+    this.#pushGateState();
   }
 
   /**
@@ -643,12 +770,14 @@ export class AdapterTrainer {
 
   /** Optimizer state and factors as tensors (for checkpoints). */
   async state(): Promise<TrainingState> {
+    await this.syncGates();
     return await this.#session.state();
   }
 
   /** Restores the optimizer state and factors saved by {@linkcode AdapterTrainer.state} (same structure). */
   async loadState(state: TrainingState): Promise<void> {
     this.#session.loadState(state);
+    if (this.trainableGates) this.#gateHome = "device"; // the state's gate tensors, when it has them
     await this.sync();
   }
 

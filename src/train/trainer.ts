@@ -496,6 +496,7 @@ export async function train(
   await trimLog(logPath, step);
 
   const saveCheckpoint = async () => {
+    await trainer.syncGates(); // gates stepped in the optimizer graph are read here, not every step
     const saved: CheckpointState = {
       version: 1,
       step,

@@ -8,6 +8,7 @@ import { modelFromGraph } from "../../src/onnx/model.ts";
 import { OnnxSession } from "../../src/runtime/session.ts";
 import { ort } from "../../src/runtime/ort.ts";
 import { assertClose, seededRandom } from "./_numeric.ts";
+import { projectTopK } from "../../src/lora/top_k.ts";
 
 const TOL = { atol: 1e-6, rtol: 1e-5 };
 
@@ -139,5 +140,115 @@ Deno.test("optimizer graph rejects duplicate and empty groups", () => {
         ],
       }),
     /parameter "w" is in two groups/,
+  );
+});
+
+/** One run of a gate-projection group over `gate` [n] (a float64 reference is written out in each test). */
+async function gateRun(
+  session: OnnxSession,
+  feeds: { gate: number[]; grad: number[]; weight?: number[]; mode: number; k: number; lr: number },
+  state: Record<string, number[]>,
+) {
+  const n = feeds.gate.length;
+  const vec = (v: number[]) => new ort.Tensor("float32", Float32Array.from(v), [n]);
+  const out = await session.run({
+    step: scalar(1),
+    grad_scale: scalar(1),
+    "lr.gates": scalar(feeds.lr),
+    "gate_mode.gates": scalar(feeds.mode),
+    "gate_k.gates": new ort.Tensor("int64", new BigInt64Array([BigInt(feeds.k)]), [1]),
+    gate: vec(feeds.gate),
+    "grad.gate": vec(feeds.grad),
+    "gate_weight.gate": vec(feeds.weight ?? new Array(n).fill(1)),
+    ...Object.fromEntries(Object.entries(state).map(([name, v]) => [`${name}.gate`, vec(v)])),
+  });
+  const read = (name: string) => Array.from(out[name].data as Float32Array);
+  return {
+    gate: read("updated.gate"),
+    kept: read("updated.gate_kept.gate"),
+    scores: read("updated.gate_scores.gate"),
+    movement: read("updated.gate_movement.gate"),
+    taylor: read("updated.gate_taylor.gate"),
+    projected: read("gate_projected.gate")[0],
+  };
+}
+
+Deno.test("a gate-projection group steps and projects onto the top K like the host; mode 0 and zero gradients leave it", async () => {
+  const graph = buildOptimizerGraph({
+    groups: [{
+      name: "gates",
+      kind: "sgd",
+      clip: false,
+      gateProjection: true,
+      parameters: [{ name: "gate", shape: [5] }],
+    }],
+  });
+  const session = await OnnxSession.create(modelFromGraph(graph), { ep: "wasm" });
+  const fresh = {
+    gate_kept: [-1, -1, -1, -1, -1],
+    gate_scores: [0, 0, 0, 0, 0],
+    gate_movement: [0.5, 0, 0, 0, 0],
+    gate_taylor: [0, 0, 0, 0, 0.25],
+  };
+  const gate = [1, 1, 1, 1, 1];
+  // a step and a projection: values = g − lr·∂L/∂g / weight, the top 2 kept (ties to the lower index)
+  const grad = [0.1, -0.2, 0.3, -0.2, 0];
+  const weight = [1, 2, 1, 1, 0.5];
+  const step = await gateRun(session, { gate, grad, weight, mode: 1, k: 2, lr: 0.5 }, fresh);
+  const values = gate.map((g, i) => g - 0.5 * grad[i] / weight[i]); // 0.95, 1.05, 0.85, 1.1, 1
+  assertClose(step.scores, values, TOL, "scores");
+  assert.deepEqual(step.kept, [0, 1, 0, 1, 0]);
+  assertClose(step.gate, [0, values[1], 0, values[3], 0], TOL, "gates");
+  assertClose(step.movement, values.map((v, i) => fresh.gate_movement[i] + v - gate[i]), TOL, "movement");
+  assertClose(step.taylor, grad.map((d, i) => fresh.gate_taylor[i] - gate[i] * d), TOL, "taylor");
+  assert.equal(step.projected, 1);
+  // the host rule on the graph's own scores keeps the same sites
+  assert.deepEqual(projectTopK(Float32Array.from(step.scores), 2).kept, [1, 3]);
+  // mode 0: nothing moves; mode 1 with every gradient 0: nothing either
+  for (const [mode, g] of [[0, grad], [1, [0, 0, 0, 0, 0]]] as const) {
+    const still = await gateRun(session, { gate, grad: [...g], mode, k: 2, lr: 0.5 }, fresh);
+    assert.deepEqual(still.gate, gate, `mode ${mode}`);
+    assert.deepEqual(still.kept, fresh.gate_kept);
+    assert.deepEqual(still.movement, fresh.gate_movement);
+    assert.deepEqual(still.taylor, fresh.gate_taylor);
+    assert.equal(still.projected, 0);
+  }
+  // mode 2 (forced) with every gradient 0: no step, but the projection by site order (K = 3), and K = n keeps all
+  const forced = await gateRun(session, { gate, grad: [0, 0, 0, 0, 0], mode: 2, k: 3, lr: 0.5 }, fresh);
+  assert.deepEqual(forced.gate, [1, 1, 1, 0, 0]);
+  assert.deepEqual(forced.kept, [1, 1, 1, 0, 0]);
+  assert.deepEqual(forced.movement, fresh.gate_movement);
+  assert.equal(forced.projected, 1);
+  const all = await gateRun(session, { gate: [-1, 2, 0, -3, 1], grad, mode: 1, k: 5, lr: 0 }, fresh);
+  assert.deepEqual(all.gate, [-1, 2, 0, -3, 1]);
+  assert.deepEqual(all.kept, [1, 1, 1, 1, 1]);
+  await session.release();
+});
+
+Deno.test("a gate-projection group must be plain unclipped SGD of vectors", () => {
+  const parameters = [{ name: "gate", shape: [3] }];
+  assert.throws(
+    () =>
+      buildOptimizerGraph({
+        groups: [{ name: "g", kind: "adamw", clip: false, gateProjection: true, parameters }],
+      }),
+    /gate group "g" cannot project: its kind is "adamw"/,
+  );
+  assert.throws(
+    () => buildOptimizerGraph({ groups: [{ name: "g", kind: "sgd", gateProjection: true, parameters }] }),
+    /it is clipped/,
+  );
+  assert.throws(
+    () =>
+      buildOptimizerGraph({
+        groups: [{
+          name: "g",
+          kind: "sgd",
+          clip: false,
+          gateProjection: true,
+          parameters: [{ name: "m", shape: [2, 2] }],
+        }],
+      }),
+    /parameter "m" is not of static rank 1/,
   );
 });

@@ -494,3 +494,15 @@ Deno.test("shape inference: com.microsoft MatMulNBits checks B, scales, zero poi
 });
 
 type InputInfoLike = { type?: TensorType };
+
+Deno.test("shape inference: TopK with K a graph input gives a symbolic K along the axis", () => {
+  const b = new GraphBuilder("top_k_input");
+  const [values, indices] = b.node(
+    "TopK",
+    [b.input("x", "float32", [2, 5]), b.input("k", "int64", [1])],
+    { axis: attr.int(1) },
+    { outputs: 2, name: "top" },
+  );
+  assert.deepEqual([values.dtype, values.shape], ["float32", [2, "top_k"]]);
+  assert.deepEqual([indices.dtype, indices.shape], ["int64", [2, "top_k"]]);
+});

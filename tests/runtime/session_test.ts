@@ -250,6 +250,36 @@ Deno.test("wasm threads: WEIGHTLORA_WASM_THREADS=2 runs two threads; a bad value
   assert.match(bad.stderr, /WEIGHTLORA_WASM_THREADS must be a positive integer, got "two"/);
 });
 
+Deno.test("wasm threads: a run that grows the heap while two threads work finishes (it hung before)", async () => {
+  // one block of a Llama forward at [4, 256]: its first run grows onnxruntime's heap with the pool busy, which
+  // killed the pool thread and hung session.run in most processes until the heap was created at full size
+  const child = new URL("tests/runtime/_wasm_heap_child.ts", repoRoot).pathname;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const command = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-read", "--allow-env", child, "2"],
+      cwd: repoRoot,
+      env: { WEIGHTLORA_WASM_THREADS: "2" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => command.kill("SIGKILL"), 90_000);
+    const output = await command.output();
+    clearTimeout(timer);
+    const text = new TextDecoder();
+    assert.equal(
+      output.code,
+      0,
+      `the child hung or failed (exit ${output.code}): ${text.decode(output.stderr)}`,
+    );
+    assert.deepEqual(JSON.parse(text.decode(output.stdout)), {
+      threads: 2,
+      runs: 2,
+      fullHeap: true,
+      finite: true,
+    });
+  }
+});
+
 Deno.test("a graph whose weights pass externalDataAbove is handed over as external data, same outputs", async () => {
   const n = 1 << 12;
   const b = new GraphBuilder("big_weights");

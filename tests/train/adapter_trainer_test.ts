@@ -42,7 +42,7 @@ function examples(): Example[] {
   });
 }
 
-async function makeTrainer(trainableGates = true) {
+async function makeTrainer(trainableGates = true, gateProjection: "graph" | "host" = "graph") {
   const sites = initAdapter(listAdapterSites(CONFIG), { rank: 2, alpha: 4, rslora: false, seed: 5 });
   return await AdapterTrainer.create({
     model: { config: CONFIG, weights: randomLlamaWeights(CONFIG, { seed: 2 }) },
@@ -53,6 +53,7 @@ async function makeTrainer(trainableGates = true) {
     optimizer: { kind: "adamw", weightDecay: 0, maxGradNorm: 1 },
     ep: "wasm",
     gradientAccumulation: false,
+    gateProjection,
   });
 }
 
@@ -305,4 +306,115 @@ Deno.test("rank doubling keeps the loss (|Δ| < 1e-5) and doubles every active r
   assert.ok(trainer.sites.every((s) => s.rank === 4));
   assert.equal(trainer.optimizerStep, 0, "optimizer restarted");
   await trainer.release();
+});
+
+Deno.test("top K in the optimizer graph = the host rule: zero gradients, K = n, ties, params norm, forced", async () => {
+  const graph = await makeTrainer(true, "graph");
+  const host = await makeTrainer(true, "host");
+  const inGraph = (k: number, lr = 5, norm: GateNorm = "none", force = false) => ({
+    ...topK(k, lr, norm, force),
+    topK: k,
+  });
+  // step 1: B = 0, every gate gradient 0: no projection; then K = n, K = 3 (params norm), K = 5, forced K = 4
+  const updates = [
+    inGraph(3),
+    inGraph(14),
+    inGraph(3, 5, "params"),
+    inGraph(5, 50),
+    inGraph(4, 5, "none", true),
+  ];
+  for (const [i, update] of updates.entries()) {
+    const rows = examples().slice(4 * (i % 2), 4 * (i % 2) + 4);
+    const projected: boolean[] = [];
+    for (const trainer of [graph, host]) {
+      await trainer.trainStep([batchOf(rows)]);
+      projected.push((await trainer.applyGradients(0.01, update)).projected);
+    }
+    assert.deepEqual(projected, [i > 0, i > 0], `step ${i + 1}: projected`);
+    if (i > 0 && !update.force) {
+      assert.throws(() => graph.kept, /last gate steps ran in the optimizer graph.*syncGates/);
+      assert.throws(() => graph.survivors(), /syncGates/);
+    }
+    await graph.syncGates();
+    await host.sync();
+    await graph.sync();
+    const gates = (t: AdapterTrainer) => t.activeSites.map((s) => s.gate);
+    for (const [j, g] of gates(graph).entries()) {
+      const want = gates(host)[j];
+      assert.ok(
+        Math.abs(g - want) <= 1e-6 * (1 + Math.abs(want)),
+        `step ${i + 1}, site ${j}: gate ${g} vs ${want}`,
+      );
+    }
+    assert.deepEqual(graph.kept, host.kept, `step ${i + 1}: kept`);
+    assert.deepEqual(graph.survivors().map((s) => s.site.name), host.survivors().map((s) => s.site.name));
+    const scores = graph.gateScores, hostScores = host.gateScores;
+    assert.equal(scores === undefined, hostScores === undefined);
+    for (const [name, v] of Object.entries(hostScores ?? {})) {
+      assert.ok(Math.abs(scores![name] - v) <= 1e-6 * (1 + Math.abs(v)), `step ${i + 1}: score of ${name}`);
+    }
+    const evidence = graph.gateEvidence;
+    for (const [name, e] of Object.entries(host.gateEvidence)) {
+      for (const key of ["movement", "taylor"] as const) {
+        const [got, want] = [evidence[name][key], e[key]];
+        assert.ok(
+          Math.abs(got - want) <= 1e-6 + 1e-5 * Math.abs(want),
+          `step ${i + 1}: ${key} of ${name}: ${got} vs ${want}`,
+        );
+      }
+    }
+  }
+  assert.equal(graph.survivors().length, 4);
+  // the kept set came from the gate gradients, not site order
+  assert.notDeepEqual(graph.kept, graph.activeSites.slice(0, 4).map((s) => s.site.name));
+  // a host projection after graph steps starts from the device's gates; the trainers still agree
+  for (const trainer of [graph, host]) await trainer.projectGates((g) => projectTopK(g, 2).kept);
+  assert.deepEqual(graph.kept, host.kept);
+  await graph.release();
+  await host.release();
+});
+
+Deno.test("a trainer resumed mid-selection from state(), kept and evidence continues as the straight one (graph top K)", async () => {
+  const update = { ...topK(4), topK: 4 };
+  const rows = (i: number) => batchOf(examples().slice(4 * (i % 2), 4 * (i % 2) + 4));
+  const straight = await makeTrainer();
+  const first = await makeTrainer();
+  for (let i = 0; i < 3; i++) {
+    for (const trainer of [straight, first]) {
+      await trainer.trainStep([rows(i)]);
+      await trainer.applyGradients(0.01, update);
+    }
+  }
+  // what a checkpoint saves: the sites, the kept set, the evidence and the session state (gate state included)
+  await first.syncGates();
+  const state = await first.state();
+  assert.ok(state.tensors["gate_kept.lora_gates"], "the gate state is in the checkpoint tensors");
+  const sites = first.sites.map((s) => ({ ...s, a: Float32Array.from(s.a), b: Float32Array.from(s.b) }));
+  const kept = first.kept, evidence = first.gateEvidence;
+  await first.release();
+  const resumed = await AdapterTrainer.create({
+    model: { config: CONFIG, weights: randomLlamaWeights(CONFIG, { seed: 2 }) },
+    sites,
+    trainableGates: true,
+    batchSize: 4,
+    seqLen: 6,
+    optimizer: { kind: "adamw", weightDecay: 0, maxGradNorm: 1 },
+    ep: "wasm",
+    gradientAccumulation: false,
+    kept,
+    evidence,
+  });
+  await resumed.loadState(state);
+  for (let i = 3; i < 5; i++) {
+    for (const trainer of [straight, resumed]) {
+      await trainer.trainStep([rows(i)]);
+      await trainer.applyGradients(0.01, update);
+    }
+  }
+  for (const trainer of [straight, resumed]) await trainer.sync();
+  assert.deepEqual(resumed.activeSites.map((s) => s.gate), straight.activeSites.map((s) => s.gate));
+  assert.deepEqual(resumed.kept, straight.kept);
+  assert.deepEqual(resumed.gateEvidence, straight.gateEvidence);
+  await straight.release();
+  await resumed.release();
 });

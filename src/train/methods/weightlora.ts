@@ -133,6 +133,8 @@ export function weightLoraMethod(rule: SelectionRule): TrainingMethod {
         lr: options.lrGates,
         norm: options.gateNorm,
         select: rule.selector(options),
+        // plain top K while selecting to freeze: the optimizer graph steps and projects the gates
+        topK: rule === TOP_K && options.selectSteps !== "all" ? options.k : undefined,
         force: step === lastSelectionStep(options),
         bound: options.selectSteps === "all" && options.gateBound === "simplex",
         holdGatedOff: options.selectSteps === "all" && options.gateBound === "simplex",

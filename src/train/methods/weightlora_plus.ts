@@ -57,6 +57,7 @@ export const WEIGHTLORA_PLUS: TrainingMethod = {
       lr: options.lrGates,
       norm: options.gateNorm,
       select: (gates) => projectTopK(gates, Math.min(k, gates.length)).kept,
+      topK: k,
       force: false,
     };
   },
