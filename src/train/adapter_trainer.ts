@@ -455,7 +455,8 @@ export class AdapterTrainer {
   /** Whether a gate update runs in the optimizer graph ({@linkcode GateUpdate.topK}). */
   #inGraph(gates: GateUpdate): boolean {
     return (this.#options.gateProjection ?? "graph") === "graph" && gates.topK !== undefined &&
-      (gates.norm === "none" || gates.norm === "params") && !gates.bound && !gates.holdGatedOff;
+      (gates.norm === "none" || gates.norm === "params") && !gates.bound && !gates.holdGatedOff &&
+      !(gates.maxStep ?? 0); // the step cap of `all` is a host rule
   }
 
   /** The optimizer graph steps and projects the gates; the host reads them back only for a forced projection. */
