@@ -18,7 +18,7 @@
  * generated from it, `bench/results/abuse.md` (`--render` regenerates the Markdown from the JSON alone).
  *
  * Usage: `deno run -A bench/abuse_bench.ts [--seconds=60] [--baseline=DIR] [--no-probes] [--no-soak]
- * [--abusers=adapters,prompts,floods,streams,jobs] [--train-nice=10,0] [--dry-run] [--render]`
+ * [--abusers=adapters,prompts,floods,streams,jobs] [--train-nice=0,10] [--dry-run] [--render]`
  * (`--seconds` is the length of the abuse phase; the phase alone lasts a third of it; one soak per
  * `--train-nice` value, the first being the headline).
  *
@@ -42,7 +42,7 @@ const { values: flags } = parseArgs({
     render: { type: "boolean", default: false },
     "dry-run": { type: "boolean", default: false },
     abusers: { type: "string", default: "adapters,prompts,floods,streams,jobs" },
-    "train-nice": { type: "string", default: "10,0" },
+    "train-nice": { type: "string", default: "0,10" },
     "abuse-child": { type: "boolean", default: false },
     url: { type: "string" },
     model: { type: "string" },

@@ -38,7 +38,7 @@ export function nonNegative(name: string, text: string | undefined, fallback: nu
   return numberFlag(name, text, (n) => n >= 0, "a number ≥ 0") ?? fallback;
 }
 
-/** `--train-nice`: the training threads' scheduling niceness, an integer from 0 to 19 (default 10). */
+/** `--train-nice`: the training threads' scheduling niceness, an integer from 0 to 19 (default 0). */
 export function trainNiceFlag(text: string | undefined): number {
   return numberFlag(
     "train-nice",
@@ -46,7 +46,7 @@ export function trainNiceFlag(text: string | undefined): number {
     (n) => Number.isInteger(n) && n >= 0 && n <= 19,
     "an integer from 0 to 19",
   ) ??
-    10;
+    0;
 }
 
 /** A flag restricted to a set of words. */

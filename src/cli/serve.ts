@@ -80,10 +80,10 @@ Prints "Listening on http://HOST:PORT" once ready; SIGINT/SIGTERM stop it gracef
     {
       name: "train-nice",
       value: "N",
-      default: 10,
+      default: 0,
       doc:
-        "Scheduling niceness of the training threads, 0–19: training yields the CPU to serving when both " +
-        "want it and runs at full speed otherwise (0: same priority as serving).",
+        "Scheduling niceness of the training threads, 0–19: above 0, training yields the CPU to serving and " +
+        "to other processes when both want it, and runs at full speed otherwise (0: same priority as serving).",
     },
     {
       name: "store",

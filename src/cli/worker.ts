@@ -42,7 +42,7 @@ stopped or killed trainer are resumed from their last checkpoint.`,
     {
       name: "train-nice",
       value: "N",
-      default: 10,
+      default: 0,
       doc: "Scheduling niceness of the training threads, 0–19 (0: normal priority). On a machine that also " +
         "serves, training then yields the CPU to serving.",
     },

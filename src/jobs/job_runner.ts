@@ -122,10 +122,10 @@ export interface JobRunnerOptions {
   scratchParent?: string;
   /**
    * Scheduling niceness of the training threads (0–19, Linux `nice`): above 0, a training step yields the
-   * CPU to serving whenever both want it, and runs at full speed when serving is idle. 0 leaves training at
-   * the process's priority. Needs `--allow-sys=setPriority,getPriority` (else training runs at normal
-   * priority and the log says so once).
-   * @default {10}
+   * CPU to everything else on the machine (serving, other processes) whenever both want it, and runs at full
+   * speed otherwise. 0 leaves training at the process's priority. Needs `--allow-sys=setPriority,getPriority`
+   * (else training runs at normal priority and the log says so once).
+   * @default {0}
    */
   trainNice?: number;
   /**
@@ -189,7 +189,7 @@ export class JobRunner {
     if (!Number.isInteger(workers) || workers < 1) {
       throw new RangeError(`Invalid number of training workers ${workers}: expected an integer ≥ 1`);
     }
-    const trainNice = options.trainNice ?? 10;
+    const trainNice = options.trainNice ?? 0;
     if (!Number.isInteger(trainNice) || trainNice < 0 || trainNice > 19) {
       throw new RangeError(`Invalid training niceness ${trainNice}: expected an integer from 0 to 19`);
     }

@@ -29,6 +29,7 @@ for (const backend of BACKENDS) {
         files: new FileStore(db),
         models: new Map([[model.id, { id: model.id, dir: model.dir }]]),
         ep: "wasm",
+        trainNice: 7,
         heartbeatSeconds: 0.2,
         pollSeconds: 0.5,
         metricsEverySeconds: 0,
@@ -57,8 +58,8 @@ for (const backend of BACKENDS) {
           assert.equal(done.step, 6);
           assert.equal(done.lockedBy, null);
           assert.ok(done.trainedTokens! > 0);
-          // the training thread yields the CPU to serving (the default niceness; the test task grants it)
-          assert.equal(runner.trainingNice, 10);
+          // the training thread lowered its own priority (the test task grants --allow-sys=setPriority)
+          assert.equal(runner.trainingNice, 7);
           const store = new DbAdapterStore(db);
           const record = await store.get("acme", done.fineTunedModel!);
           assert.ok(record, "adapter registered");
