@@ -38,6 +38,7 @@ import {
 import type { Verdict } from "./summary.ts";
 import { REPO_ROOT, writeAtomic } from "./runner.ts";
 import { TRAIN_DEFAULTS } from "../../src/train/options.ts";
+import { exists } from "../../src/io/_fs.ts";
 import { type ChurnStudy, churnStudyMarkdown } from "./churn.ts";
 
 /** One curve results file, as `curve.ts` writes it (the parts the merge reads). */
@@ -559,16 +560,6 @@ the base's; the base's stays, renamed), and writes the rerun's claims and answer
   --markdown F    Default: bench/results/repro_curve_rerun.md.
   --doc F         Fill its <!-- repro-curve:rerun-NAME --> regions. Default: docs/results.md; "none" for none.
   -h, --help      Show this help.`;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 async function readChurnStudies(paths: readonly string[]): Promise<ChurnStudy[]> {
   const out: ChurnStudy[] = [];

@@ -70,9 +70,10 @@ Deno.test({
   },
 });
 
-Deno.test("replicas bench: renderMarkdown marks the 1,000-tenant goal from the JSON alone", () => {
+/** A tenants-phase run as the bench writes it (figures made up; the tests read the rendering). */
+function fakeRun(label: string, tenants: number, tps: number) {
   const s = { n: 3, p50: 1, p99: 2, max: 3 };
-  const run = (label: string, tenants: number, tps: number) => ({
+  return {
     label,
     tenants,
     seconds: 20,
@@ -92,7 +93,12 @@ Deno.test("replicas bench: renderMarkdown marks the 1,000-tenant goal from the J
     rows_per_decode: 7,
     adapters_per_decode: 5,
     prefill_passes_per_s: 10,
-  });
+  };
+}
+
+Deno.test("replicas bench: renderMarkdown marks the 1,000-tenant goal from the JSON alone", () => {
+  const s = { n: 3, p50: 1, p99: 2, max: 3 };
+  const run = fakeRun;
   const md = renderMarkdown({
     date: "2026-12-05",
     machine: "test",
@@ -125,26 +131,8 @@ Deno.test("replicas bench: renderMarkdown marks the 1,000-tenant goal from the J
 Deno.test("replicas bench: with rounds, one ratio per round and where each run's time goes", () => {
   const s = { n: 3, p50: 1, p99: 2, max: 3 };
   const run = (label: string, tenants: number, tps: number, round?: number) => ({
-    label,
+    ...fakeRun(label, tenants, tps),
     round,
-    tenants,
-    seconds: 20,
-    requests: 100,
-    errors: 0,
-    tokens: 1600,
-    tokens_per_s: tps,
-    latency_ms: s,
-    cold_request_ms: s,
-    tenants_used: tenants,
-    hits: 90,
-    misses: 10,
-    evictions: 5,
-    hit_rate: 0.9,
-    mean_load_ms: 12,
-    decode_passes_per_s: 100,
-    rows_per_decode: 7,
-    adapters_per_decode: 5,
-    prefill_passes_per_s: 10,
     decode_ms: 0.9,
     decode_run_ms: 0.8,
     decode_feed_ms: 0.04,
