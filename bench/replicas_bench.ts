@@ -170,7 +170,7 @@ function summary(samples: readonly number[]): Summary {
 }
 
 /** A seeded PRNG in [0, 1) (mulberry32). */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x6d2b79f5) >>> 0;

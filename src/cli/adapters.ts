@@ -16,8 +16,7 @@
 import { parseHfConfig } from "../io/hf_config.ts";
 import { readJsonFile } from "../io/_fs.ts";
 import { parseSafetensors } from "../io/safetensors.ts";
-import { parsePeftConfig } from "../lora/peft.ts";
-import { parseAdapterFiles } from "../serve/prepared_adapter.ts";
+import { parseAdapterConfigBytes, parseAdapterFiles } from "../serve/prepared_adapter.ts";
 import {
   type AdapterFiles,
   type AdapterRecord,
@@ -186,15 +185,7 @@ export async function readAdapterFolder(
     parseAdapterFiles(files, { model, source });
     return files;
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(files.config));
-  } catch (e) {
-    throw new Error(
-      `Cannot load adapter "${source}": adapter_config.json is not valid JSON: ${(e as Error).message}`,
-    );
-  }
-  parsePeftConfig(json, source);
+  parseAdapterConfigBytes(files.config, source);
   const { tensors } = parseSafetensors(files.weights, { file: `${dir}/adapter_model.safetensors` });
   if (tensors.size === 0) {
     throw new Error(`Cannot load adapter "${source}": adapter_model.safetensors holds no tensors`);

@@ -9,7 +9,12 @@
  */
 
 import { parseSafetensors } from "../io/safetensors.ts";
-import { parsePeftConfig, type PeftAdapter, peftAdapterFromTensors } from "../lora/peft.ts";
+import {
+  parsePeftConfig,
+  type PeftAdapter,
+  peftAdapterFromTensors,
+  type PeftLoraConfig,
+} from "../lora/peft.ts";
 import type { LlamaConfig } from "../models/config.ts";
 import type { AdapterFiles } from "../store/adapter_store.ts";
 
@@ -55,6 +60,26 @@ export interface ParseAdapterFilesOptions {
 const FLOAT_DTYPES = new Set(["float32", "float16", "bfloat16"]);
 
 /**
+ * Parses `adapter_config.json` bytes: UTF-8 JSON, then PEFT's LoRA fields.
+ *
+ * @param bytes The file's bytes.
+ * @param source The adapter's name for messages.
+ * @returns The LoRA config.
+ * @throws {Error} When the bytes are not UTF-8 JSON or not a LoRA config this toolkit reads.
+ */
+export function parseAdapterConfigBytes(bytes: Uint8Array, source: string): PeftLoraConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new Error(
+      `Cannot load adapter "${source}": adapter_config.json is not valid JSON: ${(e as Error).message}`,
+    );
+  }
+  return parsePeftConfig(json, source);
+}
+
+/**
  * Parses and validates adapter files against the base model: the config is PEFT LoRA, every tensor is
  * a `lora_A`/`lora_B` weight of a linear layer of the model with the shape its rank implies, and dtypes
  * are F32, F16 or BF16.
@@ -67,15 +92,7 @@ const FLOAT_DTYPES = new Set(["float32", "float16", "bfloat16"]);
 export function parseAdapterFiles(files: AdapterFiles, options: ParseAdapterFilesOptions): PeftAdapter {
   const { source } = options;
   try {
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(files.config));
-    } catch (e) {
-      throw new Error(
-        `Cannot load adapter "${source}": adapter_config.json is not valid JSON: ${(e as Error).message}`,
-      );
-    }
-    const config = parsePeftConfig(json, source);
+    const config = parseAdapterConfigBytes(files.config, source);
     const { tensors } = parseSafetensors(files.weights, { file: `${source}/adapter_model.safetensors` });
     for (const [key, tensor] of tensors) {
       if (!FLOAT_DTYPES.has(tensor.dtype)) {

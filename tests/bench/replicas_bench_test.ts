@@ -1,20 +1,9 @@
 import assert from "node:assert/strict";
-import { renderMarkdown, zipfSampler } from "../../bench/replicas_bench.ts";
+import { prng, renderMarkdown, zipfSampler } from "../../bench/replicas_bench.ts";
 import { requireStories260k } from "../_util/fixtures.ts";
 
-function mulberry(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 Deno.test("zipfSampler draws item k about 1/(k+1) as often as item 0 (s = 1)", () => {
-  const draw = zipfSampler(100, 1, mulberry(7));
+  const draw = zipfSampler(100, 1, prng(7));
   const counts = new Array(100).fill(0);
   for (let i = 0; i < 200_000; i++) counts[draw()]++;
   for (const k of [1, 3, 9]) {
@@ -32,7 +21,7 @@ Deno.test("zipfSampler draws item k about 1/(k+1) as often as item 0 (s = 1)", (
 });
 
 Deno.test("zipfSampler with s = 0 is uniform and stays in range", () => {
-  const draw = zipfSampler(4, 0, mulberry(3));
+  const draw = zipfSampler(4, 0, prng(3));
   const counts = [0, 0, 0, 0];
   for (let i = 0; i < 40_000; i++) counts[draw()]++;
   for (const c of counts) assert.ok(Math.abs(c / 10_000 - 1) < 0.05, `counts ${counts}`);
